@@ -1,0 +1,16 @@
+"""Fashion-MNIST on PyTorch Lightning: the PyTorch quickstart's pipeline, with a CLI, resume and export."""
+
+from fashion_lightning.data import CLASS_NAMES
+from fashion_lightning.datamodule import FashionMNISTDataModule
+from fashion_lightning.model import MLP, SmallCNN
+from fashion_lightning.module import FashionClassifier
+
+__all__ = ["CLASS_NAMES", "MLP", "FashionClassifier", "FashionMNISTDataModule", "SmallCNN", "cli_main"]
+__version__ = "0.1.0"
+
+
+def cli_main(args=None):
+    """Run the command line (imported lazily so ``import fashion_lightning`` stays light)."""
+    from fashion_lightning.cli import cli_main as _cli_main
+
+    return _cli_main(args)

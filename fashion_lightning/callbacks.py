@@ -1,0 +1,124 @@
+"""Small project callbacks: epoch timing, a non-finite-loss guard, and the end-of-run summary."""
+
+import logging
+import math
+import time
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_only
+
+from fashion_lightning.errors import NonFiniteLossError
+
+log = logging.getLogger(__name__)
+
+
+class EpochTimer(L.Callback):
+    """Time each training epoch (validation and checkpointing excluded) and log its throughput.
+
+    Logs ``time/train_epoch_s`` and ``time/samples_per_s``; ``train_epoch_seconds`` keeps the raw list.
+    """
+
+    def __init__(self) -> None:
+        self.train_epoch_seconds: list[float] = []
+        self._start: float | None = None
+        self._samples = 0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._sync(pl_module)
+        self._start, self._samples = time.perf_counter(), 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._samples += len(batch[1])
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self._stop(trainer, pl_module)  # validation at the end of an epoch is not training time
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._stop(trainer, pl_module)
+
+    def _stop(self, trainer, pl_module) -> None:
+        if self._start is None:
+            return
+        self._sync(pl_module)
+        seconds = time.perf_counter() - self._start
+        self._start = None
+        self.train_epoch_seconds.append(seconds)
+        samples_per_s = self._samples * trainer.world_size / seconds
+        pl_module.log_dict({"time/train_epoch_s": seconds, "time/samples_per_s": samples_per_s}, sync_dist=False)
+
+    @staticmethod
+    def _sync(pl_module) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+
+
+class FiniteLossGuard(L.Callback):
+    """Stop training on a NaN or infinite loss, naming the step, before a bad checkpoint can be written.
+
+    On CPU every step is checked. On a GPU a check would stall the pipeline, so non-finite steps are
+    accumulated on the device and read every ``check_every_n_steps`` steps and before every checkpoint.
+
+    Args:
+        check_every_n_steps: How often the device-side flag is read on GPUs.
+    """
+
+    def __init__(self, check_every_n_steps: int = 50) -> None:
+        self.check_every_n_steps = check_every_n_steps
+        self._first_bad_step: torch.Tensor | None = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is None:
+            return
+        step = trainer.global_step  # already counts this step's optimizer update
+        if loss.device.type == "cpu":
+            if not math.isfinite(loss.item()):
+                self._raise(trainer, step)
+            return
+        bad_step = torch.where(torch.isfinite(loss.detach()), torch.iinfo(torch.int64).max, step)
+        self._first_bad_step = bad_step if self._first_bad_step is None else self._first_bad_step.minimum(bad_step)
+        if step % self.check_every_n_steps == 0:
+            self.check(trainer)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        self.check(trainer)
+
+    def check(self, trainer) -> None:
+        """Raise if a non-finite loss was seen since the start."""
+        if self._first_bad_step is not None and int(self._first_bad_step) != torch.iinfo(torch.int64).max:
+            self._raise(trainer, int(self._first_bad_step))
+
+    @staticmethod
+    def _raise(trainer, step: int) -> None:
+        raise NonFiniteLossError(
+            f"The training loss became NaN or infinite at step {step} (epoch {trainer.current_epoch}). Training "
+            "stopped and no checkpoint was written after that step: the last good one is kept. Lower the "
+            "learning rate, add gradient clipping (--trainer.gradient_clip_val 1.0) or check the data, then "
+            "resume with --ckpt_path last."
+        )
+
+
+class RunSummary(L.Callback):
+    """Print where a run's checkpoints and logs went, with its best and final metrics."""
+
+    @rank_zero_only
+    def on_fit_end(self, trainer, pl_module) -> None:
+        lines = ["", "Run summary"]
+        checkpoint = trainer.checkpoint_callback
+        if checkpoint is not None and checkpoint.best_model_score is not None:
+            lines.append(f"  best {checkpoint.monitor}: {float(checkpoint.best_model_score):.4f}")
+            lines.append(f"  best checkpoint: {checkpoint.best_model_path}")
+        if checkpoint is not None and checkpoint.last_model_path:
+            lines.append(f"  last checkpoint: {checkpoint.last_model_path}  (resume: --ckpt_path last)")
+        if trainer.logger is not None and trainer.logger.log_dir:
+            lines.append(f"  logs: {trainer.logger.log_dir}")
+            lines.append(f"  watch: tensorboard --logdir {trainer.logger.save_dir}")
+        print("\n".join(lines))
+
+    @rank_zero_only
+    def on_test_end(self, trainer, pl_module) -> None:
+        test_acc = trainer.callback_metrics.get("test/acc")
+        if test_acc is not None:
+            print(f"test/acc: {float(test_acc):.4f}")

@@ -1,0 +1,141 @@
+"""``FashionMNISTDataModule``: finds and verifies the files, splits train/val, serves batch-64 loaders."""
+
+import logging
+from typing import Literal
+
+import lightning as L
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader
+
+from fashion_lightning.augment import random_crop_flip
+from fashion_lightning.data import (
+    CLASS_NAMES,
+    FashionMNISTTensors,
+    batch_as_is,
+    load_split,
+    make_loader,
+    split_train_val,
+)
+from fashion_lightning.sources import ensure_raw_files
+
+log = logging.getLogger(__name__)
+
+
+class FashionMNISTDataModule(L.LightningDataModule):
+    """Fashion-MNIST (60,000 train and 10,000 test images of 28x28 clothing, 10 classes).
+
+    ``prepare_data`` finds, verifies and if needed downloads the four files (once per node); ``setup`` holds
+    out ``val_size`` training images with a fixed generator and keeps the official 10,000 as the test split.
+
+    Args:
+        data_dir: Directory holding (or receiving) ``FashionMNIST/raw`` and the decoded tensor cache.
+        batch_size: Training batch size per device (the seed's 64). Under DDP the global batch is
+            ``batch_size * world_size``.
+        val_size: Training images held out for validation; ``0`` validates on the test split like the seed.
+        shuffle: Reshuffle the training images every epoch (the seed does not).
+        num_workers: Loader worker processes. Batches are one index operation on in-memory tensors, so 0 is
+            fastest here; workers only help when augmentation is expensive.
+        eval_batch_size: Batch size for validation, test and predict (no gradients, so larger is faster).
+        source_dir: A directory with a copy of the four files (``.gz`` or raw), tried before downloading.
+            ``$FASHION_MNIST_DIR`` and ``/usr/share/datasets/fashion-mnist`` are tried after it.
+        download: Download from torchvision's mirror when no local copy is found.
+        on_device: Keep the whole dataset on the accelerator (47 MB), so no batch crosses PCIe.
+            ``None``: on for GPUs, off for CPU.
+        split_seed: Seed of the generator that picks the validation images (independent of the run's seed).
+        augment: Random 2-pixel shifts and horizontal flips of whole training batches.
+        predict_split: Which images ``predict`` runs on.
+    """
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        batch_size: int = 64,
+        val_size: int = 5000,
+        shuffle: bool = True,
+        num_workers: int = 0,
+        eval_batch_size: int = 1000,
+        source_dir: str | None = None,
+        download: bool = True,
+        on_device: bool | None = None,
+        split_seed: int = 42,
+        augment: bool = False,
+        predict_split: Literal["test", "val", "train"] = "test",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.datasets: dict[str, FashionMNISTTensors] = {}
+
+    @property
+    def num_classes(self) -> int:
+        return len(CLASS_NAMES)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (1, 28, 28)
+
+    def prepare_data(self) -> None:
+        hp = self.hparams
+        ensure_raw_files(hp.data_dir, hp.source_dir, hp.download)
+        for split in ("train", "test"):
+            load_split(hp.data_dir, split)  # decode once and write the cache, on one process per node
+
+    def setup(self, stage: str) -> None:
+        if self.datasets:
+            return
+        hp = self.hparams
+        train_images, train_labels = load_split(hp.data_dir, "train")
+        test_images, test_labels = load_split(hp.data_dir, "test")
+        train_idx, val_idx = split_train_val(len(train_labels), hp.val_size, hp.split_seed)
+        test = FashionMNISTTensors(test_images, test_labels)
+        self.datasets = {
+            "train": FashionMNISTTensors(train_images[train_idx], train_labels[train_idx]),
+            "val": FashionMNISTTensors(train_images[val_idx], train_labels[val_idx]) if hp.val_size else test,
+            "test": test,
+        }
+        if self._keep_on_device():
+            device = self.trainer.strategy.root_device
+            self.datasets = {name: ds.to(device) for name, ds in self.datasets.items()}
+        self._log_layout()
+
+    def _keep_on_device(self) -> bool:
+        if self.trainer is None:
+            return False
+        accelerator_is_gpu = self.trainer.strategy.root_device.type == "cuda"
+        return accelerator_is_gpu if self.hparams.on_device is None else self.hparams.on_device
+
+    def _log_layout(self) -> None:
+        sizes = ", ".join(f"{name} {len(ds):,}" for name, ds in self.datasets.items())
+        world = self.trainer.world_size if self.trainer is not None else 1
+        global_batch = f"; global batch {self.hparams.batch_size * world} over {world} devices" if world > 1 else ""
+        log.info("Fashion-MNIST: %s images; batch %d%s.", sizes, self.hparams.batch_size, global_batch)
+
+    def train_dataloader(self) -> DataLoader:
+        hp = self.hparams
+        return make_loader(self.datasets["train"], hp.batch_size, hp.shuffle, hp.num_workers, drop_last=False)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.datasets["val"])
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.datasets["test"])
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.datasets[self.hparams.predict_split])
+
+    def _eval_loader(self, dataset: FashionMNISTTensors) -> DataLoader:
+        # Under DDP, Lightning's default sampler pads the last shard with repeated images; this one does not,
+        # so test metrics are over exactly the 10,000 official images.
+        sampler = None
+        if self.trainer is not None and self.trainer.world_size > 1:
+            world, rank = self.trainer.world_size, self.trainer.global_rank
+            sampler = UnrepeatedDistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False)
+        return DataLoader(
+            dataset, batch_size=self.hparams.eval_batch_size, sampler=sampler, collate_fn=batch_as_is
+        )
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        if self.hparams.augment and self.trainer is not None and self.trainer.training:
+            images, labels = batch
+            return random_crop_flip(images), labels
+        return batch
+

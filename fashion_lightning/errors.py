@@ -1,0 +1,24 @@
+"""Errors a user can act on: the CLI prints their message as one paragraph and exits non-zero."""
+
+
+class FashionLightningError(RuntimeError):
+    """Base class: something the user can fix (data, checkpoint, flag, input file).
+
+    ``cli_main`` prints the message without a traceback and exits with ``exit_code``.
+    """
+
+    exit_code = 2
+
+
+class DataUnavailableError(FashionLightningError):
+    """The Fashion-MNIST files could not be found, verified or downloaded."""
+
+
+class CheckpointError(FashionLightningError):
+    """A checkpoint is missing, truncated, unsafe or belongs to another model."""
+
+
+class NonFiniteLossError(FashionLightningError):
+    """Training produced a NaN or infinite loss."""
+
+    exit_code = 3

@@ -1,0 +1,184 @@
+"""The four raw Fashion-MNIST files: where they may be, how they are verified, how they are fetched.
+
+Search order for each file: ``data_dir/FashionMNIST/raw`` (already prepared), then local copies (``source_dir``,
+``$FASHION_MNIST_DIR``, Debian's ``/usr/share/datasets/fashion-mnist``), then torchvision's download mirror.
+A candidate is used only after its decompressed bytes pass the header, length and md5 checks; a bad file is
+reported by name and replaced from the next good source. The layout matches torchvision's, so
+``torchvision.datasets.FashionMNIST(root=data_dir)`` reads the same files.
+"""
+
+import gzip
+import hashlib
+import logging
+import os
+import struct
+import urllib.error
+import urllib.request
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from torchvision.datasets import FashionMNIST
+
+from fashion_lightning.atomic import atomic_write_bytes, remove_stale_temporaries
+from fashion_lightning.errors import DataUnavailableError
+
+log = logging.getLogger(__name__)
+
+ENV_VAR = "FASHION_MNIST_DIR"
+SYSTEM_COPY_DIRS = (Path("/usr/share/datasets/fashion-mnist"),)
+DOWNLOAD_TIMEOUT_S = 30.0
+IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
+IMAGE_SIZE = 28
+
+
+@dataclass(frozen=True)
+class RawFile:
+    """One IDX file of the official release, described by its decompressed bytes."""
+
+    name: str
+    md5: str
+    count: int
+    is_images: bool
+
+    @property
+    def header_size(self) -> int:
+        return 16 if self.is_images else 8
+
+    @property
+    def num_bytes(self) -> int:
+        per_item = IMAGE_SIZE * IMAGE_SIZE if self.is_images else 1
+        return self.header_size + self.count * per_item
+
+
+# md5 of the *decompressed* files: mirrors recompress the .gz (Debian's differ from torchvision's), the payload not.
+RAW_FILES = {
+    "train_images": RawFile("train-images-idx3-ubyte", "f4a8712d7a061bf5bd6d2ca38dc4d50a", 60_000, True),
+    "train_labels": RawFile("train-labels-idx1-ubyte", "9018921c3c673c538a1fc5bad174d6f9", 60_000, False),
+    "test_images": RawFile("t10k-images-idx3-ubyte", "8181f5470baa50b63fa0f6fddb340f0a", 10_000, True),
+    "test_labels": RawFile("t10k-labels-idx1-ubyte", "15d484375f8d13e6eb1aabb0c3f46965", 10_000, False),
+}
+
+
+def raw_dir(data_dir: str | os.PathLike) -> Path:
+    """Where the verified raw files live: torchvision's ``<data_dir>/FashionMNIST/raw``."""
+    return Path(data_dir) / "FashionMNIST" / "raw"
+
+
+def check_raw_bytes(data: bytes, spec: RawFile, verify_md5: bool = True) -> str | None:
+    """Return what is wrong with ``data`` as the file ``spec``, or ``None`` when it is the official file."""
+    if len(data) != spec.num_bytes:
+        return f"has {len(data):,} bytes, expected {spec.num_bytes:,} (truncated or not this file)"
+    magic, count = struct.unpack(">II", data[:8])
+    expected_magic = IMAGE_MAGIC if spec.is_images else LABEL_MAGIC
+    if magic != expected_magic or count != spec.count:
+        return f"has header magic={magic} count={count}, expected magic={expected_magic} count={spec.count}"
+    if spec.is_images and struct.unpack(">II", data[8:16]) != (IMAGE_SIZE, IMAGE_SIZE):
+        return f"does not hold {IMAGE_SIZE}x{IMAGE_SIZE} images"
+    if verify_md5 and hashlib.md5(data).hexdigest() != spec.md5:
+        return "has the right size but the wrong checksum (corrupt, or another dataset such as MNIST)"
+    return None
+
+
+def read_candidate(path: Path) -> bytes:
+    """Read a raw or gzip-compressed candidate file; raise ``ValueError`` when it cannot be decompressed."""
+    data = path.read_bytes()
+    if path.suffix != ".gz":
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as err:
+        raise ValueError(f"is not a readable gzip file ({err})") from err
+
+
+def local_copy_dirs(source_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Directories that may hold a copy of the files, in the order they are tried."""
+    dirs = [Path(source_dir)] if source_dir else []
+    if os.environ.get(ENV_VAR):
+        dirs.append(Path(os.environ[ENV_VAR]))
+    return dirs + [d for d in SYSTEM_COPY_DIRS if d not in dirs]
+
+
+def download_urls(spec: RawFile) -> list[str]:
+    """torchvision's mirrors for this file (taken from torchvision, not retyped)."""
+    return [f"{mirror}{spec.name}.gz" for mirror in FashionMNIST.mirrors]
+
+
+def _fetch_url(url: str) -> bytes:
+    # torchvision's own downloader has no timeout and writes straight onto the final path; this one has a
+    # timeout and keeps the bytes in memory until they are verified.
+    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:  # noqa: S310 (fixed https/http mirror)
+        return gzip.decompress(response.read())
+
+
+def _find_good_copy(spec: RawFile, candidates: list[Path], problems: list[str]) -> bytes | None:
+    for path in candidates:
+        if not path.is_file():
+            continue
+        try:
+            data = read_candidate(path)
+        except (OSError, ValueError) as err:
+            problems.append(f"{path}: {err}")
+            continue
+        problem = check_raw_bytes(data, spec)
+        if problem is None:
+            return data
+        problems.append(f"{path} {problem}")
+    return None
+
+
+def _download(spec: RawFile, problems: list[str]) -> bytes | None:
+    for url in download_urls(spec):
+        try:
+            data = _fetch_url(url)
+        except (urllib.error.URLError, OSError, EOFError, zlib.error) as err:
+            problems.append(f"{url}: {getattr(err, 'reason', err)}")
+            continue
+        problem = check_raw_bytes(data, spec)
+        if problem is None:
+            return data
+        problems.append(f"{url} {problem}")
+    return None
+
+
+def ensure_file(spec: RawFile, data_dir: str | os.PathLike, source_dir=None, download: bool = True) -> Path:
+    """Make sure ``spec`` is present and verified in ``raw_dir(data_dir)``; return its path."""
+    target = raw_dir(data_dir) / spec.name
+    problems: list[str] = []
+    if target.is_file():
+        problem = check_raw_bytes(target.read_bytes(), spec)
+        if problem is None:
+            return target
+        log.warning("%s %s; replacing it from another source.", target, problem)
+        problems.append(f"{target} {problem}")
+    names = [f"{spec.name}.gz", spec.name]
+    candidates = [target.with_name(f"{spec.name}.gz")]  # a torchvision download leaves the .gz beside it
+    candidates += [d / n for d in local_copy_dirs(source_dir) for n in names]
+    data = _find_good_copy(spec, candidates, problems)
+    if data is None and download:
+        data = _download(spec, problems)
+    if data is None:
+        raise DataUnavailableError(_no_source_message(spec, data_dir, source_dir, download, problems))
+    atomic_write_bytes(target, data)
+    return target
+
+
+def ensure_raw_files(data_dir: str | os.PathLike, source_dir=None, download: bool = True) -> dict[str, Path]:
+    """Find, verify and (if needed) fetch all four files into ``raw_dir(data_dir)``."""
+    remove_stale_temporaries(raw_dir(data_dir))
+    return {key: ensure_file(spec, data_dir, source_dir, download) for key, spec in RAW_FILES.items()}
+
+
+def _no_source_message(spec: RawFile, data_dir, source_dir, download: bool, problems: list[str]) -> str:
+    tried = "; ".join(problems) if problems else "no copy found in " + ", ".join(map(str, local_copy_dirs(source_dir)))
+    download_hint = (
+        "connect to the internet so torchvision's mirror can be reached"
+        if download
+        else "allow downloading (--data.download true)"
+    )
+    return (
+        f"Fashion-MNIST file '{spec.name}' is not available in {raw_dir(data_dir)} and no good copy was found "
+        f"(tried: {tried}). Ways out: {download_hint}; or point at a directory holding the four files "
+        f"(.gz or raw) with --data.source_dir DIR or {ENV_VAR}=DIR; or, on Debian/Ubuntu, run "
+        "'apt-get install dataset-fashion-mnist' (installs them in /usr/share/datasets/fashion-mnist)."
+    )
