@@ -121,4 +121,5 @@ class RunSummary(L.Callback):
     def on_test_end(self, trainer, pl_module) -> None:
         test_acc = trainer.callback_metrics.get("test/acc")
         if test_acc is not None:
-            print(f"test/acc: {float(test_acc):.4f}")
+            images = getattr(pl_module, "evaluated_images", {}).get("test")
+            print(f"test/acc: {float(test_acc):.4f} on {images:,} images")

@@ -49,6 +49,7 @@ def build_cli(args: ArgsType = None, run: bool = True) -> FashionCLI:
         FashionMNISTDataModule,
         seed_everything_default=42,
         save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,  # the model's own typed optimizer options are the single source
         # Always present (not configurable away): they guard and report every run.
         trainer_defaults={"callbacks": [EpochTimer(), FiniteLossGuard(), RunSummary()]},
         args=args,

@@ -1,19 +1,16 @@
 """Fashion-MNIST as in-memory uint8 tensors, and the ``FashionMNISTDataModule`` that serves them in batches."""
 
-import logging
 import os
 from pathlib import Path
 
-import lightning as L
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from fashion_lightning.atomic import atomic_torch_save
-from fashion_lightning.sources import RAW_FILES, ensure_raw_files, raw_dir
-
-log = logging.getLogger(__name__)
+from fashion_lightning.errors import ConfigurationError, DataUnavailableError
+from fashion_lightning.sources import RawFile, check_raw_bytes, raw_dir, raw_files
 
 CLASS_NAMES = (
     "T-shirt/top",
@@ -70,23 +67,38 @@ def cache_path(data_dir: str | os.PathLike, split: str) -> Path:
     return raw_dir(data_dir).parent / "cache" / f"{split}.pt"
 
 
-def decode_idx(path: Path, is_images: bool) -> Tensor:
-    """Decode a verified IDX file: images to (N, 28, 28) uint8, labels to (N,) int64."""
-    data = bytearray(path.read_bytes())
-    header = 16 if is_images else 8
-    values = torch.frombuffer(data, dtype=torch.uint8, offset=header)
-    return values.view(-1, 28, 28) if is_images else values.to(torch.int64)
+def decode_idx(data: bytes, spec: RawFile) -> Tensor:
+    """Decode an IDX file's bytes: images to (N, 28, 28) uint8, labels to (N,) int64."""
+    values = torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=spec.header_size)
+    return values.view(-1, 28, 28) if spec.is_images else values.to(torch.int64)
+
+
+def read_raw(data_dir: str | os.PathLike, spec: RawFile) -> Tensor:
+    """Read and decode one prepared raw file, refusing one that is missing or has the wrong header or size."""
+    path = raw_dir(data_dir) / spec.name
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        data = None
+    problem = "is missing" if data is None else check_raw_bytes(data, spec, verify_md5=False)
+    if problem:
+        raise DataUnavailableError(
+            f"{path} {problem}. Run `fashion-lightning fit` (its prepare step finds, verifies and replaces the "
+            "files) or call FashionMNISTDataModule.prepare_data() before setup()."
+        )
+    return decode_idx(data, spec)
 
 
 def _read_cache(path: Path, split: str) -> tuple[Tensor, Tensor] | None:
-    count = RAW_FILES[f"{split}_labels"].count
+    specs = raw_files()
+    count = specs[f"{split}_labels"].count
     try:
         cached = torch.load(path, weights_only=True)
         images, labels = cached["images"], cached["labels"]
     except Exception:  # noqa: BLE001 (a missing or damaged cache is rebuilt from the raw files)
         return None
     ok = (
-        cached.get("md5") == RAW_FILES[f"{split}_images"].md5
+        cached.get("md5") == specs[f"{split}_images"].md5
         and images.dtype == torch.uint8
         and tuple(images.shape) == (count, 28, 28)
         and labels.dtype == torch.int64
@@ -101,11 +113,9 @@ def load_split(data_dir: str | os.PathLike, split: str) -> tuple[Tensor, Tensor]
     cached = _read_cache(path, split)
     if cached is not None:
         return cached
-    images_spec, labels_spec = RAW_FILES[f"{split}_images"], RAW_FILES[f"{split}_labels"]
-    images = decode_idx(raw_dir(data_dir) / images_spec.name, is_images=True)
-    labels = decode_idx(raw_dir(data_dir) / labels_spec.name, is_images=False)
-    if len(images) != images_spec.count or len(labels) != labels_spec.count:
-        raise ValueError(f"raw files of '{split}' in {raw_dir(data_dir)} were not verified; run prepare_data first")
+    specs = raw_files()
+    images_spec, labels_spec = specs[f"{split}_images"], specs[f"{split}_labels"]
+    images, labels = read_raw(data_dir, images_spec), read_raw(data_dir, labels_spec)
     atomic_torch_save({"images": images.clone(), "labels": labels, "md5": images_spec.md5}, path)
     return images, labels
 
@@ -113,7 +123,9 @@ def load_split(data_dir: str | os.PathLike, split: str) -> tuple[Tensor, Tensor]
 def split_train_val(num_items: int, val_size: int, seed: int) -> tuple[Tensor, Tensor]:
     """Indices of train and held-out validation items; train keeps the files' order (the seed's, unshuffled)."""
     if not 0 <= val_size < num_items:
-        raise ValueError(f"val_size must be in [0, {num_items}), got {val_size}")
+        raise ConfigurationError(
+            f"--data.val_size must be between 0 and {num_items - 1} (the training images), got {val_size}."
+        )
     order = torch.randperm(num_items, generator=torch.Generator().manual_seed(seed))
     return order[val_size:].sort().values, order[:val_size].sort().values
 

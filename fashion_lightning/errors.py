@@ -22,3 +22,7 @@ class NonFiniteLossError(FashionLightningError):
     """Training produced a NaN or infinite loss."""
 
     exit_code = 3
+
+
+class ConfigurationError(FashionLightningError):
+    """An option has a value that cannot work (for example a validation split larger than the data)."""

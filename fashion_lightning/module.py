@@ -6,13 +6,22 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics import MeanMetric, MetricCollection, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from fashion_lightning.data import CLASS_NAMES
 from fashion_lightning.model import build_net
 
 STAGES = ("train", "val", "test")
+
+
+def stage_metrics(stage: str, num_classes: int) -> MetricCollection:
+    """Accuracy and mean loss for one stage; evaluation stages also count their images (exactly once under DDP)."""
+    # validate_args=False skips per-update input checks: the data module guarantees int64 labels in range.
+    metrics = {"acc": MulticlassAccuracy(num_classes, average="micro", validate_args=False), "loss": MeanMetric()}
+    if stage != "train":
+        metrics["images"] = SumMetric()
+    return MetricCollection(metrics, prefix=f"{stage}/", compute_groups=False)
 
 
 class FashionClassifier(L.LightningModule):
@@ -60,21 +69,9 @@ class FashionClassifier(L.LightningModule):
         self.save_hyperparameters()
         self.net = build_net(net, image_shape, num_classes, hidden_dims, dropout)
         self.example_input_array = torch.zeros(1, *image_shape)
-        # One metric object per stage: their states never mix (validation runs inside a training epoch).
-        # validate_args=False skips per-update input checks: the data module guarantees int64 labels in range.
-        self.metrics = torch.nn.ModuleDict(
-            {
-                f"{stage}_metrics": MetricCollection(
-                    {
-                        "acc": MulticlassAccuracy(num_classes, average="micro", validate_args=False),
-                        "loss": MeanMetric(),
-                    },
-                    prefix=f"{stage}/",
-                    compute_groups=False,
-                )
-                for stage in STAGES
-            }
-        )
+        # One metric collection per stage: their states never mix (validation runs inside a training epoch).
+        self.metrics = torch.nn.ModuleDict({f"{stage}_metrics": stage_metrics(stage, num_classes) for stage in STAGES})
+        self.evaluated_images: dict[str, int] = {}  # images behind the last epoch metrics, all processes
 
     def forward(self, images: Tensor) -> Tensor:
         return self.net(images)
@@ -86,6 +83,8 @@ class FashionClassifier(L.LightningModule):
         metrics = self.metrics[f"{stage}_metrics"]
         metrics["acc"].update(logits.detach(), labels)
         metrics["loss"].update(loss.detach(), weight=len(labels))
+        if stage != "train":
+            metrics["images"].update(len(labels))
         return loss, logits
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
@@ -127,8 +126,11 @@ class FashionClassifier(L.LightningModule):
         # Lightning from calling compute() again on every process.
         metrics = self.metrics[f"{stage}_metrics"]
         values = metrics.compute()
+        if f"{stage}/images" in values:
+            self.evaluated_images[stage] = int(values[f"{stage}/images"])
         metrics.reset()
-        self.log_dict(values, prog_bar=stage != "test", sync_dist=False)
+        for name, value in values.items():
+            self.log(name, value, prog_bar=stage != "test" and not name.endswith("/images"))
 
     def _is_logging_step(self) -> bool:
         trainer = self._trainer

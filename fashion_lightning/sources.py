@@ -9,6 +9,7 @@ reported by name and replaced from the next good source. The layout matches torc
 
 import gzip
 import hashlib
+import json
 import logging
 import os
 import struct
@@ -26,6 +27,7 @@ from fashion_lightning.errors import DataUnavailableError
 log = logging.getLogger(__name__)
 
 ENV_VAR = "FASHION_MNIST_DIR"
+SPECS_ENV_VAR = "FASHION_LIGHTNING_SPECS"
 SYSTEM_COPY_DIRS = (Path("/usr/share/datasets/fashion-mnist"),)
 DOWNLOAD_TIMEOUT_S = 30.0
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
@@ -58,6 +60,19 @@ RAW_FILES = {
     "test_images": RawFile("t10k-images-idx3-ubyte", "8181f5470baa50b63fa0f6fddb340f0a", 10_000, True),
     "test_labels": RawFile("t10k-labels-idx1-ubyte", "15d484375f8d13e6eb1aabb0c3f46965", 10_000, False),
 }
+
+
+def raw_files() -> dict[str, RawFile]:
+    """The expected files: the official release, or the specs in the JSON file named by ``$FASHION_LIGHTNING_SPECS``.
+
+    The override exists for the test suite (tiny IDX files with their own sizes and checksums) and for
+    datasets in the same format; an environment variable reaches every process of a DDP run.
+    """
+    path = os.environ.get(SPECS_ENV_VAR)
+    if not path:
+        return RAW_FILES
+    with open(path) as handle:
+        return {key: RawFile(**fields) for key, fields in json.load(handle).items()}
 
 
 def raw_dir(data_dir: str | os.PathLike) -> Path:
@@ -166,7 +181,7 @@ def ensure_file(spec: RawFile, data_dir: str | os.PathLike, source_dir=None, dow
 def ensure_raw_files(data_dir: str | os.PathLike, source_dir=None, download: bool = True) -> dict[str, Path]:
     """Find, verify and (if needed) fetch all four files into ``raw_dir(data_dir)``."""
     remove_stale_temporaries(raw_dir(data_dir))
-    return {key: ensure_file(spec, data_dir, source_dir, download) for key, spec in RAW_FILES.items()}
+    return {key: ensure_file(spec, data_dir, source_dir, download) for key, spec in raw_files().items()}
 
 
 def _no_source_message(spec: RawFile, data_dir, source_dir, download: bool, problems: list[str]) -> str:

@@ -1,0 +1,51 @@
+# make train : set up and train the seed's MLP with the defaults on the real Fashion-MNIST, then test it
+# make test  : set up and run the whole test suite (what .ci/run calls)
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATASET := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+.PHONY: setup data train test test-fast lint format bench tensorboard clean-logs
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[dev]'
+	touch $@
+
+# The real data: Debian's package when apt is available (no network needed at training time);
+# otherwise the first `fit` downloads it through torchvision's mirror.
+data:
+	@if [ -f $(DATASET) ]; then echo "Fashion-MNIST: $(DATASET)"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
+	else echo "No Debian package installed: fit will download through torchvision's mirror."; fi
+
+train: setup data
+	$(BIN)/fashion-lightning fit
+	$(BIN)/fashion-lightning test --ckpt_path "$$(ls -td lightning_logs/fashion/version_*/ | head -1)checkpoints/best.ckpt"
+
+test: setup data
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: setup data
+	$(BIN)/python benchmarks/epoch_time.py
+
+tensorboard: setup
+	$(BIN)/tensorboard --logdir lightning_logs
+
+clean-logs:
+	rm -rf lightning_logs/fashion

@@ -1,0 +1,118 @@
+"""fit / validate / test / predict through ``cli_main``, as a user runs them, on the tiny fixture."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from fashion_lightning.cli import build_cli, cli_main
+from fashion_lightning.module import FashionClassifier
+from tests.conftest import TEST_COUNT, cli_args
+
+
+def run_dir(fashion, version: int = 0):
+    return fashion.logs / "fashion" / f"version_{version}"
+
+
+@pytest.fixture
+def fitted(fashion):
+    cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=2")])
+    return fashion
+
+
+def test_fit_writes_logs_config_and_checkpoints(fitted):
+    run = run_dir(fitted)
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert (run / "checkpoints" / "best.ckpt").is_file()
+    assert (run / "hparams.yaml").is_file()
+    assert list(run.glob("events.out.tfevents.*"))
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["model"]["lr"] == 1e-3 and config["data"]["batch_size"] == 32
+    assert config["trainer"]["max_epochs"] == 2
+
+
+def test_defaults_are_the_seeds_hyperparameters(fashion):
+    cli = build_cli([f"--data.data_dir={fashion.data_dir}"], run=False)
+    assert cli.datamodule.hparams.batch_size == 64
+    assert cli.model.hparams.optimizer == "sgd" and cli.model.hparams.lr == 1e-3
+    assert cli.model.hparams.momentum == 0 and cli.model.hparams.weight_decay == 0
+    assert cli.model.hparams.hidden_dims == [512, 512]
+    assert cli.trainer.max_epochs == 5
+    assert cli.trainer.checkpoint_callback.monitor == "val/acc"
+
+
+def test_rerun_in_the_same_place_does_not_fail_on_config(fitted):
+    cli_main(["fit", *cli_args(fitted, "--trainer.max_epochs=1")])
+    assert (run_dir(fitted, 1) / "config.yaml").is_file()
+
+
+def test_test_from_best_checkpoint_covers_the_whole_test_set(fitted, capsys):
+    best = run_dir(fitted) / "checkpoints" / "best.ckpt"
+    cli = cli_main(["test", *cli_args(fitted, f"--ckpt_path={best}")])
+    assert cli.model.evaluated_images["test"] == TEST_COUNT
+    assert f"on {TEST_COUNT:,} images" in capsys.readouterr().out
+
+
+def test_validate_and_predict_from_checkpoint(fitted):
+    best = run_dir(fitted) / "checkpoints" / "best.ckpt"
+    cli = cli_main(["validate", *cli_args(fitted, f"--ckpt_path={best}")])
+    assert 0 <= float(cli.trainer.callback_metrics["val/acc"]) <= 1
+    cli = build_cli(cli_args(fitted), run=False)
+    batches = cli.trainer.predict(cli.model, datamodule=cli.datamodule, ckpt_path=str(best))
+    predicted = torch.cat([batch["predicted"] for batch in batches])
+    assert predicted.shape == (TEST_COUNT,) and predicted.max() < 10
+
+
+def test_checkpoint_rebuilds_its_model_alone(fitted):
+    best = run_dir(fitted) / "checkpoints" / "best.ckpt"
+    raw = torch.load(best, weights_only=True)  # no pickled objects anywhere in it
+    assert raw["hyper_parameters"]["num_classes"] == 10  # linked from the data module, still saved
+    model = FashionClassifier.load_from_checkpoint(best)
+    assert model.hparams.hidden_dims == [512, 512]
+    for key, value in raw["state_dict"].items():
+        if key.startswith("net."):
+            assert torch.equal(model.state_dict()[key], value)
+
+
+def test_checkpoint_hyperparameters_rebuild_a_non_default_model(fashion):
+    cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=1", "--model.hidden_dims=[64]")])
+    best = run_dir(fashion) / "checkpoints" / "best.ckpt"
+    cli = cli_main(["test", *cli_args(fashion, f"--ckpt_path={best}")])  # no --model flags given
+    assert cli.model.hparams.hidden_dims == [64]
+
+
+def test_help_and_print_config(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", "--help"])
+    assert exit_info.value.code == 0
+    help_text = capsys.readouterr().out
+    assert "--model.lr" in help_text and "Training batch size per device" in help_text
+    with pytest.raises(SystemExit):
+        cli_main(["fit", "--print_config"])
+    assert "batch_size: 64" in capsys.readouterr().out
+
+
+def test_wrong_flag_is_a_clear_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", "--model.lr=fast"])
+    assert exit_info.value.code != 0
+    assert "model.lr" in capsys.readouterr().err
+
+
+def test_bad_option_value_exits_without_traceback(fashion, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", *cli_args(fashion, val_size=10_000)])
+    assert exit_info.value.code == 2
+    assert "--data.val_size must be between" in capsys.readouterr().err
+
+
+def test_no_data_no_network_is_one_clear_error(fashion):
+    command = [sys.executable, "-m", "fashion_lightning", "fit", *cli_args(fashion)]
+    command = [arg.replace(str(fashion.source_dir), str(fashion.root / "nowhere")) for arg in command]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "apt-get install dataset-fashion-mnist" in result.stderr
+    assert "--data.source_dir" in result.stderr

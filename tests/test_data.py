@@ -1,0 +1,138 @@
+"""The DataModule: splits, batches, cache, samplers, augmentation, on the tiny IDX fixture."""
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
+from torchvision.transforms.functional import to_tensor
+
+from fashion_lightning.augment import random_crop_flip
+from fashion_lightning.data import CLASS_NAMES, batch_as_is, cache_path, load_split
+from fashion_lightning.datamodule import FashionMNISTDataModule
+from fashion_lightning.errors import ConfigurationError, DataUnavailableError
+from tests.conftest import TEST_COUNT, TRAIN_COUNT
+
+
+def prepared(fashion, **kwargs) -> FashionMNISTDataModule:
+    kwargs.setdefault("val_size", 64)
+    dm = FashionMNISTDataModule(data_dir=str(fashion.data_dir), source_dir=str(fashion.source_dir), **kwargs)
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+def test_init_does_no_work(fashion):
+    FashionMNISTDataModule(data_dir=str(fashion.data_dir), source_dir=str(fashion.source_dir))
+    assert not fashion.data_dir.exists()
+
+
+def test_split_sizes_and_official_test_set(fashion):
+    dm = prepared(fashion, val_size=64)
+    assert len(dm.datasets["train"]) == TRAIN_COUNT - 64
+    assert len(dm.datasets["val"]) == 64
+    assert len(dm.datasets["test"]) == TEST_COUNT
+    assert len(CLASS_NAMES) == dm.num_classes == 10
+
+
+def test_validation_split_is_fixed_and_disjoint(fashion):
+    first, second = prepared(fashion, val_size=64), prepared(fashion, val_size=64)
+    assert torch.equal(first.datasets["val"].images, second.datasets["val"].images)
+    train_rows = {bytes(image.numpy()) for image in first.datasets["train"].images}
+    assert not any(bytes(image.numpy()) in train_rows for image in first.datasets["val"].images)
+
+
+def test_val_size_zero_validates_on_test_like_the_seed(fashion):
+    dm = prepared(fashion, val_size=0, shuffle=False)
+    assert dm.datasets["val"] is dm.datasets["test"]
+    labels = torch.cat([y for _, y in dm.train_dataloader()])
+    assert torch.equal(labels, torch.tensor(list(fashion.arrays["train_labels"][8:])))
+
+
+def test_bad_val_size_is_a_clear_error(fashion):
+    with pytest.raises(ConfigurationError, match="val_size"):
+        prepared(fashion, val_size=TRAIN_COUNT)
+
+
+def test_batches_match_torchvision_to_tensor(fashion):
+    dm = prepared(fashion, val_size=0, shuffle=False, batch_size=64)
+    images, labels = next(iter(dm.train_dataloader()))
+    assert images.shape == (64, 1, 28, 28) and images.dtype == torch.float32
+    assert labels.shape == (64,) and labels.dtype == torch.int64
+    raw = np.frombuffer(fashion.arrays["train_images"][16:], np.uint8).reshape(-1, 28, 28)
+    expected = torch.stack([to_tensor(raw[i]) for i in range(64)])
+    assert torch.equal(images, expected)  # bit-identical to the seed's ToTensor
+
+
+def test_loaders_cover_every_image_once(fashion):
+    dm = prepared(fashion, val_size=64)
+    assert sum(len(y) for _, y in dm.train_dataloader()) == TRAIN_COUNT - 64
+    assert sum(len(y) for _, y in dm.test_dataloader()) == TEST_COUNT
+
+
+def test_shuffled_epochs_differ(fashion):
+    dm = prepared(fashion, shuffle=True)
+    loader = dm.train_dataloader()
+    first, second = (torch.cat([y for _, y in loader]) for _ in range(2))
+    assert not torch.equal(first, second)
+    assert torch.equal(first.sort().values, second.sort().values)
+
+
+def test_cache_is_written_and_rebuilt_when_damaged(fashion):
+    dm = prepared(fashion)
+    path = cache_path(fashion.data_dir, "train")
+    assert path.is_file()
+    path.write_bytes(b"not a tensor file")
+    images, labels = load_split(fashion.data_dir, "train")
+    assert images.shape == (TRAIN_COUNT, 28, 28) and len(labels) == TRAIN_COUNT
+    assert torch.load(path, weights_only=True)["images"].shape == (TRAIN_COUNT, 28, 28)
+    assert dm is not None
+
+
+def test_setup_without_prepared_files_says_what_to_do(fashion):
+    dm = FashionMNISTDataModule(data_dir=str(fashion.data_dir))
+    with pytest.raises(DataUnavailableError, match="prepare"):
+        dm.setup("fit")
+
+
+def test_works_with_an_injected_distributed_sampler(fashion):
+    dataset = prepared(fashion).datasets["train"]
+    seen = []
+    for rank in range(2):
+        sampler = DistributedSampler(dataset, num_replicas=2, rank=rank, shuffle=True, seed=1)
+        loader = DataLoader(dataset, batch_size=32, sampler=sampler, collate_fn=batch_as_is)
+        seen += [y for _, y in loader]
+    assert sum(len(y) for y in seen) == len(dataset)
+
+
+def test_eval_loader_under_three_ranks_covers_test_exactly_once(fashion):
+    dm = prepared(fashion)
+
+    class FakeTrainer:
+        world_size, global_rank = 3, 0  # 160 images over 3 ranks: Lightning's default sampler would pad to 162
+
+    counts = []
+    for rank in range(3):
+        FakeTrainer.global_rank = rank
+        dm.trainer = FakeTrainer()
+        counts.append(sum(len(y) for _, y in dm.test_dataloader()))
+    assert sum(counts) == TEST_COUNT
+
+
+def test_augmentation_keeps_shape_range_and_labels(fashion):
+    dm = prepared(fashion, val_size=0, shuffle=False)
+    images, labels = next(iter(dm.train_dataloader()))
+    torch.manual_seed(0)
+    augmented = random_crop_flip(images)
+    assert augmented.shape == images.shape and augmented.dtype == images.dtype
+    assert augmented.min() >= 0 and augmented.max() <= 1
+    assert not torch.equal(augmented, images)
+    # Shifts move pixels but add none: no image gets brighter in total.
+    assert (augmented.sum(dim=(1, 2, 3)) <= images.sum(dim=(1, 2, 3)) + 1e-4).all()
+    _, augmented_labels = dm.on_after_batch_transfer((images, labels), 0)
+    assert torch.equal(augmented_labels, labels)
+
+
+def test_augmentation_without_shift_or_flip_is_identity():
+    images = torch.rand(8, 1, 28, 28)
+    assert torch.equal(random_crop_flip(images, padding=0, flip=False), images)
