@@ -1,6 +1,6 @@
 """``python -m fashion_lightning`` is ``fashion-lightning``."""
 
-from fashion_lightning.cli import cli_main
+from fashion_lightning.cli import main
 
 if __name__ == "__main__":
-    cli_main()
+    main()

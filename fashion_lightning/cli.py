@@ -67,3 +67,8 @@ def cli_main(args: ArgsType = None) -> FashionCLI | None:
     except FashionLightningError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
+
+
+def main() -> None:
+    """Console entry point: like ``cli_main()``, but returns nothing, so the exit status is 0 on success."""
+    cli_main()
