@@ -1,11 +1,13 @@
 """Fashion-MNIST as in-memory uint8 tensors, and the ``FashionMNISTDataModule`` that serves them in batches."""
 
+import itertools
 import os
 from pathlib import Path
 
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from fashion_lightning.atomic import atomic_torch_save
@@ -130,17 +132,55 @@ def split_train_val(num_items: int, val_size: int, seed: int) -> tuple[Tensor, T
     return order[val_size:].sort().values, order[:val_size].sort().values
 
 
-def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int, **kwargs) -> DataLoader:
-    """A ``StatefulDataLoader``: Lightning stores its position and shuffle order in checkpoints (exact resume)."""
+class ResumableSampler(DistributedSampler):
+    """``DistributedSampler`` (one shard per process, a new order per epoch from ``(seed, epoch)``) that can resume.
+
+    Its epoch and position are part of the loader's ``state_dict``, which Lightning saves in checkpoints: a
+    run restored mid-epoch continues with exactly the images the interrupted run had not seen yet. With one
+    process it is a plain shuffled (or, with ``shuffle=False``, sequential) sampler. Being a
+    ``DistributedSampler``, Lightning keeps it instead of injecting its own under DDP.
+
+    Args:
+        dataset: The dataset.
+        num_replicas: Number of processes sharing the data.
+        rank: This process's shard.
+        shuffle: New random order each epoch; ``False`` keeps the files' order.
+        seed: Base seed of the permutations; defaults to the run's seed (``PL_GLOBAL_SEED``).
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int = 1, rank: int = 0, shuffle: bool = True, seed=None):
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0)) if seed is None else seed
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
+        self.yielded = 0
+        self._resume_at = 0
+
+    def __iter__(self):
+        start, self._resume_at = self._resume_at, 0
+        self.yielded = start
+        for index in itertools.islice(super().__iter__(), start, None):
+            self.yielded += 1
+            yield index
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "yielded": self.yielded}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self._resume_at = state["epoch"], state["yielded"]
+
+
+def make_loader(dataset: Dataset, batch_size: int, sampler: ResumableSampler, num_workers: int) -> DataLoader:
+    """A ``StatefulDataLoader``: Lightning stores its position in checkpoints, so a resume continues exactly."""
     on_cpu = not (isinstance(dataset, FashionMNISTTensors) and dataset.images.is_cuda)
     return StatefulDataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        sampler=sampler,
+        # Its own generator (worker base seeds only): creating an iterator never advances the global RNG,
+        # whose state a resumed run restores.
+        generator=torch.Generator().manual_seed(0),
         collate_fn=batch_as_is,
         # Batches are one index op on memory-resident tensors: workers only add IPC, so 0 is the default.
         num_workers=num_workers if on_cpu else 0,
         persistent_workers=num_workers > 0 and on_cpu,
         pin_memory=False,
-        **kwargs,
     )

@@ -4,6 +4,7 @@ import logging
 from typing import Literal
 
 import lightning as L
+import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 
@@ -11,6 +12,7 @@ from fashion_lightning.augment import random_crop_flip
 from fashion_lightning.data import (
     CLASS_NAMES,
     FashionMNISTTensors,
+    ResumableSampler,
     batch_as_is,
     load_split,
     make_loader,
@@ -111,7 +113,9 @@ class FashionMNISTDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
-        return make_loader(self.datasets["train"], hp.batch_size, hp.shuffle, hp.num_workers, drop_last=False)
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        sampler = ResumableSampler(self.datasets["train"], num_replicas=world, rank=rank, shuffle=hp.shuffle)
+        return make_loader(self.datasets["train"], hp.batch_size, sampler, hp.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.datasets["val"])
@@ -134,7 +138,8 @@ class FashionMNISTDataModule(L.LightningDataModule):
         )
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        if self.hparams.augment and self.trainer is not None and self.trainer.training:
+        training_batch = self.trainer is not None and self.trainer.training and isinstance(batch, (tuple, list))
+        if self.hparams.augment and training_batch:  # (not the model summary's example input)
             images, labels = batch
             return random_crop_flip(images), labels
         return batch

@@ -70,12 +70,33 @@ def test_loaders_cover_every_image_once(fashion):
     assert sum(len(y) for _, y in dm.test_dataloader()) == TEST_COUNT
 
 
-def test_shuffled_epochs_differ(fashion):
-    dm = prepared(fashion, shuffle=True)
-    loader = dm.train_dataloader()
-    first, second = (torch.cat([y for _, y in loader]) for _ in range(2))
+def test_each_epoch_has_its_own_order_and_it_is_reproducible(fashion):
+    loader = prepared(fashion, shuffle=True).train_dataloader()
+
+    def epoch_labels(epoch):
+        loader.sampler.set_epoch(epoch)  # as Lightning does before every epoch
+        return torch.cat([y for _, y in loader])
+
+    first, second = epoch_labels(0), epoch_labels(1)
     assert not torch.equal(first, second)
     assert torch.equal(first.sort().values, second.sort().values)
+    assert torch.equal(epoch_labels(0), first)
+
+
+def test_loader_resumes_mid_epoch_at_the_exact_image(fashion):
+    dm = prepared(fashion, shuffle=True, batch_size=32)
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(3)
+    full = [y for _, y in loader]
+    iterator = iter(loader)
+    for _ in range(3):
+        next(iterator)
+    state = loader.state_dict()
+    resumed = prepared(fashion, shuffle=True, batch_size=32).train_dataloader()
+    resumed.load_state_dict(state)
+    rest = [y for _, y in resumed]
+    assert len(rest) == len(full) - 3
+    assert all(torch.equal(a, b) for a, b in zip(rest, full[3:], strict=True))
 
 
 def test_cache_is_written_and_rebuilt_when_damaged(fashion):

@@ -1,0 +1,153 @@
+"""Checkpoint files: crash-safe writes, safe loading with clear errors, and finding a run's ``last.ckpt``.
+
+Runs live in ``<save_dir>/<name>/version_N/checkpoints/``; knowing that layout lets a resumed or evaluated
+checkpoint log into the run it came from instead of opening a new ``version_N``.
+"""
+
+import pickle
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.plugins import TorchCheckpointIO
+from lightning.pytorch.callbacks import Checkpoint
+
+from fashion_lightning.atomic import atomic_torch_save, remove_stale_temporaries
+from fashion_lightning.errors import CheckpointError
+
+VERSION_DIR = re.compile(r"^version_(\d+)$")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write each checkpoint to a temporary file in its own directory, fsync it, then rename it into place.
+
+    Lightning's default goes through a temporary file in ``$TMPDIR``: across filesystems a kill during the
+    final copy leaves a truncated checkpoint with the previous one already gone, and nothing is fsynced.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} does not take storage_options")
+        remove_stale_temporaries(Path(path).parent)
+        atomic_torch_save(checkpoint, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``; raise ``CheckpointError`` saying what is wrong and what to do."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"No checkpoint at '{path}'. A run's checkpoints are in lightning_logs/<name>/version_N/checkpoints/ "
+            "(best.ckpt, last.ckpt); use --ckpt_path last to resume the newest run."
+        )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"'{path}' contains pickled Python objects that a weights-only load refuses (they could run code "
+            f"when loaded), so nothing was loaded from it. Use checkpoints written by fashion-lightning; if you "
+            f"wrote this file yourself and trust it, re-save it without custom objects. ({_first_line(err)})"
+        ) from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
+        raise CheckpointError(
+            f"'{path}' is damaged or not a PyTorch checkpoint (truncated by a crash or a partial copy?). "
+            f"Use another checkpoint of the run, e.g. best.ckpt or last.ckpt beside it. ({_first_line(err)})"
+        ) from err
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(
+            f"'{path}' is not a Lightning checkpoint (it has no 'state_dict'). A plain model.pth holds only the "
+            "MLP's weights: load it with MLP().load_state_dict(torch.load(path, weights_only=True))."
+        )
+    return checkpoint
+
+
+def check_compatible(checkpoint: dict[str, Any], model: torch.nn.Module, path: str | Path) -> None:
+    """Raise ``CheckpointError`` when the checkpoint's weights do not fit ``model``'s parameter names and shapes."""
+    expected = model.state_dict()
+    found = checkpoint["state_dict"]
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong_shape = [
+        f"{name} {tuple(found[name].shape)} vs {tuple(expected[name].shape)}"
+        for name in sorted(set(found) & set(expected))
+        if tuple(found[name].shape) != tuple(expected[name].shape)
+    ]
+    if missing or unexpected or wrong_shape:
+        details = "; ".join(
+            part
+            for part in (
+                f"missing: {', '.join(missing[:4])}" if missing else "",
+                f"unexpected: {', '.join(unexpected[:4])}" if unexpected else "",
+                f"shape (checkpoint vs model): {', '.join(wrong_shape[:4])}" if wrong_shape else "",
+            )
+            if part
+        )
+        raise CheckpointError(
+            f"'{path}' belongs to another model: its weights do not fit this one ({details}). Use a checkpoint "
+            "of the same --model.net and --model.hidden_dims, or drop the --model flags so the checkpoint's own "
+            "hyperparameters are used."
+        )
+
+
+def run_version(path: str | Path) -> tuple[Path, int] | None:
+    """For ``<root>/version_N/checkpoints/x.ckpt`` return ``(<root>, N)``; ``None`` for any other layout."""
+    path = Path(path).absolute()
+    if path.parent.name != "checkpoints":
+        return None
+    match = VERSION_DIR.match(path.parent.parent.name)
+    return (path.parent.parent.parent, int(match.group(1))) if match else None
+
+
+def find_last_checkpoint(runs_root: str | Path) -> Path | None:
+    """The ``last.ckpt`` of the highest ``version_N`` under ``runs_root`` that has one (not the newest mtime)."""
+    candidates = []
+    for last in Path(runs_root).glob("version_*/checkpoints/last.ckpt"):
+        found = run_version(last)
+        if found is not None:
+            candidates.append((found[1], last))
+    return max(candidates)[1] if candidates else None
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+class LastCheckpoint(Checkpoint):
+    """``last.ckpt``: written at the end of every epoch (after validation) and, optionally, every n steps.
+
+    Lightning's ``ModelCheckpoint(save_top_k=0, save_last=True)`` writes nothing at epoch ends, so "last" is
+    this small callback. ``fashion-lightning fit --ckpt_path last`` resumes from its file.
+
+    Args:
+        every_n_train_steps: Also write ``last.ckpt`` every n optimizer steps inside an epoch, so a killed run
+            loses at most n steps. ``None``: only at the end of each epoch.
+        dirpath: Directory of the checkpoint; ``None``: the run's ``checkpoints/`` folder.
+    """
+
+    FILE_NAME = "last.ckpt"
+
+    def __init__(self, every_n_train_steps: int | None = None, dirpath: str | None = None) -> None:
+        self.every_n_train_steps = every_n_train_steps
+        self.dirpath = dirpath
+
+    def path(self, trainer) -> Path:
+        if self.dirpath:
+            return Path(self.dirpath) / self.FILE_NAME
+        return Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints" / self.FILE_NAME
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        n = self.every_n_train_steps
+        # The epoch's last batch is covered by the end-of-epoch save: Lightning resumes a checkpoint taken
+        # between the last batch and the end of the epoch by skipping an epoch.
+        if n and trainer.global_step % n == 0 and batch_idx + 1 < trainer.num_training_batches:
+            self.save(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.save(trainer)  # validation of this epoch has run and logged by now
+
+    def save(self, trainer) -> None:
+        if trainer.fast_dev_run or trainer.sanity_checking:
+            return
+        trainer.save_checkpoint(self.path(trainer))

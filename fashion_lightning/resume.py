@@ -1,0 +1,157 @@
+"""``ResumableRun``: what Lightning's checkpoints leave out for an exact resume, and a clean stop on signals.
+
+- RNG state (torch, CUDA, numpy, random) of every process goes into each checkpoint and comes back on resume,
+  so dropout and augmentation continue the same streams (the loader's position and shuffle order are saved by
+  Lightning itself, because the training loader is a ``StatefulDataLoader``).
+- SIGTERM (and SIGUSR1, SLURM's preemption warning) stop training at the next step boundary, write
+  ``last.ckpt`` and make the process exit with 128 + the signal number (143 for SIGTERM).
+- Temporary files of a write killed half-way are removed when the next run starts.
+- A resume on a different number of processes says plainly what changes.
+"""
+
+import logging
+import random
+import signal
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from fashion_lightning.atomic import remove_stale_temporaries
+from fashion_lightning.checkpointing import LastCheckpoint
+
+log = logging.getLogger(__name__)
+
+RNG_KEY = "fashion_lightning_rng"
+RUN_KEY = "fashion_lightning_run"
+stop_signal: int | None = None  # the signal that stopped the last fit, for the process exit code
+
+
+def collect_rng_state() -> dict[str, torch.Tensor]:
+    """This process's RNG states as tensors (loadable with ``weights_only=True``)."""
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_rest": torch.tensor([np_state[2], np_state[3]], dtype=torch.int64),
+        "numpy_gauss": torch.tensor(np_state[4], dtype=torch.float64),
+        "python": torch.tensor(random.getstate()[1], dtype=torch.int64),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def restore_rng_state(state: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(state["torch"])
+    position, has_gauss = (int(v) for v in state["numpy_rest"])
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), position, has_gauss,
+                         float(state["numpy_gauss"])))
+    random.setstate((3, tuple(int(v) for v in state["python"]), None))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+class ResumableRun(L.Callback):
+    """Exact resume and clean preemption; always installed by the CLI."""
+
+    def __init__(self) -> None:
+        self._trainer: L.Trainer | None = None
+        self._previous_sigusr1 = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        path = last_checkpoint_path(trainer)  # the checkpoint callbacks' directories are resolved by now
+        if path is not None and trainer.is_global_zero:
+            remove_stale_temporaries(Path(path).parent)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        global stop_signal
+        stop_signal = None
+        if stage == "fit" and hasattr(signal, "SIGUSR1") and not _slurm_requeue_active(trainer):
+            self._trainer = trainer
+            self._previous_sigusr1 = signal.signal(signal.SIGUSR1, self._on_stop_signal)
+        if stage == "fit" and hasattr(signal, "SIGTERM"):
+            # Lightning composes its own SIGTERM handler with this one (it raises at the next step boundary).
+            self._trainer = trainer
+            signal.signal(signal.SIGTERM, self._record_sigterm)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self._previous_sigusr1 is not None:
+            signal.signal(signal.SIGUSR1, self._previous_sigusr1)
+            self._previous_sigusr1 = None
+
+    def _on_stop_signal(self, signum, frame) -> None:
+        global stop_signal
+        stop_signal = signum
+        if self._trainer is not None:  # Lightning then stops at the next step boundary, as for SIGTERM
+            self._trainer._signal_connector.received_sigterm = True
+
+    @staticmethod
+    def _record_sigterm(signum, frame) -> None:
+        global stop_signal
+        stop_signal = stop_signal or signum
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if not isinstance(exception, SIGTERMException) or not trainer.training:
+            return
+        path = last_checkpoint_path(trainer)
+        if path is not None:
+            trainer.save_checkpoint(path)
+            rank_zero_info(f"Stopped by a signal at step {trainer.global_step}: saved {path}.")
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        states = [collect_rng_state()]
+        if trainer.world_size > 1:
+            states = _gather_from_all_processes(trainer, states[0])
+        checkpoint[RNG_KEY] = states
+        checkpoint[RUN_KEY] = {"world_size": trainer.world_size, "batch_size": _batch_size(trainer)}
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        run = checkpoint.get(RUN_KEY, {})
+        saved_world = run.get("world_size", trainer.world_size)
+        states = checkpoint.get(RNG_KEY)
+        if states and len(states) == trainer.world_size:
+            restore_rng_state(states[trainer.global_rank])
+        elif states:
+            restore_rng_state(states[0])  # a new process count: streams cannot continue one to one
+        if saved_world != trainer.world_size:
+            batch = run.get("batch_size") or _batch_size(trainer)
+            rank_zero_info(
+                f"Resuming a run written by {saved_world} process(es) on {trainer.world_size}: weights, optimizer "
+                f"state, epoch and step carry over; the global batch changes from {batch * saved_world} to "
+                f"{batch * trainer.world_size} (batch {batch} per process); if the checkpoint is mid-epoch, the "
+                "rest of that epoch is drawn in a different order than the interrupted run would have used."
+            )
+
+
+def last_checkpoint_path(trainer: L.Trainer) -> Path | None:
+    """Where the run's ``last.ckpt`` goes (from its ``LastCheckpoint`` or ``ModelCheckpoint`` callback)."""
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, LastCheckpoint):
+            return callback.path(trainer)
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.dirpath:
+            return Path(callback.dirpath) / LastCheckpoint.FILE_NAME
+    return None
+
+
+def _batch_size(trainer: L.Trainer) -> int | None:
+    datamodule = trainer.datamodule
+    return getattr(getattr(datamodule, "hparams", None), "batch_size", None)
+
+
+def _gather_from_all_processes(trainer: L.Trainer, state: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    device = trainer.strategy.root_device
+    gathered = {key: trainer.strategy.all_gather(value.to(device)) for key, value in state.items()}
+    return [{key: value[rank].cpu() for key, value in gathered.items()} for rank in range(trainer.world_size)]
+
+
+def _slurm_requeue_active(trainer: L.Trainer) -> bool:
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    environment = trainer._accelerator_connector.cluster_environment
+    return isinstance(environment, SLURMEnvironment) and environment.auto_requeue
