@@ -117,8 +117,15 @@ def run_fit(data_dir: str, epochs: int, device: str) -> dict:
     common = [f"--data.data_dir={data_dir}", f"--trainer.accelerator={accelerator}", "--trainer.devices=1"]
     log_path = Path(workdir) / "fit.log"
     with open(log_path, "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        cli = cli_main(["fit", *common, f"--trainer.max_epochs={epochs}", f"--trainer.default_root_dir={workdir}",
-                        f"--trainer.logger.init_args.save_dir={workdir}/lightning_logs"])
+        cli = cli_main(
+            [
+                "fit",
+                *common,
+                f"--trainer.max_epochs={epochs}",
+                f"--trainer.default_root_dir={workdir}",
+                f"--trainer.logger.init_args.save_dir={workdir}/lightning_logs",
+            ]
+        )
         timer = next(cb for cb in cli.trainer.callbacks if isinstance(cb, EpochTimer))
         start = time.perf_counter()
         results = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
@@ -138,8 +145,18 @@ def child(args) -> None:
 
 
 def measure(name: str, args) -> dict:
-    command = [sys.executable, __file__, "--child", name, "--epochs", str(args.epochs), "--device", args.device,
-               "--data-dir", args.data_dir]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        name,
+        "--epochs",
+        str(args.epochs),
+        "--device",
+        args.device,
+        "--data-dir",
+        args.data_dir,
+    ]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     result = json.loads(next(line for line in output.splitlines() if line.startswith("RESULT "))[7:])
     measured = result["train_s"][1:] or result["train_s"]  # drop the warm-up epoch
@@ -157,16 +174,19 @@ def main() -> None:
     parser.add_argument("--child", choices=list(RUNNERS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return child(args)
+        child(args)
+        return
     from fashion_lightning.datamodule import FashionMNISTDataModule
 
     FashionMNISTDataModule(data_dir=args.data_dir).prepare_data()  # fetch and verify once, outside the timings
     print(f"device={args.device} epochs={args.epochs} threads={torch.get_num_threads()} torch={torch.__version__}")
     results = {name: measure(name, args) for name in args.only}
-    print(f"| variant | s / train epoch | s / test pass | test acc | peak RSS (MB) |\n|---|---|---|---|---|")
+    print("| variant | s / train epoch | s / test pass | test acc | peak RSS (MB) |\n|---|---|---|---|---|")
     for name, r in results.items():
-        print(f"| {LABELS[name]} | {r['epoch_s']:.2f} | {r['test_pass_s']:.2f} | {r['test_acc']:.4f} "
-              f"| {r['peak_rss_mb']:.0f} |")
+        print(
+            f"| {LABELS[name]} | {r['epoch_s']:.2f} | {r['test_pass_s']:.2f} | {r['test_acc']:.4f} "
+            f"| {r['peak_rss_mb']:.0f} |"
+        )
     if {"seed", "fit"} <= results.keys():
         seed, fit = results["seed"], results["fit"]
         print(f"(a)/(c) epoch time: {seed['epoch_s'] / fit['epoch_s']:.2f}  (target >= 3.0)")

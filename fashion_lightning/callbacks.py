@@ -110,8 +110,9 @@ class RunSummary(L.Callback):
         if checkpoint is not None and checkpoint.best_model_score is not None:
             lines.append(f"  best {checkpoint.monitor}: {float(checkpoint.best_model_score):.4f}")
             lines.append(f"  best checkpoint: {checkpoint.best_model_path}")
-        if checkpoint is not None and checkpoint.last_model_path:
-            lines.append(f"  last checkpoint: {checkpoint.last_model_path}  (resume: --ckpt_path last)")
+        last = next((cb for cb in trainer.checkpoint_callbacks if hasattr(cb, "path")), None)
+        if last is not None and last.path(trainer).is_file():
+            lines.append(f"  last checkpoint: {last.path(trainer)}  (resume: --ckpt_path last)")
         if trainer.logger is not None and trainer.logger.log_dir:
             lines.append(f"  logs: {trainer.logger.log_dir}")
             lines.append(f"  watch: tensorboard --logdir {trainer.logger.save_dir}")

@@ -131,11 +131,16 @@ class LastCheckpoint(Checkpoint):
     def __init__(self, every_n_train_steps: int | None = None, dirpath: str | None = None) -> None:
         self.every_n_train_steps = every_n_train_steps
         self.dirpath = dirpath
+        self._resolved_dir: Path | None = None
 
-    def path(self, trainer) -> Path:
-        if self.dirpath:
-            return Path(self.dirpath) / self.FILE_NAME
-        return Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints" / self.FILE_NAME
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        # trainer.log_dir is a collective under DDP: read it here, where every process runs, and only here.
+        self._resolved_dir = Path(self.dirpath or Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints")
+
+    def path(self, trainer=None) -> Path:
+        if self._resolved_dir is None:
+            raise RuntimeError("LastCheckpoint.path() is known once the trainer has called setup()")
+        return self._resolved_dir / self.FILE_NAME
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         n = self.every_n_train_steps
@@ -150,4 +155,4 @@ class LastCheckpoint(Checkpoint):
     def save(self, trainer) -> None:
         if trainer.fast_dev_run or trainer.sanity_checking:
             return
-        trainer.save_checkpoint(self.path(trainer))
+        trainer.save_checkpoint(self.path(trainer), weights_only=False)

@@ -37,6 +37,7 @@ class RunConfigSaver(SaveConfigCallback):
     """
 
     def setup(self, trainer, pl_module, stage: str) -> None:
+        stage = str(getattr(stage, "value", stage))  # "fit", "validate", "test", "predict"
         self.config_filename = "config.yaml" if stage == "fit" else f"config.{stage}.yaml"
         super().setup(trainer, pl_module, stage)
 
@@ -126,7 +127,7 @@ def build_cli(args: ArgsType = None, run: bool = True) -> FashionCLI:
         # Always present, not configurable away: they guard, resume and report every run.
         trainer_defaults={
             "callbacks": [EpochTimer(), FiniteLossGuard(), ResumableRun(), RunSummary()],
-            "plugins": [AtomicCheckpointIO()],
+            "plugins": [{"class_path": f"{AtomicCheckpointIO.__module__}.{AtomicCheckpointIO.__qualname__}"}],
         },
         args=args,
         run=run,

@@ -4,7 +4,6 @@ import logging
 from typing import Literal
 
 import lightning as L
-import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 
@@ -133,9 +132,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         if self.trainer is not None and self.trainer.world_size > 1:
             world, rank = self.trainer.world_size, self.trainer.global_rank
             sampler = UnrepeatedDistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False)
-        return DataLoader(
-            dataset, batch_size=self.hparams.eval_batch_size, sampler=sampler, collate_fn=batch_as_is
-        )
+        return DataLoader(dataset, batch_size=self.hparams.eval_batch_size, sampler=sampler, collate_fn=batch_as_is)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         training_batch = self.trainer is not None and self.trainer.training and isinstance(batch, (tuple, list))
@@ -143,4 +140,3 @@ class FashionMNISTDataModule(L.LightningDataModule):
             images, labels = batch
             return random_crop_flip(images), labels
         return batch
-

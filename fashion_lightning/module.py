@@ -122,15 +122,15 @@ class FashionClassifier(L.LightningModule):
         self._log_epoch_metrics("test")
 
     def _log_epoch_metrics(self, stage: str) -> None:
-        # compute() syncs the states across DDP processes; logging the values (not the objects) keeps
-        # Lightning from calling compute() again on every process.
+        # compute() syncs the states across DDP processes, so every process logs the same global value
+        # (sync_dist then averages identical numbers: it only keeps Lightning from warning).
         metrics = self.metrics[f"{stage}_metrics"]
         values = metrics.compute()
         if f"{stage}/images" in values:
             self.evaluated_images[stage] = int(values[f"{stage}/images"])
         metrics.reset()
         for name, value in values.items():
-            self.log(name, value, prog_bar=stage != "test" and not name.endswith("/images"))
+            self.log(name, value, prog_bar=stage != "test" and not name.endswith("/images"), sync_dist=True)
 
     def _is_logging_step(self) -> bool:
         trainer = self._trainer

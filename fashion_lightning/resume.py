@@ -49,8 +49,9 @@ def collect_rng_state() -> dict[str, torch.Tensor]:
 def restore_rng_state(state: dict[str, torch.Tensor]) -> None:
     torch.set_rng_state(state["torch"])
     position, has_gauss = (int(v) for v in state["numpy_rest"])
-    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), position, has_gauss,
-                         float(state["numpy_gauss"])))
+    np.random.set_state(
+        ("MT19937", state["numpy_keys"].numpy().astype(np.uint32), position, has_gauss, float(state["numpy_gauss"]))
+    )
     random.setstate((3, tuple(int(v) for v in state["python"]), None))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
@@ -100,7 +101,7 @@ class ResumableRun(L.Callback):
             return
         path = last_checkpoint_path(trainer)
         if path is not None:
-            trainer.save_checkpoint(path)
+            trainer.save_checkpoint(path, weights_only=False)
             rank_zero_info(f"Stopped by a signal at step {trainer.global_step}: saved {path}.")
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
@@ -111,6 +112,8 @@ class ResumableRun(L.Callback):
         checkpoint[RUN_KEY] = {"world_size": trainer.world_size, "batch_size": _batch_size(trainer)}
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        if trainer.state.fn != "fit":
+            return  # evaluation uses no randomness from the run
         run = checkpoint.get(RUN_KEY, {})
         saved_world = run.get("world_size", trainer.world_size)
         states = checkpoint.get(RNG_KEY)
@@ -147,7 +150,8 @@ def _batch_size(trainer: L.Trainer) -> int | None:
 def _gather_from_all_processes(trainer: L.Trainer, state: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
     device = trainer.strategy.root_device
     gathered = {key: trainer.strategy.all_gather(value.to(device)) for key, value in state.items()}
-    return [{key: value[rank].cpu() for key, value in gathered.items()} for rank in range(trainer.world_size)]
+    # clone(): a row of the gathered tensor is a view, and torch.set_rng_state needs a tensor of its own.
+    return [{key: value[rank].cpu().clone() for key, value in gathered.items()} for rank in range(trainer.world_size)]
 
 
 def _slurm_requeue_active(trainer: L.Trainer) -> bool:

@@ -29,15 +29,18 @@ def test_fit_writes_logs_config_and_checkpoints(fitted):
     assert (run / "hparams.yaml").is_file()
     assert list(run.glob("events.out.tfevents.*"))
     config = yaml.safe_load((run / "config.yaml").read_text())
-    assert config["model"]["lr"] == 1e-3 and config["data"]["batch_size"] == 32
+    assert config["model"]["lr"] == 1e-3
+    assert config["data"]["batch_size"] == 32
     assert config["trainer"]["max_epochs"] == 2
 
 
 def test_defaults_are_the_seeds_hyperparameters(fashion):
     cli = build_cli([f"--data.data_dir={fashion.data_dir}"], run=False)
     assert cli.datamodule.hparams.batch_size == 64
-    assert cli.model.hparams.optimizer == "sgd" and cli.model.hparams.lr == 1e-3
-    assert cli.model.hparams.momentum == 0 and cli.model.hparams.weight_decay == 0
+    assert cli.model.hparams.optimizer == "sgd"
+    assert cli.model.hparams.lr == 1e-3
+    assert cli.model.hparams.momentum == 0
+    assert cli.model.hparams.weight_decay == 0
     assert cli.model.hparams.hidden_dims == [512, 512]
     assert cli.trainer.max_epochs == 5
     assert cli.trainer.checkpoint_callback.monitor == "val/acc"
@@ -62,7 +65,8 @@ def test_validate_and_predict_from_checkpoint(fitted):
     cli = build_cli(cli_args(fitted), run=False)
     batches = cli.trainer.predict(cli.model, datamodule=cli.datamodule, ckpt_path=str(best))
     predicted = torch.cat([batch["predicted"] for batch in batches])
-    assert predicted.shape == (TEST_COUNT,) and predicted.max() < 10
+    assert predicted.shape == (TEST_COUNT,)
+    assert predicted.max() < 10
 
 
 def test_checkpoint_rebuilds_its_model_alone(fitted):
@@ -88,7 +92,8 @@ def test_help_and_print_config(capsys):
         cli_main(["fit", "--help"])
     assert exit_info.value.code == 0
     help_text = capsys.readouterr().out
-    assert "--model.lr" in help_text and "Training batch size per device" in help_text
+    assert "--model.lr" in help_text
+    assert "Training batch size per device" in help_text
     with pytest.raises(SystemExit):
         cli_main(["fit", "--print_config"])
     assert "batch_size: 64" in capsys.readouterr().out

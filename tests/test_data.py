@@ -57,8 +57,10 @@ def test_bad_val_size_is_a_clear_error(fashion):
 def test_batches_match_torchvision_to_tensor(fashion):
     dm = prepared(fashion, val_size=0, shuffle=False, batch_size=64)
     images, labels = next(iter(dm.train_dataloader()))
-    assert images.shape == (64, 1, 28, 28) and images.dtype == torch.float32
-    assert labels.shape == (64,) and labels.dtype == torch.int64
+    assert images.shape == (64, 1, 28, 28)
+    assert images.dtype == torch.float32
+    assert labels.shape == (64,)
+    assert labels.dtype == torch.int64
     raw = np.frombuffer(fashion.arrays["train_images"][16:], np.uint8).reshape(-1, 28, 28)
     expected = torch.stack([to_tensor(raw[i]) for i in range(64)])
     assert torch.equal(images, expected)  # bit-identical to the seed's ToTensor
@@ -105,7 +107,8 @@ def test_cache_is_written_and_rebuilt_when_damaged(fashion):
     assert path.is_file()
     path.write_bytes(b"not a tensor file")
     images, labels = load_split(fashion.data_dir, "train")
-    assert images.shape == (TRAIN_COUNT, 28, 28) and len(labels) == TRAIN_COUNT
+    assert images.shape == (TRAIN_COUNT, 28, 28)
+    assert len(labels) == TRAIN_COUNT
     assert torch.load(path, weights_only=True)["images"].shape == (TRAIN_COUNT, 28, 28)
     assert dm is not None
 
@@ -145,8 +148,10 @@ def test_augmentation_keeps_shape_range_and_labels(fashion):
     images, labels = next(iter(dm.train_dataloader()))
     torch.manual_seed(0)
     augmented = random_crop_flip(images)
-    assert augmented.shape == images.shape and augmented.dtype == images.dtype
-    assert augmented.min() >= 0 and augmented.max() <= 1
+    assert augmented.shape == images.shape
+    assert augmented.dtype == images.dtype
+    assert augmented.min() >= 0
+    assert augmented.max() <= 1
     assert not torch.equal(augmented, images)
     # Shifts move pixels but add none: no image gets brighter in total.
     assert (augmented.sum(dim=(1, 2, 3)) <= images.sum(dim=(1, 2, 3)) + 1e-4).all()

@@ -87,7 +87,8 @@ def test_corrupt_prepared_file_is_replaced_from_a_good_copy(fashion, caplog):
     prepared.write_bytes(prepared.read_bytes()[:1000])  # killed mid-extraction
     ensure_raw_files(fashion.data_dir, fashion.source_dir, download=False)
     assert prepared.read_bytes() == fashion.arrays["train_images"]
-    assert "train-images-idx3-ubyte" in caplog.text and "replacing" in caplog.text
+    assert "train-images-idx3-ubyte" in caplog.text
+    assert "replacing" in caplog.text
 
 
 def test_bad_download_is_rejected(fashion, monkeypatch):
@@ -102,7 +103,8 @@ def test_no_source_lists_every_way_out(fashion):
     message = str(err.value)
     assert "network disabled in tests" in message  # what was tried, with why it failed
     assert "connect to the internet" in message
-    assert "--data.source_dir" in message and sources.ENV_VAR in message
+    assert "--data.source_dir" in message
+    assert sources.ENV_VAR in message
     assert "apt-get install dataset-fashion-mnist" in message
 
 

@@ -1,0 +1,251 @@
+"""Resume that loses nothing: kills, signals, non-finite loss, bad checkpoints, safe writes, TensorBoard continuity."""
+
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from fashion_lightning.atomic import TEMP_PREFIX, atomic_open
+from fashion_lightning.checkpointing import AtomicCheckpointIO, find_last_checkpoint, run_version
+from fashion_lightning.cli import build_cli, cli_main
+from fashion_lightning.module import FashionClassifier
+from tests.conftest import cli_args
+
+# Dropout and augmentation make the global RNG matter: a resume is exact only if its state comes back too.
+RANDOM_RUN = ["--model.dropout=0.2", "--data.augment=true", "--last.every_n_train_steps=1"]
+
+
+def fit_command(fashion, logs, *extra):
+    args = cli_args(fashion, *RANDOM_RUN, *extra)
+    args = [a.replace(str(fashion.logs), str(logs)) for a in args]
+    return [sys.executable, "-m", "fashion_lightning", "fit", *args]
+
+
+def last_ckpt(logs, version=0):
+    return logs / "fashion" / f"version_{version}" / "checkpoints" / "last.ckpt"
+
+
+def weights(path):
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def assert_same_weights(path_a, path_b):
+    a, b = weights(path_a), weights(path_b)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def scalar_steps(logs, tag, version=0):
+    events = EventAccumulator(str(logs / "fashion" / f"version_{version}"))
+    events.Reload()
+    return [event.step for event in events.Scalars(tag)]
+
+
+def wait_for(path, process, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, "the run ended before writing a checkpoint"
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def reference(fashion):
+    """The same run, never interrupted: 12 epochs of 8 steps."""
+    logs = fashion.root / "reference"
+    subprocess.run(fit_command(fashion, logs, "--trainer.max_epochs=12"), check=True, capture_output=True)
+    return last_ckpt(logs)
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_then_resume_gives_the_same_weights(fashion, reference):
+    logs, rng = fashion.root / "killed", random.Random(1234)
+    command, kills = fit_command(fashion, logs, "--trainer.max_epochs=12"), 0
+    for attempt in range(15):
+        process = subprocess.Popen(
+            command + (["--ckpt_path=last"] if attempt else []), stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+        )
+        if attempt < 6:  # the first runs are killed at random moments once training is under way
+            wait_for(last_ckpt(logs), process)
+            time.sleep(rng.uniform(0.0, 1.5))
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                kills += 1
+        if process.wait() == 0:
+            break
+    assert kills >= 3
+    assert_same_weights(last_ckpt(logs), reference)
+    assert sorted(p.name for p in (logs / "fashion").iterdir()) == ["version_0"]  # one run, one folder
+    assert not list(last_ckpt(logs).parent.glob(f"{TEMP_PREFIX}*"))  # no orphans after the next start
+    steps = scalar_steps(logs, "train/loss")
+    assert len(steps) == len(set(steps)) == 12  # one point per epoch: no duplicates, no gaps
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGTERM, 143), (signal.SIGUSR1, 138)])
+def test_signal_saves_a_checkpoint_exits_nonzero_and_resumes_exactly(fashion, reference, signum, exit_code):
+    logs = fashion.root / "signalled"
+    command = fit_command(fashion, logs, "--trainer.max_epochs=12")
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for(last_ckpt(logs), process)
+    time.sleep(0.5)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == exit_code, stderr[-2000:]
+    stopped_at = torch.load(last_ckpt(logs), weights_only=True)["global_step"]
+    assert 0 < stopped_at < 96
+    subprocess.run([*command, "--ckpt_path=last"], check=True, capture_output=True)
+    assert_same_weights(last_ckpt(logs), reference)
+
+
+def test_ckpt_path_last_without_a_checkpoint_says_it_starts_fresh(fashion, capsys):
+    cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=1", "--ckpt_path=last")])
+    assert "no last.ckpt" in capsys.readouterr().out
+    assert last_ckpt(fashion.logs).is_file()
+
+
+def test_resume_continues_the_same_version_and_curves(fashion):
+    cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=2")])
+    cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=4", "--ckpt_path=last")])
+    assert sorted(p.name for p in (fashion.logs / "fashion").iterdir()) == ["version_0"]
+    assert torch.load(last_ckpt(fashion.logs), weights_only=True)["epoch"] == 3
+    steps = scalar_steps(fashion.logs, "val/acc")
+    assert len(steps) == len(set(steps)) == 4
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(fashion, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", *cli_args(fashion, "--model.lr=1e12", "--last.every_n_train_steps=1")])
+    assert exit_info.value.code == 3
+    message = capsys.readouterr().err
+    assert "NaN or infinite at step" in message
+    assert "Traceback" not in message
+    kept = weights(last_ckpt(fashion.logs))
+    assert all(torch.isfinite(value).all() for value in kept.values() if value.is_floating_point())
+
+
+def test_checkpoints_are_written_with_the_atomic_io(fashion):
+    cli = build_cli(cli_args(fashion), run=False)
+    assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+
+
+def test_a_write_that_fails_half_way_leaves_the_previous_file(tmp_path):
+    target = tmp_path / "last.ckpt"
+    target.write_bytes(b"previous good checkpoint")
+
+    def write_half_then_die():
+        with atomic_open(target) as handle:
+            handle.write(b"half of the new one")
+            raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        write_half_then_die()
+    assert target.read_bytes() == b"previous good checkpoint"
+    assert os.listdir(tmp_path) == ["last.ckpt"]
+
+
+def test_a_kill_during_a_write_leaves_a_loadable_checkpoint_and_no_orphan_after_restart(fashion):
+    cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=1")])
+    checkpoints = last_ckpt(fashion.logs).parent
+    orphan = checkpoints / f"{TEMP_PREFIX}killed.part"  # what a SIGKILL in the middle of a write leaves
+    orphan.write_bytes(last_ckpt(fashion.logs).read_bytes()[:1000])
+    torch.load(last_ckpt(fashion.logs), weights_only=True)  # the previous checkpoint is intact
+    cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=2", "--ckpt_path=last")])
+    assert not orphan.exists()
+
+
+def test_last_checkpoint_is_found_by_version_not_by_mtime(tmp_path):
+    for version in (2, 10):
+        path = tmp_path / f"version_{version}" / "checkpoints" / "last.ckpt"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"x")
+    os.utime(tmp_path / "version_2" / "checkpoints" / "last.ckpt", (2e9, 2e9))  # newer mtime, older run
+    assert find_last_checkpoint(tmp_path) == tmp_path / "version_10" / "checkpoints" / "last.ckpt"
+    assert run_version(tmp_path / "version_10" / "checkpoints" / "best.ckpt") == (tmp_path, 10)
+    assert run_version(tmp_path / "elsewhere.ckpt") is None
+
+
+class Payload:
+    """Unpickling this runs code: it creates the file named in ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.fixture
+def fitted_checkpoint(fashion):
+    cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=1")])
+    return last_ckpt(fashion.logs)
+
+
+def run_with_checkpoint(fashion, path, capsys, subcommand="test"):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main([subcommand, *cli_args(fashion, f"--ckpt_path={path}")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+def test_missing_checkpoint_is_a_clear_error(fashion, capsys):
+    assert "No checkpoint at" in run_with_checkpoint(fashion, fashion.root / "nope.ckpt", capsys)
+
+
+def test_truncated_checkpoint_is_a_clear_error(fashion, fitted_checkpoint, capsys):
+    broken = fashion.root / "broken.ckpt"
+    broken.write_bytes(fitted_checkpoint.read_bytes()[:5000])
+    assert "damaged or not a PyTorch checkpoint" in run_with_checkpoint(fashion, broken, capsys, "fit")
+
+
+def test_checkpoint_of_another_model_is_a_clear_error(fashion, fitted_checkpoint, capsys):
+    checkpoint = torch.load(fitted_checkpoint, weights_only=True)
+    checkpoint["state_dict"]["net.linear_relu_stack.0.weight"] = torch.zeros(10, 10)
+    other = fashion.root / "other.ckpt"
+    torch.save(checkpoint, other)
+    err = run_with_checkpoint(fashion, other, capsys)
+    assert "belongs to another model" in err
+    assert "net.linear_relu_stack.0.weight" in err
+
+
+def test_pickle_payload_is_refused_and_never_runs(fashion, fitted_checkpoint, capsys):
+    marker = fashion.root / "payload-ran"
+    checkpoint = torch.load(fitted_checkpoint, weights_only=True)
+    checkpoint["hyper_parameters"]["evil"] = Payload(marker)
+    hostile = fashion.root / "hostile.ckpt"
+    torch.save(checkpoint, hostile, pickle_protocol=pickle.HIGHEST_PROTOCOL)
+    assert "pickled Python objects" in run_with_checkpoint(fashion, hostile, capsys)
+    with pytest.raises(pickle.UnpicklingError):
+        FashionClassifier.load_from_checkpoint(hostile)  # Lightning's own loader: weights_only=True as well
+    assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_fit_resume_on_one_and_two_and_exact_test(fashion):
+    def run(subcommand, *extra):
+        command = [sys.executable, "-m", "fashion_lightning", subcommand, *cli_args(fashion, *extra)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout + result.stderr
+
+    ddp = ["--trainer.strategy=ddp", "--trainer.devices=2"]
+    run("fit", *ddp, "--trainer.max_epochs=1")
+    written_by_two = last_ckpt(fashion.logs).read_bytes()
+    output = run("fit", "--trainer.max_epochs=2", "--ckpt_path=last")  # on one process
+    assert "global batch changes from 64 to 32" in output
+    last_ckpt(fashion.logs).write_bytes(written_by_two)  # the same checkpoint again, now on two
+    run("fit", *ddp, "--trainer.max_epochs=2", "--ckpt_path=last")
+    assert torch.load(last_ckpt(fashion.logs), weights_only=True)["epoch"] == 1
+    best = last_ckpt(fashion.logs).with_name("best.ckpt")
+    output = run("test", *ddp, f"--ckpt_path={best}")
+    assert "on 160 images" in output  # every test image exactly once, none padded in
