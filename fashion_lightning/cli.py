@@ -24,6 +24,7 @@ from fashion_lightning.datamodule import FashionMNISTDataModule
 from fashion_lightning.errors import FashionLightningError
 from fashion_lightning.module import FashionClassifier
 from fashion_lightning.resume import ResumableRun
+from fashion_lightning.tensorboard_extras import TensorBoardExtras
 
 LOG_ROOT = "lightning_logs"
 RUN_NAME = "fashion"
@@ -126,7 +127,7 @@ def build_cli(args: ArgsType = None, run: bool = True) -> FashionCLI:
         auto_configure_optimizers=False,  # the model's own typed optimizer options are the single source
         # Always present, not configurable away: they guard, resume and report every run.
         trainer_defaults={
-            "callbacks": [EpochTimer(), FiniteLossGuard(), ResumableRun(), RunSummary()],
+            "callbacks": [EpochTimer(), FiniteLossGuard(), ResumableRun(), TensorBoardExtras(), RunSummary()],
             "plugins": [{"class_path": f"{AtomicCheckpointIO.__module__}.{AtomicCheckpointIO.__qualname__}"}],
         },
         args=args,

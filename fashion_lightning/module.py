@@ -96,11 +96,13 @@ class FashionClassifier(L.LightningModule):
             self.log_dict({"train/loss_step": loss.detach(), "train/acc_step": batch_acc}, prog_bar=True)
         return loss
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._shared_step(batch, "val")
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        _, logits = self._shared_step(batch, "val")
+        return {"predicted": logits.argmax(dim=-1)}  # for the confusion matrix and misclassified images
 
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._shared_step(batch, "test")
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        _, logits = self._shared_step(batch, "test")
+        return {"predicted": logits.argmax(dim=-1)}
 
     def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
         """Return the predicted class index, its probability, all probabilities and the labels if known."""
@@ -114,6 +116,7 @@ class FashionClassifier(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch_metrics("train")
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch_metrics("val")

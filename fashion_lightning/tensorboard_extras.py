@@ -1,0 +1,139 @@
+"""``TensorBoardExtras``: what ``self.log`` cannot show: confusion matrices, misclassified images, HParams.
+
+Everything here is rendered once per validation or test (never per step), on process 0 only.
+"""
+
+import math
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
+from torch import Tensor
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+from fashion_lightning.data import CLASS_NAMES
+from fashion_lightning.plots import confusion_matrix_figure, image_grid_figure
+
+HPARAM_METRICS = ("val/acc_best", "test/acc", "test/loss")
+
+
+class TensorBoardExtras(L.Callback):
+    """Confusion matrix and misclassified images per validation/test, sample inputs, ``val/acc_best``, HParams.
+
+    Args:
+        max_misclassified: Misclassified validation images shown per validation.
+        num_samples: Training images shown once per run.
+    """
+
+    def __init__(self, max_misclassified: int = 32, num_samples: int = 16) -> None:
+        self.max_misclassified = max_misclassified
+        self.num_samples = num_samples
+        self.best_val_acc = -math.inf
+        self._confusion: MulticlassConfusionMatrix | None = None
+        self._wrong_images: list[Tensor] = []
+        self._wrong_titles: list[str] = []
+
+    def state_dict(self) -> dict:
+        return {"best_val_acc": self.best_val_acc}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.best_val_acc = state_dict.get("best_val_acc", -math.inf)
+
+    @staticmethod
+    def _writer(trainer):
+        logger = trainer.logger
+        return logger.experiment if isinstance(logger, TensorBoardLogger) else None
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        if self._writer(trainer) is not None and trainer.global_step == 0:  # once per run, not on resume
+            self._log_hparams(trainer)
+            self._log_samples(trainer)
+
+    @rank_zero_only
+    def _log_hparams(self, trainer) -> None:
+        # The HParams tab pairs these hyperparameters with the last values of the metric tags named here;
+        # the values themselves are ordinary scalars logged later (val/acc_best each epoch, test/* after test).
+        from torch.utils.tensorboard.summary import hparams
+
+        params = {**_flat(trainer.lightning_module.hparams, "model"), **_flat(trainer.datamodule.hparams, "data")}
+        params.update({"trainer/max_epochs": trainer.max_epochs, "trainer/devices": trainer.world_size})
+        writer = self._writer(trainer)._get_file_writer()
+        for summary in hparams(params, dict.fromkeys(HPARAM_METRICS, 0.0)):
+            writer.add_summary(summary)
+
+    @rank_zero_only
+    def _log_samples(self, trainer) -> None:
+        loader = trainer.datamodule.train_dataloader()
+        images, labels = next(iter(loader))
+        images, labels = images[: self.num_samples], labels[: self.num_samples]
+        figure = image_grid_figure(images, [CLASS_NAMES[label] for label in labels.tolist()])
+        self._writer(trainer).add_figure("samples/train", figure, global_step=0)
+
+    def _start(self, pl_module) -> None:
+        self._confusion = MulticlassConfusionMatrix(len(CLASS_NAMES), validate_args=False).to(pl_module.device)
+        self._wrong_images, self._wrong_titles = [], []
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self._start(pl_module)
+
+    def on_test_epoch_start(self, trainer, pl_module) -> None:
+        self._start(pl_module)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._collect(outputs, batch, keep_wrong=True)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._collect(outputs, batch, keep_wrong=False)
+
+    def _collect(self, outputs, batch, keep_wrong: bool) -> None:
+        if not isinstance(outputs, dict) or "predicted" not in outputs:
+            return
+        images, labels = batch
+        predicted = outputs["predicted"]
+        self._confusion.update(predicted, labels)
+        room = self.max_misclassified - len(self._wrong_images)
+        if keep_wrong and room > 0:
+            wrong = (predicted != labels).nonzero().flatten()[:room]
+            self._wrong_images += list(images[wrong].cpu())
+            self._wrong_titles += [
+                f"pred: {CLASS_NAMES[p]}\ntrue: {CLASS_NAMES[t]}"
+                for p, t in zip(predicted[wrong].tolist(), labels[wrong].tolist(), strict=True)
+            ]
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        confusion = self._confusion.compute()  # on every process: it syncs under DDP
+        if trainer.sanity_checking:
+            return
+        # The same number as val/acc (micro accuracy), computed here because callbacks run before the module's
+        # own epoch-end hook logs val/acc.
+        val_acc = confusion.diagonal().sum().item() / max(confusion.sum().item(), 1)
+        self.best_val_acc = max(self.best_val_acc, val_acc)
+        pl_module.log("val/acc_best", self.best_val_acc, sync_dist=False)
+        self._render(trainer, "val", confusion, misclassified=True)
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self._render(trainer, "test", self._confusion.compute(), misclassified=False)
+
+    @rank_zero_only
+    def _render(self, trainer, stage: str, confusion: Tensor, misclassified: bool) -> None:
+        writer = self._writer(trainer)
+        if writer is None:
+            return
+        step = trainer.global_step
+        writer.add_figure(f"confusion_matrix/{stage}", confusion_matrix_figure(confusion, title=stage), step)
+        if misclassified and self._wrong_images:
+            grid = image_grid_figure(torch.stack(self._wrong_images), self._wrong_titles)
+            writer.add_figure(f"misclassified/{stage}", grid, step)
+        writer.flush()
+
+
+def _flat(hparams, prefix: str) -> dict:
+    """Hyperparameters as ``prefix/name`` -> int, float, bool or str (what the HParams tab can show)."""
+    flat = {}
+    for name, value in dict(hparams).items():
+        if isinstance(value, bool | int | float | str):
+            flat[f"{prefix}/{name}"] = value
+        elif value is not None:
+            flat[f"{prefix}/{name}"] = str(value)
+    return flat

@@ -1,0 +1,118 @@
+"""TensorBoard's own reader and a real TensorBoard server find every curve, image and hparam of a short run."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import IMAGES, SCALARS, EventAccumulator
+
+from fashion_lightning.cli import cli_main
+from tests.conftest import cli_args
+
+EPOCHS = 3
+EPOCH_SCALARS = [
+    "train/loss",
+    "train/acc",
+    "train/lr",
+    "val/loss",
+    "val/acc",
+    "val/acc_best",
+    "time/train_epoch_s",
+    "time/samples_per_s",
+]
+STEP_SCALARS = ["train/loss_step", "train/acc_step"]
+TEST_SCALARS = ["test/loss", "test/acc", "test/images"]
+
+
+@pytest.fixture
+def run_dir(fashion):
+    args = cli_args(fashion, f"--trainer.max_epochs={EPOCHS}", "--trainer.log_every_n_steps=2")
+    cli_main(["fit", *args])
+    run = fashion.logs / "fashion" / "version_0"
+    cli_main(["test", *args, f"--ckpt_path={run / 'checkpoints' / 'best.ckpt'}"])
+    return run
+
+
+def test_reader_finds_every_scalar_image_and_hparam(run_dir):
+    events = EventAccumulator(str(run_dir), size_guidance={IMAGES: 0, SCALARS: 0})
+    events.Reload()
+    tags = events.Tags()
+    for tag in EPOCH_SCALARS:
+        assert len(events.Scalars(tag)) == EPOCHS, tag
+    for tag in STEP_SCALARS:
+        assert len(events.Scalars(tag)) == EPOCHS * 8 // 2, tag  # 8 steps an epoch, logged every 2
+    for tag in TEST_SCALARS:
+        assert len(events.Scalars(tag)) == 1, tag
+    assert events.Scalars("test/images")[0].value == 160
+    assert len(events.Images("confusion_matrix/val")) == EPOCHS
+    assert len(events.Images("misclassified/val")) == EPOCHS
+    assert len(events.Images("confusion_matrix/test")) == 1
+    assert len(events.Images("samples/train")) == 1
+    assert set(tags["images"]) == {
+        "samples/train",
+        "confusion_matrix/val",
+        "misclassified/val",
+        "confusion_matrix/test",
+    }
+    hparams = events.PluginTagToContent("hparams")
+    assert "_hparams_/experiment" in hparams
+    experiment = hparams["_hparams_/experiment"].decode(errors="ignore")
+    for name in ("model/lr", "data/batch_size", "val/acc_best", "test/acc"):
+        assert name in experiment, name
+    best = max(event.value for event in events.Scalars("val/acc"))
+    assert events.Scalars("val/acc_best")[-1].value == pytest.approx(best)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get_json(url: str, data: bytes | None = None):
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+@pytest.mark.slow
+def test_tensorboard_server_serves_the_run(run_dir):
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "tensorboard.main",
+        f"--logdir={run_dir.parent}",
+        "--host=127.0.0.1",
+        f"--port={port}",
+        "--load_fast=false",
+    ]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                scalars = get_json(f"{base}/data/plugin/scalars/tags")
+                if scalars:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        run_tags = scalars["version_0"]
+        for tag in EPOCH_SCALARS + STEP_SCALARS + TEST_SCALARS:
+            assert tag in run_tags, tag
+        images = get_json(f"{base}/data/plugin/images/tags")["version_0"]
+        assert "confusion_matrix/val" in images
+        assert "misclassified/val" in images
+        experiment = get_json(f"{base}/data/plugin/hparams/experiment", json.dumps({"experimentName": ""}).encode())
+        names = {h["name"] for h in experiment["hparamInfos"]}
+        metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
+        assert {"model/lr", "model/optimizer", "data/batch_size"} <= names
+        assert {"val/acc_best", "test/acc"} <= metrics
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
