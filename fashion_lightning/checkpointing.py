@@ -45,16 +45,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        if not zipfile.is_zipfile(path):  # torch.save writes a zip archive: these bytes are something else
+            raise CheckpointError(_damaged(path, err)) from err
         raise CheckpointError(
             f"'{path}' contains pickled Python objects that a weights-only load refuses (they could run code "
             f"when loaded), so nothing was loaded from it. Use checkpoints written by fashion-lightning; if you "
             f"wrote this file yourself and trust it, re-save it without custom objects. ({_first_line(err)})"
         ) from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
-        raise CheckpointError(
-            f"'{path}' is damaged or not a PyTorch checkpoint (truncated by a crash or a partial copy?). "
-            f"Use another checkpoint of the run, e.g. best.ckpt or last.ckpt beside it. ({_first_line(err)})"
-        ) from err
+        raise CheckpointError(_damaged(path, err)) from err
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(
             f"'{path}' is not a Lightning checkpoint (it has no 'state_dict'). A plain model.pth holds only the "
@@ -108,6 +107,13 @@ def find_last_checkpoint(runs_root: str | Path) -> Path | None:
         if found is not None:
             candidates.append((found[1], last))
     return max(candidates)[1] if candidates else None
+
+
+def _damaged(path: Path, err: BaseException) -> str:
+    return (
+        f"'{path}' is damaged or not a PyTorch checkpoint (truncated by a crash or a partial copy?). "
+        f"Use another checkpoint of the run, e.g. best.ckpt or last.ckpt beside it. ({_first_line(err)})"
+    )
 
 
 def _first_line(err: BaseException) -> str:

@@ -43,7 +43,9 @@ class FashionMNISTDataModule(L.LightningDataModule):
         on_device: Keep the whole dataset on the accelerator (47 MB), so no batch crosses PCIe.
             ``None``: on for GPUs, off for CPU.
         split_seed: Seed of the generator that picks the validation images (independent of the run's seed).
-        augment: Random 2-pixel shifts and horizontal flips of whole training batches.
+        augment: Augment training batches on their device: random horizontal flips and shifts.
+        augment_shift: Largest random shift in pixels when ``augment`` is on (0: flips only, which suits
+            the MLP, whose inputs are not translation-invariant).
         predict_split: Which images ``predict`` runs on.
     """
 
@@ -60,6 +62,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         on_device: bool | None = None,
         split_seed: int = 42,
         augment: bool = False,
+        augment_shift: int = 2,
         predict_split: Literal["test", "val", "train"] = "test",
     ) -> None:
         super().__init__()
@@ -138,5 +141,5 @@ class FashionMNISTDataModule(L.LightningDataModule):
         training_batch = self.trainer is not None and self.trainer.training and isinstance(batch, (tuple, list))
         if self.hparams.augment and training_batch:  # (not the model summary's example input)
             images, labels = batch
-            return random_crop_flip(images), labels
+            return random_crop_flip(images, padding=self.hparams.augment_shift), labels
         return batch

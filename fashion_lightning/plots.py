@@ -2,15 +2,12 @@
 
 from collections.abc import Sequence
 
-import matplotlib
+# Figures are built with matplotlib's object API, never pyplot: no global backend or figure state, so the
+# same code renders for TensorBoard in a training process and inline in a notebook.
+from matplotlib.figure import Figure
+from torch import Tensor
 
-matplotlib.use("Agg")  # no display needed; must precede pyplot's import
-
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from torch import Tensor  # noqa: E402
-
-from fashion_lightning.data import CLASS_NAMES  # noqa: E402
+from fashion_lightning.data import CLASS_NAMES
 
 
 def per_class_accuracy(confusion: Tensor) -> Tensor:
@@ -23,7 +20,8 @@ def confusion_matrix_figure(confusion: Tensor, class_names: Sequence[str] = CLAS
     """Counts of (true, predicted) pairs, with each class's accuracy next to its name."""
     confusion = confusion.detach().cpu()
     accuracy = per_class_accuracy(confusion)
-    figure, axes = plt.subplots(figsize=(8, 7), dpi=80)
+    figure = Figure(figsize=(8, 7), dpi=80)
+    axes = figure.subplots()
     axes.imshow(confusion.numpy(), cmap="Blues")
     ticks = range(len(class_names))
     axes.set_xticks(ticks, class_names, rotation=45, ha="right")
@@ -45,7 +43,8 @@ def image_grid_figure(images: Tensor, titles: Sequence[str], columns: int = 8) -
     """Images (N, 1, 28, 28) in [0, 1] in a grid, each with its title (e.g. "pred: Shirt / true: T-shirt")."""
     images = images.detach().cpu()
     rows = max(1, -(-len(images) // columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.4, rows * 1.7), dpi=80, squeeze=False)
+    figure = Figure(figsize=(columns * 1.4, rows * 1.7), dpi=80)
+    axes = figure.subplots(rows, columns, squeeze=False)
     for index, axis in enumerate(axes.flat):
         axis.axis("off")
         if index < len(images):

@@ -10,8 +10,10 @@
 """
 
 import logging
+import os
 import random
 import signal
+import subprocess
 from pathlib import Path
 
 import lightning as L
@@ -72,7 +74,9 @@ class ResumableRun(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         global stop_signal
         stop_signal = None
-        if stage == "fit" and hasattr(signal, "SIGUSR1") and not _slurm_requeue_active(trainer):
+        if stage == "fit" and hasattr(signal, "SIGUSR1"):
+            # Installed before Lightning's own (which then stays out): Lightning's SLURM handler saves in the
+            # middle of a step; this one stops at the next step boundary, saves, and requeues on SLURM.
             self._trainer = trainer
             self._previous_sigusr1 = signal.signal(signal.SIGUSR1, self._on_stop_signal)
         if stage == "fit" and hasattr(signal, "SIGTERM"):
@@ -103,6 +107,8 @@ class ResumableRun(L.Callback):
         if path is not None:
             trainer.save_checkpoint(path, weights_only=False)
             rank_zero_info(f"Stopped by a signal at step {trainer.global_step}: saved {path}.")
+        if stop_signal == getattr(signal, "SIGUSR1", None) and trainer.is_global_zero:
+            requeue_slurm_job()
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         states = [collect_rng_state()]
@@ -154,8 +160,13 @@ def _gather_from_all_processes(trainer: L.Trainer, state: dict[str, torch.Tensor
     return [{key: value[rank].cpu().clone() for key, value in gathered.items()} for rank in range(trainer.world_size)]
 
 
-def _slurm_requeue_active(trainer: L.Trainer) -> bool:
-    from lightning.fabric.plugins.environments import SLURMEnvironment
-
-    environment = trainer._accelerator_connector.cluster_environment
-    return isinstance(environment, SLURMEnvironment) and environment.auto_requeue
+def requeue_slurm_job() -> None:
+    """Put this SLURM job back in the queue (it resumes with ``--ckpt_path last``); no-op outside SLURM."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return
+    if os.environ.get("SLURM_ARRAY_JOB_ID"):
+        job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)  # noqa: S603, S607
+    status = "requeued" if result.returncode == 0 else f"could not be requeued ({result.stderr.strip()})"
+    rank_zero_info(f"SLURM job {job} {status}.")

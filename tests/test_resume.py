@@ -94,7 +94,13 @@ def test_kill_9_at_random_moments_then_resume_gives_the_same_weights(fashion, re
 def test_signal_saves_a_checkpoint_exits_nonzero_and_resumes_exactly(fashion, reference, signum, exit_code):
     logs = fashion.root / "signalled"
     command = fit_command(fashion, logs, "--trainer.max_epochs=12")
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # A stand-in for SLURM's scontrol: SIGUSR1 (SLURM's warning before the time limit) must requeue the job.
+    bin_dir, requeued = fashion.root / "bin", fashion.root / "requeued"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" > {requeued}\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_ID": "4242"}
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     wait_for(last_ckpt(logs), process)
     time.sleep(0.5)
     process.send_signal(signum)
@@ -102,6 +108,10 @@ def test_signal_saves_a_checkpoint_exits_nonzero_and_resumes_exactly(fashion, re
     assert process.returncode == exit_code, stderr[-2000:]
     stopped_at = torch.load(last_ckpt(logs), weights_only=True)["global_step"]
     assert 0 < stopped_at < 96
+    if signum == signal.SIGUSR1:
+        assert requeued.read_text().split() == ["requeue", "4242"]
+    else:
+        assert not requeued.exists()
     subprocess.run([*command, "--ckpt_path=last"], check=True, capture_output=True)
     assert_same_weights(last_ckpt(logs), reference)
 
@@ -223,7 +233,7 @@ def test_pickle_payload_is_refused_and_never_runs(fashion, fitted_checkpoint, ca
     checkpoint = torch.load(fitted_checkpoint, weights_only=True)
     checkpoint["hyper_parameters"]["evil"] = Payload(marker)
     hostile = fashion.root / "hostile.ckpt"
-    torch.save(checkpoint, hostile, pickle_protocol=pickle.HIGHEST_PROTOCOL)
+    torch.save(checkpoint, hostile)
     assert "pickled Python objects" in run_with_checkpoint(fashion, hostile, capsys)
     with pytest.raises(pickle.UnpicklingError):
         FashionClassifier.load_from_checkpoint(hostile)  # Lightning's own loader: weights_only=True as well

@@ -1,0 +1,117 @@
+"""From a checkpoint to answers: prediction CSVs, and classification of the user's own image files."""
+
+import csv
+import inspect
+import logging
+from pathlib import Path
+
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor
+
+from fashion_lightning.checkpointing import check_compatible, load_checkpoint
+from fashion_lightning.data import CLASS_NAMES
+from fashion_lightning.module import FashionClassifier
+
+log = logging.getLogger(__name__)
+
+IMAGE_SIZE = 28
+# Fashion-MNIST shows light garments on a black background. An image whose border is brighter than mid-gray
+# on average is taken to be the usual product photo (dark garment on a light background) and is inverted.
+LIGHT_BACKGROUND_THRESHOLD = 128
+
+
+class PredictionWriter(BasePredictionWriter):
+    """Write ``predict`` results to a CSV: index, predicted class, its probability, true class when known.
+
+    Args:
+        path: CSV file to write; ``None``: ``predictions.csv`` in the run's log folder (the checkpoint's run).
+            Under DDP each process writes ``<stem>.rank<N>.csv``.
+    """
+
+    def __init__(self, path: str | None = None) -> None:
+        super().__init__(write_interval="epoch")
+        self.path = path
+
+    def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
+        path = Path(self.path or Path(trainer.log_dir or ".") / "predictions.csv")
+        if trainer.world_size > 1:
+            path = path.with_name(f"{path.stem}.rank{trainer.global_rank}{path.suffix}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["index", "predicted", "probability", "actual"])
+            for batch, indices in zip(predictions, batch_indices[0] if batch_indices else [], strict=False):
+                labels = batch.get("label")
+                for row, index in enumerate(indices):
+                    actual = CLASS_NAMES[int(labels[row])] if labels is not None else ""
+                    probability = float(batch["probability"][row])
+                    writer.writerow([index, CLASS_NAMES[int(batch["predicted"][row])], f"{probability:.6f}", actual])
+        print(f"Wrote {sum(len(b['predicted']) for b in predictions):,} predictions to {path}")
+
+
+def image_to_tensor(path: str | Path) -> Tensor:
+    """Read any PIL-readable image and turn it into a Fashion-MNIST-like (1, 28, 28) tensor in [0, 1].
+
+    Steps, following how the dataset was made: grayscale; invert if the background is light (see
+    ``LIGHT_BACKGROUND_THRESHOLD``); crop to the garment's bounding box; resize the longer side to 28
+    pixels; center on a black 28x28 canvas. Raises ``ValueError`` for unreadable files.
+    """
+    try:
+        with Image.open(path) as opened:
+            image = ImageOps.exif_transpose(opened).convert("L")
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"not a readable image ({err})") from err
+    pixels = torch.tensor(list(image.getdata()), dtype=torch.uint8).view(image.height, image.width)
+    border = torch.cat([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]]).float().mean()
+    if border > LIGHT_BACKGROUND_THRESHOLD:
+        image = ImageOps.invert(image)
+    bbox = image.point(lambda value: 255 if value > 20 else 0).getbbox()
+    if bbox is not None:
+        image = image.crop(bbox)
+    scale = IMAGE_SIZE / max(image.size)
+    resized = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
+    canvas = Image.new("L", (IMAGE_SIZE, IMAGE_SIZE))
+    canvas.paste(resized, ((IMAGE_SIZE - resized.width) // 2, (IMAGE_SIZE - resized.height) // 2))
+    values = torch.tensor(list(canvas.getdata()), dtype=torch.float32).view(1, IMAGE_SIZE, IMAGE_SIZE)
+    return values / 255
+
+
+def classify(ckpt_path: str, *images: str, top_k: int = 3) -> int:
+    """Classify image files (PNG, JPEG, ... any size or mode) and print the top-k classes with probabilities.
+
+    Args:
+        ckpt_path: A checkpoint written by ``fashion-lightning fit`` (e.g. ``.../checkpoints/best.ckpt``).
+        images: Image files to classify.
+        top_k: How many classes to print per image.
+
+    Returns:
+        The number of files that could not be classified (each is reported and skipped).
+    """
+    model = load_model(ckpt_path)
+    failures = 0
+    for path in images:
+        try:
+            tensor = image_to_tensor(path)
+        except (ValueError, FileNotFoundError) as err:
+            print(f"{path}: error: {err}; skipped")
+            failures += 1
+            continue
+        with torch.no_grad():
+            probabilities = model(tensor.unsqueeze(0)).softmax(dim=-1)[0]  # (1, 1, 28, 28) -> (10,)
+        values, indices = probabilities.topk(min(top_k, len(CLASS_NAMES)))
+        ranked = ", ".join(f"{CLASS_NAMES[i]} {v:.1%}" for v, i in zip(values.tolist(), indices.tolist(), strict=True))
+        print(f"{path}: {ranked}")
+    return failures
+
+
+def load_model(ckpt_path: str | Path) -> FashionClassifier:
+    """Rebuild the classifier from a checkpoint alone (weights-only load, clear errors), in eval mode on CPU."""
+    checkpoint = load_checkpoint(ckpt_path)
+    accepted = inspect.signature(FashionClassifier).parameters
+    hparams = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if k in accepted}
+    model = FashionClassifier(**hparams)
+    check_compatible(checkpoint, model, ckpt_path)
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()

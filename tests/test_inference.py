@@ -1,0 +1,119 @@
+"""predict to CSV, classify image files, and the three export formats, from a checkpoint of a short fit."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fashion_lightning.cli import cli_main
+from fashion_lightning.data import CLASS_NAMES
+from fashion_lightning.export import export, load_pth
+from fashion_lightning.inference import image_to_tensor, load_model
+from fashion_lightning.model import MLP
+from tests.conftest import TEST_COUNT, cli_args
+
+
+@pytest.fixture
+def checkpoint(fashion):
+    cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=3")])
+    return fashion.logs / "fashion" / "version_0" / "checkpoints" / "best.ckpt"
+
+
+def test_predict_writes_a_csv_with_class_names(fashion, checkpoint):
+    cli_main(["predict", *cli_args(fashion, f"--ckpt_path={checkpoint}")])
+    with open(checkpoint.parents[1] / "predictions.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == TEST_COUNT
+    assert [int(row["index"]) for row in rows] == list(range(TEST_COUNT))
+    labels = fashion.arrays["test_labels"][8:]
+    assert all(row["actual"] == CLASS_NAMES[labels[i]] for i, row in enumerate(rows))
+    assert all(row["predicted"] in CLASS_NAMES for row in rows)
+    assert all(0.1 <= float(row["probability"]) <= 1 for row in rows)  # the top class of 10 has >= 10%
+    model = load_model(checkpoint)
+    images = torch.tensor(np.frombuffer(fashion.arrays["test_images"][16:], np.uint8).reshape(-1, 1, 28, 28)) / 255
+    expected = model(images[:5]).argmax(dim=-1)
+    assert [row["predicted"] for row in rows[:5]] == [CLASS_NAMES[i] for i in expected]
+
+
+def test_predict_on_another_split_and_path(fashion, checkpoint):
+    out = fashion.root / "out" / "val.csv"
+    cli_main(
+        [
+            "predict",
+            *cli_args(fashion, f"--ckpt_path={checkpoint}", "--data.predict_split=val", f"--predictions.path={out}"),
+        ]
+    )
+    with open(out) as handle:
+        assert len(list(csv.DictReader(handle))) == 64
+
+
+def write_image(path, array, mode):
+    Image.fromarray(array.astype(np.uint8)).convert(mode).save(path)
+
+
+def test_image_files_become_fashion_mnist_like_tensors(tmp_path):
+    # A dark garment on a white background, off-center, in a big RGB photo: inverted, cropped, centered.
+    photo = np.full((300, 200, 3), 255)
+    photo[40:140, 20:100] = 30
+    write_image(tmp_path / "photo.jpg", photo, "RGB")
+    tensor = image_to_tensor(tmp_path / "photo.jpg")
+    assert tensor.shape == (1, 28, 28)
+    assert tensor.min() >= 0
+    assert tensor.max() <= 1
+    assert tensor[0, 14, 14] > 0.8  # the garment is light, as in Fashion-MNIST
+    assert tensor[0, 0, 0] < 0.1
+    assert tensor[0, 27, 27] < 0.1
+    # Already Fashion-MNIST-like (light on black, 28x28, grayscale): unchanged apart from resampling.
+    native = np.zeros((28, 28))
+    native[4:24, 6:22] = 200
+    write_image(tmp_path / "native.png", native, "L")
+    assert image_to_tensor(tmp_path / "native.png")[0, 14, 14] == pytest.approx(200 / 255, abs=0.05)
+
+
+def test_classify_prints_top_k_and_skips_bad_files(fashion, checkpoint, capsys):
+    good = fashion.root / "good.png"
+    write_image(good, np.full((64, 48), 255), "L")
+    not_image = fashion.root / "notes.png"
+    not_image.write_text("not an image")
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["classify", str(checkpoint), str(not_image), str(good), str(fashion.root / "gone.jpg"), "--top_k=2"])
+    assert exit_info.value.code == 1  # some files failed, the others were classified
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith(f"{not_image}: error: not a readable image")
+    assert lines[1].startswith(f"{good}: ")
+    assert lines[1].count("%") == 2
+    assert lines[2].startswith(f"{fashion.root / 'gone.jpg'}: error")
+
+
+def test_export_all_formats_round_trip_with_equal_outputs(fashion, checkpoint, capsys):
+    written = export(str(checkpoint), str(fashion.root / "exports"), data_dir=str(fashion.data_dir))
+    assert set(written) == {"pth", "torchscript", "onnx"}
+    model = load_model(checkpoint)
+    images = torch.rand(7, 1, 28, 28)  # a batch size never seen at export time: ONNX batch is dynamic
+    with torch.no_grad():
+        expected = model(images)
+        seed_style = MLP()
+        seed_style.load_state_dict(torch.load(written["pth"], weights_only=True))  # the seed's own loading code
+        assert (seed_style(images) - expected).abs().max() <= 1e-5
+        assert (load_pth(written["pth"])(images) - expected).abs().max() <= 1e-5
+        assert (torch.jit.load(str(written["torchscript"]))(images) - expected).abs().max() <= 1e-5
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(written["onnx"]), providers=["CPUExecutionProvider"])
+    onnx_out = torch.from_numpy(session.run(None, {"images": images.numpy()})[0])
+    assert (onnx_out - expected).abs().max() <= 1e-5
+    output = capsys.readouterr().out
+    assert "Predicted: " in output
+    assert ", Actual: " in output
+
+
+def test_export_refuses_a_checkpoint_it_cannot_load(fashion, capsys):
+    broken = fashion.root / "broken.ckpt"
+    broken.write_bytes(b"\x00" * 100)
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["export", str(broken), f"--output_dir={fashion.root / 'exports'}"])
+    assert exit_info.value.code == 2
+    assert "damaged or not a PyTorch checkpoint" in capsys.readouterr().err
+    assert not (fashion.root / "exports").exists()
