@@ -64,10 +64,10 @@ def recipe(name: str, args, workdir: Path) -> dict:
         *device,
     ]
     fit = ["fashion-lightning", "fit", f"--config=configs/{name}.yaml", *common]
-    run([str(Path(sys.executable).parent / fit[0]), *fit[1:]], log)
+    run([sys.executable, "-m", "fashion_lightning", *fit[1:]], log)
     best = max((logs / name).glob("version_*/checkpoints/best.ckpt"), key=lambda p: p.stat().st_mtime)
     test = ["fashion-lightning", "test", f"--config=configs/{name}.yaml", *common, f"--ckpt_path={best}"]
-    output = run([str(Path(sys.executable).parent / test[0]), *test[1:]], log)
+    output = run([sys.executable, "-m", "fashion_lightning", *test[1:]], log)
     accuracy = float(re.findall(r"test/acc: ([0-9.]+) on 10,000 images", output)[-1])
     shown = [" ".join(fit[:3]), " ".join(test[:3]) + " --ckpt_path <its best.ckpt>"]
     return {"accuracy": accuracy, "seconds": time.perf_counter() - start, "commands": shown}

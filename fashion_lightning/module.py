@@ -18,7 +18,11 @@ STAGES = ("train", "val", "test")
 def stage_metrics(stage: str, num_classes: int) -> MetricCollection:
     """Accuracy and mean loss for one stage; evaluation stages also count their images (exactly once under DDP)."""
     # validate_args=False skips per-update input checks: the data module guarantees int64 labels in range.
-    metrics = {"acc": MulticlassAccuracy(num_classes, average="micro", validate_args=False), "loss": MeanMetric()}
+    # nan_strategy="disable": a NaN check would sync the GPU every step; FiniteLossGuard watches the loss instead.
+    metrics = {
+        "acc": MulticlassAccuracy(num_classes, average="micro", validate_args=False),
+        "loss": MeanMetric(nan_strategy="disable"),
+    }
     if stage != "train":
         metrics["images"] = SumMetric()
     return MetricCollection(metrics, prefix=f"{stage}/", compute_groups=False)
@@ -82,7 +86,7 @@ class FashionClassifier(L.LightningModule):
         loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
         metrics = self.metrics[f"{stage}_metrics"]
         metrics["acc"].update(logits.detach(), labels)
-        metrics["loss"].update(loss.detach(), weight=len(labels))
+        metrics["loss"].update(loss.detach(), weight=torch.full_like(loss.detach(), len(labels)))  # no host copy
         if stage != "train":
             metrics["images"].update(len(labels))
         return loss, logits

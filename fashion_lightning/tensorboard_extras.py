@@ -8,12 +8,16 @@ import math
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from fashion_lightning.data import CLASS_NAMES
-from fashion_lightning.plots import confusion_matrix_figure, image_grid_figure
+
+try:
+    from fashion_lightning.plots import confusion_matrix_figure, image_grid_figure
+except ImportError:  # matplotlib missing: curves and HParams still work, figures are skipped
+    confusion_matrix_figure = image_grid_figure = None
 
 HPARAM_METRICS = ("val/acc_best", "test/acc", "test/loss")
 
@@ -64,6 +68,9 @@ class TensorBoardExtras(L.Callback):
 
     @rank_zero_only
     def _log_samples(self, trainer) -> None:
+        if image_grid_figure is None:
+            rank_zero_warn("matplotlib is not installed: TensorBoard gets no images (pip install matplotlib).")
+            return
         loader = trainer.datamodule.train_dataloader()
         images, labels = next(iter(loader))
         images, labels = images[: self.num_samples], labels[: self.num_samples]
@@ -118,7 +125,7 @@ class TensorBoardExtras(L.Callback):
     @rank_zero_only
     def _render(self, trainer, stage: str, confusion: Tensor, misclassified: bool) -> None:
         writer = self._writer(trainer)
-        if writer is None:
+        if writer is None or confusion_matrix_figure is None:
             return
         step = trainer.global_step
         writer.add_figure(f"confusion_matrix/{stage}", confusion_matrix_figure(confusion, title=stage), step)
