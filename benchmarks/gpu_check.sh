@@ -19,3 +19,4 @@ nvidia-smi --query-gpu=name,memory.total --format=csv | tee -a "$OUT/versions.tx
 timeout 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py 2>&1 | tail -15 | tee "$OUT/gpu_tests.txt"
 timeout 240 python3 benchmarks/epoch_time.py --device cuda --epochs 4 --data-dir /tmp/fl-data 2>&1 | tail -12 | tee "$OUT/epoch_time_cuda.txt"
 timeout 200 python3 benchmarks/accuracy.py --recipes cnn --device cuda --data-dir /tmp/fl-data 2>&1 | tail -8 | tee "$OUT/accuracy_cuda.txt"
+timeout 120 python3 benchmarks/profile_fit.py --device cuda --data-dir /tmp/fl-data --top 30 2>&1 | tail -45 | tee "$OUT/profile_cuda.txt"

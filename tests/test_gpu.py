@@ -17,7 +17,7 @@ def test_dataset_is_kept_on_the_gpu_by_default(fashion):
     cli = build_cli(gpu_args(fashion), run=False)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     assert cli.datamodule.datasets["train"].images.is_cuda
-    assert cli.model.device.type == "cuda"
+    assert cli.datamodule.datasets["test"].images.is_cuda
 
 
 def test_fit_resume_and_test_on_gpu(fashion, capsys):
