@@ -1,6 +1,6 @@
 """Where the time of one `fashion-lightning fit` epoch goes: cProfile's top functions by own time.
 
-    python benchmarks/profile_fit.py [--device cuda] [--data-dir data] [-- extra fit flags]
+python benchmarks/profile_fit.py [--device cuda] [--data-dir data] [-- extra fit flags]
 """
 
 import argparse
@@ -22,11 +22,27 @@ def main() -> None:
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="fashion-profile-")
     accelerator = "gpu" if args.device == "cuda" else "cpu"
-    fit = ["fit", f"--data.data_dir={args.data_dir}", f"--trainer.accelerator={accelerator}", "--trainer.devices=1",
-           "--trainer.max_epochs=1", "--trainer.limit_val_batches=0", f"--trainer.default_root_dir={workdir}",
-           f"--trainer.logger.init_args.save_dir={workdir}", *args.extra]
-    cli_main(["fit", *fit[1:3], "--trainer.max_epochs=1", "--trainer.limit_train_batches=20",
-              f"--trainer.logger.init_args.save_dir={workdir}/warmup", f"--trainer.accelerator={accelerator}"])
+    fit = [
+        "fit",
+        f"--data.data_dir={args.data_dir}",
+        f"--trainer.accelerator={accelerator}",
+        "--trainer.devices=1",
+        "--trainer.max_epochs=1",
+        "--trainer.limit_val_batches=0",
+        f"--trainer.default_root_dir={workdir}",
+        f"--trainer.logger.init_args.save_dir={workdir}",
+        *args.extra,
+    ]
+    cli_main(
+        [
+            "fit",
+            *fit[1:3],
+            "--trainer.max_epochs=1",
+            "--trainer.limit_train_batches=20",
+            f"--trainer.logger.init_args.save_dir={workdir}/warmup",
+            f"--trainer.accelerator={accelerator}",
+        ]
+    )
     profile = cProfile.Profile()
     with open(f"{workdir}/fit.log", "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         profile.enable()

@@ -35,7 +35,7 @@ def confusion_matrix_figure(confusion: Tensor, class_names: Sequence[str] = CLAS
         )
     total_accuracy = confusion.diagonal().sum().item() / max(confusion.sum().item(), 1)
     axes.set_title(f"{title} accuracy {total_accuracy:.2%}".strip())
-    figure.tight_layout()
+    figure.subplots_adjust(left=0.25, bottom=0.2, right=0.98, top=0.94)  # fixed: tight_layout costs 0.1-0.2 s
     return figure
 
 
@@ -50,7 +50,7 @@ def image_grid_figure(images: Tensor, titles: Sequence[str], columns: int = 8) -
         if index < len(images):
             axis.imshow(images[index, 0].numpy(), cmap="gray_r", vmin=0, vmax=1)
             axis.set_title(titles[index], fontsize=7)
-    figure.tight_layout()
+    figure.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.9, hspace=0.6)
     return figure
 
 

@@ -126,33 +126,18 @@ def _fetch_url(url: str) -> bytes:
         return gzip.decompress(response.read())
 
 
-def _find_good_copy(spec: RawFile, candidates: list[Path], problems: list[str]) -> bytes | None:
-    for path in candidates:
-        if not path.is_file():
-            continue
+def _first_good(spec: RawFile, sources: list, read, read_errors: tuple, problems: list[str]) -> bytes | None:
+    """The bytes of the first source (path or URL) that pass the checks; each rejected one goes to ``problems``."""
+    for source in sources:
         try:
-            data = read_candidate(path)
-        except (OSError, ValueError) as err:
-            problems.append(f"{path}: {err}")
+            data = read(source)
+        except read_errors as err:
+            problems.append(f"{source}: {getattr(err, 'reason', err)}")
             continue
         problem = check_raw_bytes(data, spec)
         if problem is None:
             return data
-        problems.append(f"{path} {problem}")
-    return None
-
-
-def _download(spec: RawFile, problems: list[str]) -> bytes | None:
-    for url in download_urls(spec):
-        try:
-            data = _fetch_url(url)
-        except (urllib.error.URLError, OSError, EOFError, zlib.error) as err:
-            problems.append(f"{url}: {getattr(err, 'reason', err)}")
-            continue
-        problem = check_raw_bytes(data, spec)
-        if problem is None:
-            return data
-        problems.append(f"{url} {problem}")
+        problems.append(f"{source} {problem}")
     return None
 
 
@@ -161,21 +146,49 @@ def ensure_file(spec: RawFile, data_dir: str | os.PathLike, source_dir=None, dow
     target = raw_dir(data_dir) / spec.name
     problems: list[str] = []
     if target.is_file():
+        if _verified_before(target, spec):
+            return target
         problem = check_raw_bytes(target.read_bytes(), spec)
         if problem is None:
+            _record_verified(target, spec)
             return target
         log.warning("%s %s; replacing it from another source.", target, problem)
         problems.append(f"{target} {problem}")
     names = [f"{spec.name}.gz", spec.name]
     candidates = [target.with_name(f"{spec.name}.gz")]  # a torchvision download leaves the .gz beside it
     candidates += [d / n for d in local_copy_dirs(source_dir) for n in names]
-    data = _find_good_copy(spec, candidates, problems)
+    local = [path for path in candidates if path.is_file()]
+    data = _first_good(spec, local, read_candidate, (OSError, ValueError), problems)
     if data is None and download:
-        data = _download(spec, problems)
+        network_errors = (urllib.error.URLError, OSError, EOFError, zlib.error)
+        data = _first_good(spec, download_urls(spec), _fetch_url, network_errors, problems)
     if data is None:
         raise DataUnavailableError(_no_source_message(spec, data_dir, source_dir, download, problems))
     atomic_write_bytes(target, data)
+    _record_verified(target, spec)
     return target
+
+
+def _stamp(path: Path, spec: RawFile) -> str:
+    # A file rewritten after its check gets a new size or mtime, so its stamp no longer matches.
+    stat = path.stat()
+    return f"{spec.md5} {stat.st_size} {stat.st_mtime_ns}"
+
+
+def _stamp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.verified")
+
+
+def _verified_before(path: Path, spec: RawFile) -> bool:
+    """True when ``path`` passed the checks and has not changed since (skips re-hashing 55 MB every run)."""
+    try:
+        return _stamp_path(path).read_text() == _stamp(path, spec)
+    except OSError:
+        return False
+
+
+def _record_verified(path: Path, spec: RawFile) -> None:
+    atomic_write_bytes(_stamp_path(path), _stamp(path, spec).encode())
 
 
 def ensure_raw_files(data_dir: str | os.PathLike, source_dir=None, download: bool = True) -> dict[str, Path]:

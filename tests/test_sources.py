@@ -91,6 +91,16 @@ def test_corrupt_prepared_file_is_replaced_from_a_good_copy(fashion, caplog):
     assert "replacing" in caplog.text
 
 
+def test_a_prepared_file_changed_after_its_check_is_checked_again(fashion):
+    ensure_raw_files(fashion.data_dir, fashion.source_dir, download=False)
+    prepared = raw_dir(fashion.data_dir) / "train-labels-idx1-ubyte"
+    damaged = bytearray(prepared.read_bytes())
+    damaged[-1] ^= 0xFF  # same size: only the checksum can tell
+    prepared.write_bytes(bytes(damaged))
+    ensure_raw_files(fashion.data_dir, fashion.source_dir, download=False)
+    assert prepared.read_bytes() == fashion.arrays["train_labels"]
+
+
 def test_bad_download_is_rejected(fashion, monkeypatch):
     monkeypatch.setattr(sources, "_fetch_url", lambda url: b"\x00" * 100)
     with pytest.raises(DataUnavailableError, match="expected"):
