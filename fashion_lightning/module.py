@@ -9,7 +9,6 @@ from torch import Tensor
 from torchmetrics import MeanMetric, MetricCollection, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from fashion_lightning.data import CLASS_NAMES
 from fashion_lightning.model import build_net
 
 STAGES = ("train", "val", "test")
@@ -94,7 +93,7 @@ class FashionClassifier(L.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         loss, logits = self._shared_step(batch, "train")
         # Per-step curves and progress bar. Lightning writes them every `log_every_n_steps`; calling self.log on
-        # the other steps would only cost time (about a millisecond per step on a small CPU).
+        # the other steps would only cost time.
         if self._is_logging_step():
             batch_acc = (logits.detach().argmax(dim=-1) == batch[1]).float().mean()
             self.log_dict({"train/loss_step": loss.detach(), "train/acc_step": batch_acc}, prog_bar=True)
@@ -165,7 +164,3 @@ class FashionClassifier(L.LightningModule):
         else:
             scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=hp.lr_step_size, gamma=hp.lr_gamma)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
-
-    @property
-    def class_names(self) -> tuple[str, ...]:
-        return CLASS_NAMES
