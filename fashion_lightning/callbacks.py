@@ -9,6 +9,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 
 from fashion_lightning.errors import NonFiniteLossError
+from fashion_lightning.resume import last_checkpoint_path
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +111,9 @@ class RunSummary(L.Callback):
         if checkpoint is not None and checkpoint.best_model_score is not None:
             lines.append(f"  best {checkpoint.monitor}: {float(checkpoint.best_model_score):.4f}")
             lines.append(f"  best checkpoint: {checkpoint.best_model_path}")
-        last = next((cb for cb in trainer.checkpoint_callbacks if hasattr(cb, "path")), None)
-        if last is not None and last.path(trainer).is_file():
-            lines.append(f"  last checkpoint: {last.path(trainer)}  (resume: --ckpt_path last)")
+        last = last_checkpoint_path(trainer)
+        if last is not None and last.is_file():
+            lines.append(f"  last checkpoint: {last}  (resume: --ckpt_path last)")
         if trainer.logger is not None and trainer.logger.log_dir:
             lines.append(f"  logs: {trainer.logger.log_dir}")
             lines.append(f"  watch: tensorboard --logdir {trainer.logger.save_dir}")
