@@ -1,6 +1,5 @@
 """Small project callbacks: epoch timing, a non-finite-loss guard, and the end-of-run summary."""
 
-import logging
 import math
 import time
 
@@ -10,8 +9,6 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from fashion_lightning.errors import NonFiniteLossError
 from fashion_lightning.resume import last_checkpoint_path
-
-log = logging.getLogger(__name__)
 
 
 class EpochTimer(L.Callback):

@@ -2,7 +2,6 @@
 
 import csv
 import inspect
-import logging
 from pathlib import Path
 
 import torch
@@ -13,8 +12,6 @@ from torch import Tensor
 from fashion_lightning.checkpointing import check_compatible, load_checkpoint
 from fashion_lightning.data import CLASS_NAMES
 from fashion_lightning.module import FashionClassifier
-
-log = logging.getLogger(__name__)
 
 IMAGE_SIZE = 28
 # Fashion-MNIST shows light garments on a black background. An image whose border is brighter than mid-gray

@@ -9,7 +9,6 @@
 - A resume on a different number of processes says plainly what changes.
 """
 
-import logging
 import os
 import random
 import signal
@@ -25,8 +24,6 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from fashion_lightning.atomic import remove_stale_temporaries
 from fashion_lightning.checkpointing import LastCheckpoint
-
-log = logging.getLogger(__name__)
 
 RNG_KEY = "fashion_lightning_rng"
 RUN_KEY = "fashion_lightning_run"
@@ -64,7 +61,7 @@ class ResumableRun(L.Callback):
 
     def __init__(self) -> None:
         self._trainer: L.Trainer | None = None
-        self._previous_sigusr1 = None
+        self._previous_handlers: dict[int, object] = {}
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         path = last_checkpoint_path(trainer)  # the checkpoint callbacks' directories are resolved by now
@@ -74,20 +71,21 @@ class ResumableRun(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         global stop_signal
         stop_signal = None
-        if stage == "fit" and hasattr(signal, "SIGUSR1"):
+        if stage != "fit":
+            return
+        self._trainer = trainer
+        if hasattr(signal, "SIGUSR1"):
             # Installed before Lightning's own (which then stays out): Lightning's SLURM handler saves in the
             # middle of a step; this one stops at the next step boundary, saves, and requeues on SLURM.
-            self._trainer = trainer
-            self._previous_sigusr1 = signal.signal(signal.SIGUSR1, self._on_stop_signal)
-        if stage == "fit" and hasattr(signal, "SIGTERM"):
-            # Lightning composes its own SIGTERM handler with this one (it raises at the next step boundary).
-            self._trainer = trainer
-            signal.signal(signal.SIGTERM, self._record_sigterm)
+            self._previous_handlers[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, self._on_stop_signal)
+        # Lightning composes its own SIGTERM handler with this one (it raises at the next step boundary).
+        self._previous_handlers[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._record_sigterm)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if self._previous_sigusr1 is not None:
-            signal.signal(signal.SIGUSR1, self._previous_sigusr1)
-            self._previous_sigusr1 = None
+        # After fit, signals mean what they meant before (a notebook kernel must still die on SIGTERM).
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        self._previous_handlers, self._trainer = {}, None
 
     def _on_stop_signal(self, signum, frame) -> None:
         global stop_signal

@@ -142,6 +142,12 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
     assert all(torch.isfinite(value).all() for value in kept.values() if value.is_floating_point())
 
 
+def test_signal_handlers_are_given_back_after_fit(fashion):
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGUSR1)}
+    cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=1")])
+    assert {signum: signal.getsignal(signum) for signum in before} == before
+
+
 def test_checkpoints_are_written_with_the_atomic_io(fashion):
     cli = build_cli(cli_args(fashion), run=False)
     assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
