@@ -28,6 +28,10 @@ from fashion_lightning.resume import ResumableRun
 from fashion_lightning.tensorboard_extras import TensorBoardExtras
 
 TOOLS = ("classify", "export")
+DESCRIPTION = (
+    "Train, evaluate and use a Fashion-MNIST classifier (the PyTorch quickstart's MLP on Lightning). "
+    "Also: `fashion-lightning classify CKPT IMAGE...` and `fashion-lightning export CKPT` (each with --help)."
+)
 LOG_ROOT = "lightning_logs"
 RUN_NAME = "fashion"
 
@@ -142,6 +146,7 @@ def build_cli(args: ArgsType = None, run: bool = True) -> FashionCLI:
         save_config_kwargs={"overwrite": True},
         seed_everything_default=42,
         auto_configure_optimizers=False,  # the model's own typed optimizer options are the single source
+        parser_kwargs={"description": DESCRIPTION},
         # Always present, not configurable away: they guard, resume and report every run.
         trainer_defaults={
             "callbacks": [EpochTimer(), FiniteLossGuard(), ResumableRun(), TensorBoardExtras(), RunSummary()],

@@ -87,6 +87,14 @@ def test_checkpoint_hyperparameters_rebuild_a_non_default_model(fashion):
     assert cli.model.hparams.hidden_dims == [64]
 
 
+def test_top_level_help_names_every_command(capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["--help"])
+    help_text = capsys.readouterr().out
+    for command in ("fit", "validate", "test", "predict", "classify", "export"):
+        assert command in help_text
+
+
 def test_help_and_print_config(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["fit", "--help"])
