@@ -143,7 +143,7 @@ class LastCheckpoint(Checkpoint):
         # trainer.log_dir is a collective under DDP: read it here, where every process runs, and only here.
         self._resolved_dir = Path(self.dirpath or Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints")
 
-    def path(self, trainer=None) -> Path:
+    def path(self) -> Path:
         if self._resolved_dir is None:
             raise RuntimeError("LastCheckpoint.path() is known once the trainer has called setup()")
         return self._resolved_dir / self.FILE_NAME
@@ -161,4 +161,4 @@ class LastCheckpoint(Checkpoint):
     def save(self, trainer) -> None:
         if trainer.fast_dev_run or trainer.sanity_checking:
             return
-        trainer.save_checkpoint(self.path(trainer), weights_only=False)
+        trainer.save_checkpoint(self.path(), weights_only=False)

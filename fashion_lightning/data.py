@@ -1,4 +1,4 @@
-"""Fashion-MNIST as in-memory uint8 tensors, and the ``FashionMNISTDataModule`` that serves them in batches."""
+"""Fashion-MNIST as in-memory uint8 tensors: decoding, the tensor cache, the split, the resumable loader."""
 
 import itertools
 import os

@@ -4,6 +4,7 @@ import logging
 from typing import Literal
 
 import lightning as L
+import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 
@@ -115,7 +116,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
-        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        world, rank = self._shard()
         sampler = ResumableSampler(self.datasets["train"], num_replicas=world, rank=rank, shuffle=hp.shuffle)
         return make_loader(self.datasets["train"], hp.batch_size, sampler, hp.num_workers)
 
@@ -131,11 +132,21 @@ class FashionMNISTDataModule(L.LightningDataModule):
     def _eval_loader(self, dataset: FashionMNISTTensors) -> DataLoader:
         # Under DDP, Lightning's default sampler pads the last shard with repeated images; this one does not,
         # so test metrics are over exactly the 10,000 official images.
-        sampler = None
-        if self.trainer is not None and self.trainer.world_size > 1:
-            world, rank = self.trainer.world_size, self.trainer.global_rank
-            sampler = UnrepeatedDistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False)
-        return DataLoader(dataset, batch_size=self.hparams.eval_batch_size, sampler=sampler, collate_fn=batch_as_is)
+        world, rank = self._shard()
+        sampler = (
+            UnrepeatedDistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False) if world > 1 else None
+        )
+        return DataLoader(
+            dataset,
+            batch_size=self.hparams.eval_batch_size,
+            sampler=sampler,
+            collate_fn=batch_as_is,
+            generator=torch.Generator(),  # like the training loader: evaluation never advances the global RNG
+        )
+
+    def _shard(self) -> tuple[int, int]:
+        """(processes, this process's rank): (1, 0) without a trainer."""
+        return (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         training_batch = self.trainer is not None and self.trainer.training and isinstance(batch, (tuple, list))

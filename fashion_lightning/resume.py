@@ -139,7 +139,7 @@ def last_checkpoint_path(trainer: L.Trainer) -> Path | None:
     """Where the run's ``last.ckpt`` goes (from its ``LastCheckpoint`` or ``ModelCheckpoint`` callback)."""
     for callback in trainer.checkpoint_callbacks:
         if isinstance(callback, LastCheckpoint):
-            return callback.path(trainer)
+            return callback.path()
     for callback in trainer.checkpoint_callbacks:
         if isinstance(callback, ModelCheckpoint) and callback.dirpath:
             return Path(callback.dirpath) / LastCheckpoint.FILE_NAME
