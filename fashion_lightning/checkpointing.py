@@ -14,7 +14,7 @@ import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import Checkpoint
 
-from fashion_lightning.atomic import atomic_torch_save, remove_stale_temporaries
+from fashion_lightning.atomic import atomic_torch_save
 from fashion_lightning.errors import CheckpointError
 
 VERSION_DIR = re.compile(r"^version_(\d+)$")
@@ -30,8 +30,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} does not take storage_options")
-        remove_stale_temporaries(Path(path).parent)
-        atomic_torch_save(checkpoint, path)
+        atomic_torch_save(checkpoint, path)  # leftovers of a killed write are removed at the next fit start
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
