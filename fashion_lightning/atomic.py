@@ -60,7 +60,7 @@ def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
         return []
     removed = []
     for stale in directory.glob(f"{TEMP_PREFIX}*.part"):
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # gone already, or a read-only folder
             stale.unlink()
             removed.append(stale)
     return removed

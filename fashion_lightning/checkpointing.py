@@ -1,11 +1,6 @@
-"""Checkpoint files: crash-safe writes, safe loading with clear errors, and finding a run's ``last.ckpt``.
-
-Runs live in ``<save_dir>/<name>/version_N/checkpoints/``; knowing that layout lets a resumed or evaluated
-checkpoint log into the run it came from instead of opening a new ``version_N``.
-"""
+"""Checkpoint files: crash-safe writes, safe loading with clear errors, compatibility with a model, ``last.ckpt``."""
 
 import pickle
-import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -16,8 +11,6 @@ from lightning.pytorch.callbacks import Checkpoint
 
 from fashion_lightning.atomic import atomic_torch_save
 from fashion_lightning.errors import CheckpointError
-
-VERSION_DIR = re.compile(r"^version_(\d+)$")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -30,7 +23,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} does not take storage_options")
-        atomic_torch_save(checkpoint, path)  # leftovers of a killed write are removed at the next fit start
+        try:
+            atomic_torch_save(checkpoint, path)  # leftovers of a killed write are removed at the next fit start
+        except OSError as err:
+            raise CheckpointError(
+                f"Could not write the checkpoint '{path}': {err.strerror or err}. Nothing was replaced: the "
+                f"previous checkpoints in {Path(path).parent} are intact. Free space (or make the folder writable), "
+                "then resume with --ckpt_path last."
+            ) from err
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -87,25 +87,6 @@ def check_compatible(checkpoint: dict[str, Any], model: torch.nn.Module, path: s
             "of the same --model.net and --model.hidden_dims, or drop the --model flags so the checkpoint's own "
             "hyperparameters are used."
         )
-
-
-def run_version(path: str | Path) -> tuple[Path, int] | None:
-    """For ``<root>/version_N/checkpoints/x.ckpt`` return ``(<root>, N)``; ``None`` for any other layout."""
-    path = Path(path).absolute()
-    if path.parent.name != "checkpoints":
-        return None
-    match = VERSION_DIR.match(path.parent.parent.name)
-    return (path.parent.parent.parent, int(match.group(1))) if match else None
-
-
-def find_last_checkpoint(runs_root: str | Path) -> Path | None:
-    """The ``last.ckpt`` of the highest ``version_N`` under ``runs_root`` that has one (not the newest mtime)."""
-    candidates = []
-    for last in Path(runs_root).glob("version_*/checkpoints/last.ckpt"):
-        found = run_version(last)
-        if found is not None:
-            candidates.append((found[1], last))
-    return max(candidates)[1] if candidates else None
 
 
 def _damaged(path: Path, err: BaseException) -> str:

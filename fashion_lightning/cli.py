@@ -1,30 +1,34 @@
 """``cli_main``: the one entry point for the shell (``fashion-lightning``), the tests and the notebook."""
 
+import os
 import signal
 import sys
 from pathlib import Path
 
 from lightning import Trainer
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from fashion_lightning import resume
 from fashion_lightning.callbacks import EpochTimer, FiniteLossGuard, RunSummary
-from fashion_lightning.checkpointing import (
-    AtomicCheckpointIO,
-    LastCheckpoint,
-    check_compatible,
-    find_last_checkpoint,
-    load_checkpoint,
-    run_version,
-)
+from fashion_lightning.checkpointing import AtomicCheckpointIO, LastCheckpoint, check_compatible, load_checkpoint
 from fashion_lightning.datamodule import FashionMNISTDataModule
-from fashion_lightning.errors import FashionLightningError
+from fashion_lightning.errors import ConfigurationError, FashionLightningError
 from fashion_lightning.inference import PredictionWriter
 from fashion_lightning.module import FashionClassifier
 from fashion_lightning.resume import ResumableRun
+from fashion_lightning.runs import (
+    VERSION_ENV_VAR,
+    claim_version,
+    find_last_checkpoint,
+    lock_run,
+    release_locks,
+    release_unused_claims,
+    run_version,
+)
 from fashion_lightning.tensorboard_extras import TensorBoardExtras
 
 TOOLS = ("classify", "export")
@@ -74,62 +78,108 @@ class FashionCLI(LightningCLI):
             }
         )
 
-    def _parse_ckpt_path(self) -> None:
-        # Runs before the classes are built: resolve `last`, refuse a bad file with a clear error (before
-        # Lightning's own loader would fail with a traceback), and log into the checkpoint's own run.
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        super().parse_arguments(parser, args)
+        # Runs before Lightning copies the checkpoint's hyperparameters into the config: resolve `last`, refuse a
+        # bad file with a clear error (before Lightning's own loader would fail with a traceback), refuse explicit
+        # --model flags that the checkpoint would silently override, and log into the checkpoint's own run.
         self._checkpoint = None
         subcommand = self.config.get("subcommand")
-        if subcommand:
-            config = self.config[subcommand]
-            config.ckpt_path = self._resolve_ckpt_path(config.ckpt_path, self._runs_root(config))
-            if config.ckpt_path:
-                self._checkpoint = load_checkpoint(config.ckpt_path)
-                self._continue_run(config, subcommand)
-        super()._parse_ckpt_path()
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        explicit = self._explicit_options(parser, args).get(subcommand) or {}
+        self._follow_default_root_dir(config, explicit)
+        config.ckpt_path = self._resolve_ckpt_path(config.ckpt_path, runs_root(config))
+        if config.ckpt_path:
+            self._checkpoint = load_checkpoint(config.ckpt_path)
+            check_explicit_model_options(explicit.get("model") or {}, self._checkpoint, config.ckpt_path)
+            self._continue_run(config, subcommand)
 
     @staticmethod
-    def _runs_root(config) -> Path | None:
+    def _explicit_options(parser: LightningArgumentParser, args: ArgsType):
+        """Only what the user gave (flags and config files), without defaults."""
+        if isinstance(args, dict):
+            return args
+        return parser.parse_args(args, defaults=False)
+
+    @staticmethod
+    def _follow_default_root_dir(config, explicit) -> None:
+        # Lightning's convention: runs go under --trainer.default_root_dir unless the logger names its own place.
+        root = config.trainer.get("default_root_dir")
         logger = config.trainer.get("logger")
-        if not hasattr(logger, "get") or not str(logger.get("class_path", "")).endswith("TensorBoardLogger"):
-            return None  # another logger (or none): its runs are not laid out as version_N folders
-        init_args = logger.init_args
-        return Path(init_args.get("save_dir") or ".") / (init_args.get("name") or "")
+        given = (explicit.get("trainer") or {}).get("logger") or {}
+        logger_has_save_dir = hasattr(logger, "get") and "save_dir" in (logger.get("init_args") or {})
+        save_dir_given = hasattr(given, "get") and "save_dir" in (given.get("init_args") or {})
+        if root and logger_has_save_dir and not save_dir_given:
+            logger.init_args.save_dir = str(Path(root) / LOG_ROOT)
 
     @staticmethod
-    def _resolve_ckpt_path(ckpt_path: str | None, runs_root: Path | None) -> str | None:
-        if ckpt_path != "last" or runs_root is None:
+    def _resolve_ckpt_path(ckpt_path: str | None, root: Path | None) -> str | None:
+        if ckpt_path != "last":
             return ckpt_path
-        found = find_last_checkpoint(runs_root)
+        if root is None:
+            raise ConfigurationError(
+                "--ckpt_path last needs a logger that keeps runs in version_N folders (TensorBoardLogger or "
+                "CSVLogger, with save_dir and name); with this logger, pass the checkpoint's path instead."
+            )
+        found = find_last_checkpoint(root)
         if found is None:
-            print(f"--ckpt_path last: there is no last.ckpt under {runs_root}/; starting a new run from scratch.")
+            print(f"--ckpt_path last: there is no last.ckpt under {root}/; starting a new run from scratch.")
             return None
         print(f"--ckpt_path last: resuming {found}")
         return str(found)
 
     def _continue_run(self, config, subcommand: str) -> None:
-        found, runs_root = run_version(config.ckpt_path), self._runs_root(config)
-        if found is None or runs_root is None or found[0] != runs_root.absolute():
+        found, root = run_version(config.ckpt_path), runs_root(config)
+        if found is None or root is None or found[0] != root.absolute():
             return
         init_args = config.trainer.logger.init_args
         if init_args.get("version") is None:
             init_args.version = found[1]
             if subcommand == "fit":
+                if rank_zero_only.rank == 0:  # one writer per run; the kernel frees the lock when we exit
+                    lock_run(root / f"version_{found[1]}")
                 # TensorBoard drops what the killed run logged after this step, so curves have no duplicates.
-                init_args.purge_step = int(self._checkpoint.get("global_step", 0))
+                if "purge_step" in init_args:
+                    init_args.purge_step = int(self._checkpoint.get("global_step", 0))
 
-    def _instantiate_trainer(self, config: dict, callbacks: list) -> Trainer:
+    def before_instantiate_classes(self) -> None:
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        check_run_options(config)
+        root = runs_root(config)
+        if root is None or config.trainer.logger.init_args.get("version") is not None:
+            return
+        if rank_zero_only.rank == 0:
+            version = claim_version(root)
+            os.environ[VERSION_ENV_VAR] = str(version)  # DDP ranks started by Lightning's launcher inherit it
+            if subcommand == "fit":
+                lock_run(root / f"version_{version}")
+        elif os.environ.get(VERSION_ENV_VAR):
+            version = int(os.environ[VERSION_ENV_VAR])
+        else:
+            return  # other ranks (torchrun, SLURM) learn rank 0's folder through Lightning's broadcast of log_dir
+        config.trainer.logger.init_args.version = version
+
+    def instantiate_trainer(self, **kwargs) -> Trainer:
         # Lightning's default bar redraws every step (RichProgressBar when `rich` is installed): about 0.3 ms a
         # step, a fifth of a CPU step here. A TQDM bar redrawn every 20 steps still updates several times a
         # second. A bar the user configures, or --trainer.enable_progress_bar false, is left alone.
+        trainer_config = self.config_init.get(str(self.subcommand), self.config_init).get("trainer") or {}
+        configured = trainer_config.get("callbacks") or []
+        configured = configured if isinstance(configured, list) else [configured]
+        wants_bar = trainer_config.get("enable_progress_bar") is not False
+        if wants_bar and not any(isinstance(callback, ProgressBar) for callback in configured):
+            kwargs["callbacks"] = [*configured, TQDMProgressBar(refresh_rate=20)]
+        trainer = super().instantiate_trainer(**kwargs)
         if self.subcommand != "predict":
             # Lightning calls every hook of every callback each step (~30 us a callback on a small CPU), so the
             # prediction writer only joins the runs that predict.
-            callbacks = [callback for callback in callbacks if not isinstance(callback, PredictionWriter)]
-        configured = [*(config.get("callbacks") or []), *callbacks]
-        wants_bar = config.get("enable_progress_bar") is not False
-        if wants_bar and not any(isinstance(callback, ProgressBar) for callback in configured):
-            callbacks = [*callbacks, TQDMProgressBar(refresh_rate=20)]
-        return super()._instantiate_trainer(config, callbacks)
+            trainer.callbacks = [cb for cb in trainer.callbacks if not isinstance(cb, PredictionWriter)]
+        return trainer
 
     def after_instantiate_classes(self) -> None:
         super().after_instantiate_classes()
@@ -137,24 +187,73 @@ class FashionCLI(LightningCLI):
             check_compatible(self._checkpoint, self.model, self.config[self.subcommand].ckpt_path)
 
 
-def build_cli(args: ArgsType = None, run: bool = True) -> FashionCLI:
-    """Build (and by default run) the CLI; ``args`` as for ``LightningCLI`` (list, dict or ``None`` = argv)."""
-    return FashionCLI(
-        FashionClassifier,
-        FashionMNISTDataModule,
-        save_config_callback=RunConfigSaver,
-        save_config_kwargs={"overwrite": True},
-        seed_everything_default=42,
-        auto_configure_optimizers=False,  # the model's own typed optimizer options are the single source
-        parser_kwargs={"description": DESCRIPTION},
+def runs_root(config) -> Path | None:
+    """``<save_dir>/<name>`` of a logger that keeps runs in ``version_N`` folders (TensorBoard, CSV); else ``None``."""
+    logger = config.trainer.get("logger")
+    init_args = logger.get("init_args") if hasattr(logger, "get") else None
+    if not init_args or "save_dir" not in init_args or "version" not in init_args:
+        return None  # another logger (or none): its runs are not laid out as version_N folders
+    return Path(init_args.get("save_dir") or ".") / (init_args.get("name") or "")
+
+
+def check_run_options(config) -> None:
+    """Refuse option values that cannot work, before anything is created on disk."""
+    max_epochs = config.trainer.get("max_epochs")
+    if max_epochs is not None and max_epochs < -1:
+        raise ConfigurationError(
+            f"--trainer.max_epochs must be a positive number of epochs (or -1 for no limit), got {max_epochs}."
+        )
+    if config.get("checkpoint") and config.checkpoint.get("save_last"):
+        raise ConfigurationError(
+            "--checkpoint.save_last would make Lightning's ModelCheckpoint write a second last.ckpt beside the one "
+            "this project writes (after every epoch, and every n steps with --last.every_n_train_steps N). Remove "
+            "checkpoint.save_last from the command or config file; last.ckpt is always written."
+        )
+
+
+def check_explicit_model_options(explicit: dict, checkpoint: dict, path: str) -> None:
+    """Refuse ``--model.*`` values the user gave that differ from what the checkpoint was trained with.
+
+    A checkpoint rebuilds its own model (its hyperparameters replace the config's), so such a flag would be
+    silently ignored; an error names both values instead.
+    """
+    saved = checkpoint.get("hyper_parameters", {})
+    clashes = [
+        f"{name} {value!r} (checkpoint: {saved[name]!r})"
+        for name, value in dict(explicit).items()
+        if name in saved and _normalised(value) != _normalised(saved[name])
+    ]
+    if clashes:
+        raise ConfigurationError(
+            f"These --model options disagree with the checkpoint '{path}': {'; '.join(clashes)}. A checkpoint "
+            "rebuilds the model it was trained as, so they would be ignored. Drop them to use the checkpoint, or "
+            "train a new model with them (fit without --ckpt_path)."
+        )
+
+
+def _normalised(value):
+    return list(value) if isinstance(value, tuple | list) else value
+
+
+def cli_kwargs() -> dict:
+    """What ``FashionCLI`` is built with, besides the classes and ``args``."""
+    return {
+        "save_config_callback": RunConfigSaver,
+        "save_config_kwargs": {"overwrite": True},
+        "seed_everything_default": 42,
+        "auto_configure_optimizers": False,  # the model's own typed optimizer options are the single source
+        "parser_kwargs": {"description": DESCRIPTION},
         # Always present, not configurable away: they guard, resume and report every run.
-        trainer_defaults={
+        "trainer_defaults": {
             "callbacks": [EpochTimer(), FiniteLossGuard(), ResumableRun(), TensorBoardExtras(), RunSummary()],
             "plugins": [{"class_path": f"{AtomicCheckpointIO.__module__}.{AtomicCheckpointIO.__qualname__}"}],
         },
-        args=args,
-        run=run,
-    )
+    }
+
+
+def build_cli(args: ArgsType = None, run: bool = True) -> FashionCLI:
+    """Build (and by default run) the CLI; ``args`` as for ``LightningCLI`` (list, dict or ``None`` = argv)."""
+    return FashionCLI(FashionClassifier, FashionMNISTDataModule, **cli_kwargs(), args=args, run=run)
 
 
 def run_tool(args: list[str]) -> int:
@@ -186,7 +285,8 @@ def cli_main(args: ArgsType = None) -> FashionCLI | None:
     """Run ``fashion-lightning fit|validate|test|predict|classify|export ...``.
 
     Errors a user can fix (data, checkpoint, option values) print one paragraph and exit non-zero without a
-    traceback; a run stopped by SIGTERM or SIGUSR1 exits with 128 + the signal number.
+    traceback; a run stopped by a signal (Ctrl-C, SIGTERM, SIGUSR1) saves ``last.ckpt`` and exits with
+    128 + the signal number. A run that never started leaves no ``version_N`` folder behind.
     """
     argv = sys.argv[1:] if args is None else args
     try:
@@ -195,14 +295,21 @@ def cli_main(args: ArgsType = None) -> FashionCLI | None:
             if failures:
                 sys.exit(1)
             return None
-        return build_cli(args)
-    except FashionLightningError as err:
+        cli = build_cli(args)
+        release_locks()  # the run is over: another process (or this one) may resume it now
+        return cli
+    except (FashionLightningError, MisconfigurationException) as err:
+        release_unused_claims()
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(err.exit_code)
+        sys.exit(getattr(err, "exit_code", 2))
     except SIGTERMException:
         signum = resume.stop_signal or signal.SIGTERM
         rank_zero_info(f"Stopped by {signal.Signals(signum).name}; resume with --ckpt_path last.")
         sys.exit(128 + signum)
+    except KeyboardInterrupt:
+        release_unused_claims()
+        print("Interrupted before training started; nothing was saved.", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
 
 
 def main() -> None:

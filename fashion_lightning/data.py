@@ -1,6 +1,7 @@
 """Fashion-MNIST as in-memory uint8 tensors: decoding, the tensor cache, the split, the resumable loader."""
 
 import itertools
+import logging
 import os
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from fashion_lightning.atomic import atomic_torch_save
 from fashion_lightning.errors import ConfigurationError, DataUnavailableError
 from fashion_lightning.sources import RawFile, check_raw_bytes, raw_dir, raw_files
+
+log = logging.getLogger(__name__)
 
 CLASS_NAMES = (
     "T-shirt/top",
@@ -91,7 +94,12 @@ def read_raw(data_dir: str | os.PathLike, spec: RawFile) -> Tensor:
     return decode_idx(data, spec)
 
 
-def _read_cache(path: Path, split: str) -> tuple[Tensor, Tensor] | None:
+def read_cache(data_dir: str | os.PathLike, split: str) -> tuple[Tensor, Tensor] | None:
+    """The decoded tensors of ``split`` if the cache holds them for the expected files, else ``None``.
+
+    The cache is written only from raw files that passed the checks, and records their md5.
+    """
+    path = cache_path(data_dir, split)
     specs = raw_files()
     count = specs[f"{split}_labels"].count
     try:
@@ -111,14 +119,18 @@ def _read_cache(path: Path, split: str) -> tuple[Tensor, Tensor] | None:
 
 def load_split(data_dir: str | os.PathLike, split: str) -> tuple[Tensor, Tensor]:
     """Images and labels of ``split`` ("train" or "test"), decoded once and cached as a tensor file."""
-    path = cache_path(data_dir, split)
-    cached = _read_cache(path, split)
+    cached = read_cache(data_dir, split)
     if cached is not None:
         return cached
     specs = raw_files()
     images_spec, labels_spec = specs[f"{split}_images"], specs[f"{split}_labels"]
     images, labels = read_raw(data_dir, images_spec), read_raw(data_dir, labels_spec)
-    atomic_torch_save({"images": images.clone(), "labels": labels, "md5": images_spec.md5}, path)
+    try:
+        atomic_torch_save(
+            {"images": images.clone(), "labels": labels, "md5": images_spec.md5}, cache_path(data_dir, split)
+        )
+    except OSError as err:  # the cache only saves decoding time: a read-only data folder works without it
+        log.debug("could not write the decoded cache of %s: %s", split, err)
     return images, labels
 
 

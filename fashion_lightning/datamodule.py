@@ -11,13 +11,17 @@ from torch.utils.data import DataLoader
 from fashion_lightning.augment import random_crop_flip
 from fashion_lightning.data import (
     CLASS_NAMES,
+    SPLITS,
     FashionMNISTTensors,
     ResumableSampler,
     batch_as_is,
+    cache_path,
     load_split,
     make_loader,
+    read_cache,
     split_train_val,
 )
+from fashion_lightning.errors import ConfigurationError, DataUnavailableError
 from fashion_lightning.sources import ensure_raw_files
 
 log = logging.getLogger(__name__)
@@ -67,6 +71,8 @@ class FashionMNISTDataModule(L.LightningDataModule):
         predict_split: Literal["test", "val", "train"] = "test",
     ) -> None:
         super().__init__()
+        check_at_least(1, batch_size=batch_size, eval_batch_size=eval_batch_size)
+        check_at_least(0, num_workers=num_workers, augment_shift=augment_shift)
         self.save_hyperparameters()
         self.datasets: dict[str, FashionMNISTTensors] = {}
 
@@ -80,8 +86,20 @@ class FashionMNISTDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         hp = self.hparams
-        ensure_raw_files(hp.data_dir, hp.source_dir, hp.download)
-        for split in ("train", "test"):
+        try:
+            ensure_raw_files(hp.data_dir, hp.source_dir, hp.download)
+        except DataUnavailableError as err:
+            # A raw file went bad and nothing can replace it; the decoded tensors, written from verified files
+            # and checked against their md5, still hold the whole dataset.
+            if not all(read_cache(hp.data_dir, split) is not None for split in SPLITS):
+                raise
+            log.warning(
+                "%s\nUsing the decoded cache in %s instead (it was written from verified files).",
+                err,
+                cache_path(hp.data_dir, "train").parent,
+            )
+            return
+        for split in SPLITS:
             load_split(hp.data_dir, split)  # decode once and write the cache, on one process per node
 
     def setup(self, stage: str) -> None:
@@ -154,3 +172,10 @@ class FashionMNISTDataModule(L.LightningDataModule):
             images, labels = batch
             return random_crop_flip(images, padding=self.hparams.augment_shift), labels
         return batch
+
+
+def check_at_least(minimum: int, **values: int) -> None:
+    """Raise ``ConfigurationError`` naming the first option that is not an integer >= ``minimum``."""
+    for name, value in values.items():
+        if not isinstance(value, int) or value < minimum:
+            raise ConfigurationError(f"--data.{name} must be an integer of at least {minimum}, got {value}.")

@@ -4,6 +4,7 @@ import csv
 import inspect
 from pathlib import Path
 
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -14,6 +15,10 @@ from fashion_lightning.data import CLASS_NAMES
 from fashion_lightning.module import FashionClassifier
 
 IMAGE_SIZE = 28
+# Pillow refuses images over ~179 megapixels (and only warns from ~89); decoding even 50 megapixels costs
+# hundreds of MB. Photos of clothes need far less: anything larger is refused before it is decoded.
+MAX_PIXELS = 40_000_000
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # more than 8 bits per pixel
 # Fashion-MNIST shows light garments on a black background. An image whose border is brighter than mid-gray
 # on average is taken to be the usual product photo (dark garment on a light background) and is inverted.
 LIGHT_BACKGROUND_THRESHOLD = 128
@@ -51,16 +56,18 @@ class PredictionWriter(BasePredictionWriter):
 def image_to_tensor(path: str | Path) -> Tensor:
     """Read any PIL-readable image and turn it into a Fashion-MNIST-like (1, 28, 28) tensor in [0, 1].
 
-    Steps, following how the dataset was made: grayscale; invert if the background is light (see
-    ``LIGHT_BACKGROUND_THRESHOLD``); crop to the garment's bounding box; resize the longer side to 28
-    pixels; center on a black 28x28 canvas. Raises ``ValueError`` for unreadable files.
+    Steps, following how the dataset was made: grayscale (16-bit and float images scaled to 8 bits by their own
+    range); invert if the background is light (see ``LIGHT_BACKGROUND_THRESHOLD``); crop to the garment's bounding
+    box; resize the longer side to 28 pixels; center on a black 28x28 canvas. Raises ``ValueError`` for files that
+    are unreadable or larger than ``MAX_PIXELS`` (checked from the header, before anything is decoded).
     """
     try:
         with Image.open(path) as opened:
-            image = ImageOps.exif_transpose(opened).convert("L")
-    except (UnidentifiedImageError, OSError) as err:
+            check_size(opened)
+            image = to_grayscale(ImageOps.exif_transpose(opened))
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
         raise ValueError(f"not a readable image ({err})") from err
-    pixels = torch.tensor(list(image.getdata()), dtype=torch.uint8).view(image.height, image.width)
+    pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy())  # (H, W)
     border = torch.cat([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]]).float().mean()
     if border > LIGHT_BACKGROUND_THRESHOLD:
         image = ImageOps.invert(image)
@@ -71,8 +78,28 @@ def image_to_tensor(path: str | Path) -> Tensor:
     resized = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
     canvas = Image.new("L", (IMAGE_SIZE, IMAGE_SIZE))
     canvas.paste(resized, ((IMAGE_SIZE - resized.width) // 2, (IMAGE_SIZE - resized.height) // 2))
-    values = torch.tensor(list(canvas.getdata()), dtype=torch.float32).view(1, IMAGE_SIZE, IMAGE_SIZE)
-    return values / 255
+    values = torch.from_numpy(np.asarray(canvas, dtype=np.float32).copy())  # (28, 28) in [0, 255]
+    return values.div_(255).unsqueeze(0)
+
+
+def check_size(image: Image.Image) -> None:
+    """Refuse an image over ``MAX_PIXELS`` from its header alone (a decompression bomb is never decoded)."""
+    pixels = image.width * image.height
+    if pixels > MAX_PIXELS:
+        raise ValueError(
+            f"too large: {image.width}x{image.height} pixels ({pixels / 1e6:.0f} megapixels, the limit is "
+            f"{MAX_PIXELS / 1e6:.0f}); scale it down first"
+        )
+
+
+def to_grayscale(image: Image.Image) -> Image.Image:
+    """8-bit grayscale. 16-bit, 32-bit and float images are scaled by their real range (``convert`` would clip)."""
+    if image.mode not in WIDE_MODES:
+        return image.convert("L")
+    values = np.asarray(image, dtype=np.float64)  # (H, W)
+    low, high = float(values.min()), float(values.max())
+    scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+    return Image.fromarray(np.round(scaled).astype(np.uint8))  # (H, W) uint8: mode "L"
 
 
 def classify(ckpt_path: str, *images: str, top_k: int = 3) -> int:
@@ -91,7 +118,7 @@ def classify(ckpt_path: str, *images: str, top_k: int = 3) -> int:
     for path in images:
         try:
             tensor = image_to_tensor(path)
-        except (ValueError, FileNotFoundError) as err:
+        except (ValueError, FileNotFoundError, IsADirectoryError) as err:
             print(f"{path}: error: {err}; skipped")
             failures += 1
             continue

@@ -3,8 +3,9 @@
 - RNG state (torch, CUDA, numpy, random) of every process goes into each checkpoint and comes back on resume,
   so dropout and augmentation continue the same streams (the loader's position and shuffle order are saved by
   Lightning itself, because the training loader is a ``StatefulDataLoader``).
-- SIGTERM (and SIGUSR1, SLURM's preemption warning) stop training at the next step boundary, write
-  ``last.ckpt`` and make the process exit with 128 + the signal number (143 for SIGTERM).
+- SIGINT (Ctrl-C), SIGTERM and SIGUSR1 (SLURM's preemption warning) stop training at the next step boundary,
+  write ``last.ckpt`` and make the process exit with 128 + the signal number (130, 143, 138). A second Ctrl-C
+  aborts at once without saving.
 - Temporary files of a write killed half-way are removed when the next run starts.
 - A resume on a different number of processes says plainly what changes.
 """
@@ -60,7 +61,7 @@ class ResumableRun(L.Callback):
     """Exact resume and clean preemption; always installed by the CLI."""
 
     def __init__(self) -> None:
-        self._trainer: L.Trainer | None = None
+        self._forwarded = False
         self._previous_handlers: dict[int, object] = {}
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -73,30 +74,42 @@ class ResumableRun(L.Callback):
         stop_signal = None
         if stage != "fit":
             return
-        self._trainer = trainer
-        if hasattr(signal, "SIGUSR1"):
-            # Installed before Lightning's own (which then stays out): Lightning's SLURM handler saves in the
-            # middle of a step; this one stops at the next step boundary, saves, and requeues on SLURM.
-            self._previous_handlers[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, self._on_stop_signal)
-        # Lightning composes its own SIGTERM handler with this one (it raises at the next step boundary).
+        self._forwarded = False
+        # Installed before Lightning registers its own handlers (which then leave SIGUSR1 alone and compose
+        # their SIGTERM handler with ours). Ctrl-C and SIGUSR1 are turned into Lightning's SIGTERM stop at the
+        # next step boundary (on_train_batch_end), never in the middle of a step; Lightning's default Ctrl-C
+        # handling would stop mid-step and save nothing.
+        for name in ("SIGINT", "SIGUSR1"):
+            if hasattr(signal, name):
+                signum = getattr(signal, name)
+                self._previous_handlers[signum] = signal.signal(signum, self._request_stop)
         self._previous_handlers[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._record_sigterm)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         # After fit, signals mean what they meant before (a notebook kernel must still die on SIGTERM).
         for signum, handler in self._previous_handlers.items():
             signal.signal(signum, handler)
-        self._previous_handlers, self._trainer = {}, None
+        self._previous_handlers = {}
 
-    def _on_stop_signal(self, signum, frame) -> None:
+    def _request_stop(self, signum, frame) -> None:
         global stop_signal
-        stop_signal = signum
-        if self._trainer is not None:  # Lightning then stops at the next step boundary, as for SIGTERM
-            self._trainer._signal_connector.received_sigterm = True
+        if stop_signal == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: the user does not want to wait for the step to end
+        stop_signal = stop_signal or signum
+        if signum == signal.SIGINT:
+            rank_zero_info("\nCtrl-C: stopping after this step, saving last.ckpt (Ctrl-C again: abort, no save).")
 
     @staticmethod
     def _record_sigterm(signum, frame) -> None:
         global stop_signal
         stop_signal = stop_signal or signum
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        if stop_signal is not None and stop_signal != signal.SIGTERM and not self._forwarded:
+            # Lightning stops at the end of this step when it has seen SIGTERM (and broadcasts that to every DDP
+            # process): the public way to ask for its clean stop.
+            self._forwarded = True
+            signal.raise_signal(signal.SIGTERM)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, SIGTERMException) or not trainer.training:

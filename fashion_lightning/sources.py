@@ -152,7 +152,7 @@ def ensure_file(spec: RawFile, data_dir: str | os.PathLike, source_dir=None, dow
         if problem is None:
             _record_verified(target, spec)
             return target
-        log.warning("%s %s; replacing it from another source.", target, problem)
+        log.warning("%s %s; looking for a good copy.", target, problem)
         problems.append(f"{target} {problem}")
     names = [f"{spec.name}.gz", spec.name]
     candidates = [target.with_name(f"{spec.name}.gz")]  # a torchvision download leaves the .gz beside it
@@ -164,7 +164,15 @@ def ensure_file(spec: RawFile, data_dir: str | os.PathLike, source_dir=None, dow
         data = _first_good(spec, download_urls(spec), _fetch_url, network_errors, problems)
     if data is None:
         raise DataUnavailableError(_no_source_message(spec, data_dir, source_dir, download, problems))
-    atomic_write_bytes(target, data)
+    try:
+        atomic_write_bytes(target, data)
+    except OSError as err:
+        raise DataUnavailableError(
+            f"Found a good copy of '{spec.name}' but cannot write it into {target.parent} ({err.strerror or err}). "
+            "Make that folder writable, or point --data.data_dir at a writable directory."
+        ) from err
+    if problems:
+        log.warning("%s replaced by a verified copy.", target)
     _record_verified(target, spec)
     return target
 
@@ -188,13 +196,28 @@ def _verified_before(path: Path, spec: RawFile) -> bool:
 
 
 def _record_verified(path: Path, spec: RawFile) -> None:
-    atomic_write_bytes(_stamp_path(path), _stamp(path, spec).encode())
+    # Only an optimisation (the next run skips re-hashing): a read-only data folder is fine without it.
+    try:
+        atomic_write_bytes(_stamp_path(path), _stamp(path, spec).encode())
+    except OSError as err:
+        log.debug("could not write the verification stamp of %s: %s", path, err)
 
 
 def ensure_raw_files(data_dir: str | os.PathLike, source_dir=None, download: bool = True) -> dict[str, Path]:
     """Find, verify and (if needed) fetch all four files into ``raw_dir(data_dir)``."""
+    check_data_dir(data_dir)
     remove_stale_temporaries(raw_dir(data_dir))
     return {key: ensure_file(spec, data_dir, source_dir, download) for key, spec in raw_files().items()}
+
+
+def check_data_dir(data_dir: str | os.PathLike) -> None:
+    """Refuse a ``data_dir`` (or a folder on its way to ``FashionMNIST/raw``) that is a file."""
+    for path in (Path(data_dir), Path(data_dir) / "FashionMNIST", raw_dir(data_dir)):
+        if path.exists() and not path.is_dir():
+            raise DataUnavailableError(
+                f"--data.data_dir '{data_dir}': '{path}' is a file, not a directory. Point --data.data_dir at a "
+                "directory (it is created if missing), e.g. --data.data_dir data."
+            )
 
 
 def _no_source_message(spec: RawFile, data_dir, source_dir, download: bool, problems: list[str]) -> str:

@@ -1,6 +1,7 @@
 """predict to CSV, classify image files, and the three export formats, from a checkpoint of a short fit."""
 
 import csv
+import warnings
 
 import numpy as np
 import pytest
@@ -89,16 +90,17 @@ def test_classify_prints_top_k_and_skips_bad_files(fashion, checkpoint, capsys):
 
 def test_export_all_formats_round_trip_with_equal_outputs(fashion, checkpoint, capsys):
     written = export(str(checkpoint), str(fashion.root / "exports"), data_dir=str(fashion.data_dir))
-    assert set(written) == {"pth", "torchscript", "onnx"}
+    assert set(written) == {"pth", "pt2", "onnx"}  # the defaults; TorchScript only on request
+    assert not list((fashion.root / "exports").glob(".tmp-*")), "no staging folder is left behind"
     model = load_model(checkpoint)
-    images = torch.rand(7, 1, 28, 28)  # a batch size never seen at export time: ONNX batch is dynamic
+    images = torch.rand(7, 1, 28, 28)  # a batch size never seen at export time: ONNX and pt2 batch are dynamic
     with torch.no_grad():
         expected = model(images)
         seed_style = MLP()
         seed_style.load_state_dict(torch.load(written["pth"], weights_only=True))  # the seed's own loading code
         assert (seed_style(images) - expected).abs().max() <= 1e-5
         assert (load_pth(written["pth"])(images) - expected).abs().max() <= 1e-5
-        assert (torch.jit.load(str(written["torchscript"]))(images) - expected).abs().max() <= 1e-5
+        assert (torch.export.load(str(written["pt2"])).module()(images) - expected).abs().max() <= 1e-5
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(written["onnx"]), providers=["CPUExecutionProvider"])
@@ -107,6 +109,21 @@ def test_export_all_formats_round_trip_with_equal_outputs(fashion, checkpoint, c
     output = capsys.readouterr().out
     assert "Predicted: " in output
     assert ", Actual: " in output
+
+
+def test_torchscript_on_request_without_warnings(fashion, checkpoint):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # TorchScript's FutureWarnings must not reach the user
+        written = export(
+            str(checkpoint), str(fashion.root / "ts"), formats=["torchscript"], data_dir=str(fashion.data_dir)
+        )
+    assert set(written) == {"torchscript"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        scripted = torch.jit.load(str(written["torchscript"]))
+    images = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        assert (scripted(images) - load_model(checkpoint)(images)).abs().max() <= 1e-5
 
 
 def test_export_refuses_a_checkpoint_it_cannot_load(fashion, capsys):

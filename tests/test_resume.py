@@ -13,9 +13,10 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from fashion_lightning.atomic import TEMP_PREFIX, atomic_open
-from fashion_lightning.checkpointing import AtomicCheckpointIO, find_last_checkpoint, run_version
+from fashion_lightning.checkpointing import AtomicCheckpointIO
 from fashion_lightning.cli import build_cli, cli_main
 from fashion_lightning.module import FashionClassifier
+from fashion_lightning.runs import find_last_checkpoint, run_version
 from tests.conftest import cli_args
 
 # Dropout and augmentation make the global RNG matter: a resume is exact only if its state comes back too.

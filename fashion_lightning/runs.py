@@ -1,0 +1,115 @@
+"""Run folders: ``<save_dir>/<name>/version_N/``, claimed atomically, locked while a ``fit`` writes them.
+
+Loggers with this layout (TensorBoard, CSV) pick the next ``version_N`` by listing the folder, so two runs started
+at once in one folder both take the same number. Here a run *claims* its version with ``mkdir`` (which fails if the
+folder exists, on every filesystem) before the logger is built, and a ``fit`` holds an exclusive ``flock`` on
+``version_N/.fit.lock`` for as long as it runs: a second ``fit --ckpt_path last`` on a run that a live process is
+writing is refused. The kernel releases the lock when the process dies, even by ``kill -9``.
+"""
+
+import contextlib
+import fcntl
+import os
+import re
+from pathlib import Path
+
+from fashion_lightning.errors import ConfigurationError
+
+VERSION_DIR = re.compile(r"^version_(\d+)$")
+LOCK_NAME = ".fit.lock"
+# A DDP run started by Lightning's launcher re-runs this program for ranks 1..N-1 with the parent's environment:
+# they read the version rank 0 claimed from here instead of listing the folder themselves.
+VERSION_ENV_VAR = "FASHION_LIGHTNING_RUN_VERSION"
+
+_held_locks: dict[Path, int] = {}  # run folder -> open file descriptor holding its lock, for the process lifetime
+_claimed: list[Path] = []  # run folders this process claimed
+
+
+def run_version(path: str | os.PathLike) -> tuple[Path, int] | None:
+    """For ``<root>/version_N/checkpoints/x.ckpt`` return ``(<root>, N)``; ``None`` for any other layout."""
+    path = Path(path).absolute()
+    if path.parent.name != "checkpoints":
+        return None
+    match = VERSION_DIR.match(path.parent.parent.name)
+    return (path.parent.parent.parent, int(match.group(1))) if match else None
+
+
+def versions(runs_root: str | os.PathLike) -> list[int]:
+    """The N of every ``version_N`` folder under ``runs_root``, ascending."""
+    root = Path(runs_root)
+    found = (VERSION_DIR.match(p.name) for p in root.iterdir()) if root.is_dir() else ()
+    return sorted(int(match.group(1)) for match in found if match)
+
+
+def find_last_checkpoint(runs_root: str | os.PathLike) -> Path | None:
+    """The ``last.ckpt`` of the highest ``version_N`` under ``runs_root`` that has one (not the newest mtime)."""
+    for version in reversed(versions(runs_root)):
+        last = Path(runs_root) / f"version_{version}" / "checkpoints" / "last.ckpt"
+        if last.is_file():
+            return last
+    return None
+
+
+def claim_version(runs_root: str | os.PathLike) -> int:
+    """Create the next free ``version_N`` folder under ``runs_root`` and return N; safe against concurrent runs."""
+    root = Path(runs_root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigurationError(
+            f"Cannot create the runs folder '{root}' ({err.strerror}). Choose a writable place with "
+            "--trainer.default_root_dir DIR (or the logger's save_dir)."
+        ) from err
+    version = (versions(root) or [-1])[-1] + 1
+    while True:
+        try:
+            (root / f"version_{version}").mkdir()
+            _claimed.append((root / f"version_{version}").absolute())
+            return version
+        except FileExistsError:  # another run claimed it between the listing and here: take the next one
+            version += 1
+
+
+def release_unused_claims() -> None:
+    """Remove the run folders this process claimed that nothing was written into (a run that never started)."""
+    while _claimed:
+        run_dir = _claimed.pop()
+        release_lock(run_dir)
+        with contextlib.suppress(OSError):
+            (run_dir / LOCK_NAME).unlink(missing_ok=True)
+            run_dir.rmdir()  # fails, as it should, once the run wrote anything
+
+
+def lock_run(run_dir: str | os.PathLike) -> None:
+    """Hold the run's writer lock until the process ends; ``ConfigurationError`` if a live process holds it."""
+    run_dir = Path(run_dir).absolute()
+    if run_dir in _held_locks:
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise ConfigurationError(
+            f"The run '{run_dir}' is being trained right now by another process (pid {holder}); two writers would "
+            "mix their checkpoints. Wait for it to finish (or stop it: Ctrl-C saves last.ckpt), then resume with "
+            "--ckpt_path last; or start a separate run without --ckpt_path."
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    _held_locks[run_dir] = fd
+
+
+def release_locks() -> None:
+    """Give up every writer lock this process holds."""
+    for run_dir in list(_held_locks):
+        release_lock(run_dir)
+
+
+def release_lock(run_dir: str | os.PathLike) -> None:
+    """Give up the writer lock of ``run_dir`` if this process holds it."""
+    fd = _held_locks.pop(Path(run_dir).absolute(), None)
+    if fd is not None:
+        os.close(fd)  # closing the descriptor releases the flock
