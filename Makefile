@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATASET := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data train test test-fast lint format bench tensorboard clean-logs
+.PHONY: setup data train test test-fast lint format bench tensorboard clean-logs default-config
 
 setup: $(VENV)/.installed
 
@@ -49,3 +49,11 @@ tensorboard: setup
 
 clean-logs:
 	rm -rf lightning_logs/fashion
+
+# configs/default.yaml is generated from the code's defaults (tests/test_configs.py fails when they drift apart).
+default-config configs/default.yaml: setup
+	{ printf '# The shipped defaults of `fashion-lightning fit`: every option, with its documentation and type.\n'; \
+	  printf '# `fashion-lightning fit` and `fashion-lightning fit --config configs/default.yaml` are the same run\n'; \
+	  printf '# (tests/test_configs.py compares the whole config). Generated: `make configs/default.yaml`.\n'; \
+	  $(BIN)/fashion-lightning fit --print_config=comments; } > configs/default.yaml.tmp
+	mv configs/default.yaml.tmp configs/default.yaml

@@ -1,8 +1,11 @@
 """Every shipped config parses and runs (fast_dev_run) on the tiny fixture; early stopping is one flag away."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from fashion_lightning.cli import build_cli, cli_main
 from tests.conftest import cli_args
@@ -21,12 +24,34 @@ def test_config_runs_a_fast_dev_run(fashion, config):
     assert cli.trainer.global_step == 1
 
 
-def test_default_config_is_the_defaults(fashion):
-    from_file = build_cli([f"--config={CONFIGS[1]}"], run=False)  # default.yaml
+def _printed_config(*args: str) -> dict:
+    """The whole resolved config of ``fit`` with ``args``, as ``--print_config`` prints it."""
+    command = [sys.executable, "-m", "fashion_lightning", "fit", *args, "--print_config"]
+    return yaml.safe_load(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+
+
+def test_default_config_is_the_whole_default_config():
     assert CONFIGS[1].name == "default.yaml"
-    plain = build_cli([], run=False)
-    assert from_file.model.hparams == plain.model.hparams
-    assert from_file.datamodule.hparams == plain.datamodule.hparams
+    defaults = _printed_config()
+    # The file holds every key with the default value (nothing missing, nothing extra)...
+    assert yaml.safe_load(CONFIGS[1].read_text()) == defaults, "regenerate it: make configs/default.yaml"
+    # ...so `fit --config configs/default.yaml` is `fit`.
+    assert _printed_config(f"--config={CONFIGS[1]}") == defaults
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.stem)
+def test_no_config_adds_a_second_last_ckpt_writer(config):
+    # last.ckpt belongs to LastCheckpoint (every epoch, every n steps); ModelCheckpoint's save_last would write
+    # another one into the same folder at other moments.
+    settings = yaml.safe_load(config.read_text())
+    assert not (settings.get("checkpoint") or {}).get("save_last"), f"{config.name} sets checkpoint.save_last"
+
+
+def test_save_last_is_refused_with_a_clear_error(fashion, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", *cli_args(fashion, "--checkpoint.save_last=true")])
+    assert exit_info.value.code == 2
+    assert "second last.ckpt" in capsys.readouterr().err
 
 
 def test_cnn_config_selects_the_cnn(fashion):
