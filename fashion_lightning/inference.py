@@ -65,7 +65,9 @@ def image_to_tensor(path: str | Path) -> Tensor:
         with Image.open(path) as opened:
             check_size(opened)
             image = to_grayscale(ImageOps.exif_transpose(opened))
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
+    except Image.DecompressionBombError as err:  # Pillow's own refusal, from the header, of even larger images
+        raise ValueError(f"too large: {err} Scale it down first") from err
+    except (UnidentifiedImageError, OSError) as err:
         raise ValueError(f"not a readable image ({err})") from err
     pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy())  # (H, W)
     border = torch.cat([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]]).float().mean()

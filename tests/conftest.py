@@ -1,14 +1,14 @@
 """A tiny Fashion-MNIST in the real IDX format (gzip and raw), so tests run the real loading code offline."""
 
+import subprocess
 import urllib.error
 from types import SimpleNamespace
 
 import pytest
 
 from fashion_lightning import sources
-from fashion_lightning.testing import TEST_COUNT, TRAIN_COUNT, write_tiny_fashion
-
-__all__ = ["TEST_COUNT", "TRAIN_COUNT", "cli_args"]
+from fashion_lightning.testing import write_tiny_fashion
+from tests.helpers import fit_command, last_ckpt
 
 
 @pytest.fixture
@@ -34,19 +34,9 @@ def fashion(tmp_path, monkeypatch):
     )
 
 
-def cli_args(fashion, *extra: str, val_size: int = 64, batch_size: int = 32) -> list[str]:
-    """Arguments after the subcommand that point the CLI at the tiny data and keep it quiet and on CPU."""
-    return [
-        f"--data.data_dir={fashion.data_dir}",
-        f"--data.source_dir={fashion.source_dir}",
-        "--data.download=false",
-        f"--data.val_size={val_size}",
-        f"--data.batch_size={batch_size}",
-        "--trainer.accelerator=cpu",
-        "--trainer.devices=1",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false",
-        f"--trainer.default_root_dir={fashion.root}",
-        f"--trainer.logger.init_args.save_dir={fashion.logs}",
-        *extra,
-    ]
+@pytest.fixture
+def reference(fashion):
+    """The same run, never interrupted: 12 epochs of 8 steps."""
+    logs = fashion.root / "reference"
+    subprocess.run(fit_command(fashion, logs, "--trainer.max_epochs=12"), check=True, capture_output=True)
+    return last_ckpt(logs)

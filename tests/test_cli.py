@@ -9,7 +9,7 @@ import yaml
 
 from fashion_lightning.cli import build_cli, cli_main
 from fashion_lightning.module import FashionClassifier
-from tests.conftest import TEST_COUNT, cli_args
+from tests.helpers import TEST_COUNT, cli_args
 
 
 def run_dir(fashion, version: int = 0):

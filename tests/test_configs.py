@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from fashion_lightning.cli import build_cli, cli_main
-from tests.conftest import cli_args
+from tests.helpers import cli_args
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 

@@ -11,7 +11,7 @@ from fashion_lightning.augment import random_crop_flip
 from fashion_lightning.data import CLASS_NAMES, batch_as_is, cache_path, load_split
 from fashion_lightning.datamodule import FashionMNISTDataModule
 from fashion_lightning.errors import ConfigurationError, DataUnavailableError
-from tests.conftest import TEST_COUNT, TRAIN_COUNT
+from tests.helpers import TEST_COUNT, TRAIN_COUNT
 
 
 def prepared(fashion, **kwargs) -> FashionMNISTDataModule:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fashion_lightning.cli import build_cli, cli_main
-from tests.conftest import TEST_COUNT, cli_args
+from tests.helpers import TEST_COUNT, cli_args
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 

@@ -13,7 +13,7 @@ from fashion_lightning.data import CLASS_NAMES
 from fashion_lightning.export import export, load_pth
 from fashion_lightning.inference import image_to_tensor, load_model
 from fashion_lightning.model import MLP
-from tests.conftest import TEST_COUNT, cli_args
+from tests.helpers import TEST_COUNT, cli_args
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from fashion_lightning.cli import build_cli
-from tests.conftest import cli_args
+from tests.helpers import cli_args
 
 STEPS = 8
 

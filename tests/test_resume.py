@@ -10,60 +10,13 @@ import time
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from fashion_lightning.atomic import TEMP_PREFIX, atomic_open
 from fashion_lightning.checkpointing import AtomicCheckpointIO
 from fashion_lightning.cli import build_cli, cli_main
 from fashion_lightning.module import FashionClassifier
 from fashion_lightning.runs import find_last_checkpoint, run_version
-from tests.conftest import cli_args
-
-# Dropout and augmentation make the global RNG matter: a resume is exact only if its state comes back too.
-RANDOM_RUN = ["--model.dropout=0.2", "--data.augment=true", "--last.every_n_train_steps=1"]
-
-
-def fit_command(fashion, logs, *extra):
-    args = cli_args(fashion, *RANDOM_RUN, *extra)
-    args = [a.replace(str(fashion.logs), str(logs)) for a in args]
-    return [sys.executable, "-m", "fashion_lightning", "fit", *args]
-
-
-def last_ckpt(logs, version=0):
-    return logs / "fashion" / f"version_{version}" / "checkpoints" / "last.ckpt"
-
-
-def weights(path):
-    return torch.load(path, weights_only=True)["state_dict"]
-
-
-def assert_same_weights(path_a, path_b):
-    a, b = weights(path_a), weights(path_b)
-    assert a.keys() == b.keys()
-    for name in a:
-        assert torch.equal(a[name], b[name]), name
-
-
-def scalar_steps(logs, tag, version=0):
-    events = EventAccumulator(str(logs / "fashion" / f"version_{version}"))
-    events.Reload()
-    return [event.step for event in events.Scalars(tag)]
-
-
-def wait_for(path, process, timeout=120):
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert process.poll() is None, "the run ended before writing a checkpoint"
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.05)
-
-
-@pytest.fixture
-def reference(fashion):
-    """The same run, never interrupted: 12 epochs of 8 steps."""
-    logs = fashion.root / "reference"
-    subprocess.run(fit_command(fashion, logs, "--trainer.max_epochs=12"), check=True, capture_output=True)
-    return last_ckpt(logs)
+from tests.helpers import assert_same_weights, cli_args, fit_command, last_ckpt, scalar_steps, wait_for, weights
 
 
 @pytest.mark.slow

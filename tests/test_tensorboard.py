@@ -11,7 +11,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import IMAGES, SCALARS, EventAccumulator
 
 from fashion_lightning.cli import cli_main
-from tests.conftest import cli_args
+from tests.helpers import cli_args
 
 EPOCHS = 3
 EPOCH_SCALARS = [

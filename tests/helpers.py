@@ -1,0 +1,78 @@
+"""Helpers shared by the tests: CLI arguments for the tiny fixture, run-folder paths, weight comparisons."""
+
+import sys
+import time
+
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from fashion_lightning.testing import TEST_COUNT, TRAIN_COUNT
+
+__all__ = [
+    "TEST_COUNT",
+    "TRAIN_COUNT",
+    "assert_same_weights",
+    "cli_args",
+    "fit_command",
+    "last_ckpt",
+    "scalar_steps",
+    "wait_for",
+    "weights",
+]
+
+
+def cli_args(fashion, *extra: str, val_size: int = 64, batch_size: int = 32) -> list[str]:
+    """Arguments after the subcommand that point the CLI at the tiny data and keep it quiet and on CPU."""
+    return [
+        f"--data.data_dir={fashion.data_dir}",
+        f"--data.source_dir={fashion.source_dir}",
+        "--data.download=false",
+        f"--data.val_size={val_size}",
+        f"--data.batch_size={batch_size}",
+        "--trainer.accelerator=cpu",
+        "--trainer.devices=1",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        f"--trainer.default_root_dir={fashion.root}",
+        f"--trainer.logger.init_args.save_dir={fashion.logs}",
+        *extra,
+    ]
+
+
+# Dropout and augmentation make the global RNG matter: a resume is exact only if its state comes back too.
+RANDOM_RUN = ["--model.dropout=0.2", "--data.augment=true", "--last.every_n_train_steps=1"]
+
+
+def fit_command(fashion, logs, *extra):
+    args = cli_args(fashion, *RANDOM_RUN, *extra)
+    args = [a.replace(str(fashion.logs), str(logs)) for a in args]
+    return [sys.executable, "-m", "fashion_lightning", "fit", *args]
+
+
+def last_ckpt(logs, version=0):
+    return logs / "fashion" / f"version_{version}" / "checkpoints" / "last.ckpt"
+
+
+def weights(path):
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def assert_same_weights(path_a, path_b):
+    a, b = weights(path_a), weights(path_b)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def scalar_steps(logs, tag, version=0):
+    events = EventAccumulator(str(logs / "fashion" / f"version_{version}"))
+    events.Reload()
+    return [event.step for event in events.Scalars(tag)]
+
+
+def wait_for(path, process, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, "the run ended before writing a checkpoint"
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)

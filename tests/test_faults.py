@@ -1,0 +1,331 @@
+"""Fault injection: what a hostile or unlucky user does, and what must hold (nothing lost, one clear paragraph).
+
+Ctrl-C, two runs in one folder, a live run resumed twice, decompression bombs and 16-bit images, exports over
+existing files or into unwritable places, a full disk during a checkpoint, bad data folders, impossible option
+values, --model flags that disagree with a checkpoint, a damaged raw file beside a verified cache.
+"""
+
+import errno
+import gzip
+import logging
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fashion_lightning import data, sources
+from fashion_lightning.cli import cli_main
+from fashion_lightning.datamodule import FashionMNISTDataModule
+from fashion_lightning.errors import ConfigurationError
+from fashion_lightning.inference import MAX_PIXELS, image_to_tensor
+from fashion_lightning.runs import lock_run
+from tests.helpers import assert_same_weights, cli_args, fit_command, last_ckpt, wait_for, weights
+
+CLI = [sys.executable, "-m", "fashion_lightning"]
+
+
+def run_folders(logs):
+    root = logs / "fashion"
+    return sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+
+
+# --- signals and concurrent runs ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_last_ckpt_exits_130_and_resumes_exactly(fashion, reference):
+    logs = fashion.root / "interrupted"
+    command = fit_command(fashion, logs, "--trainer.max_epochs=12")
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for(last_ckpt(logs), process)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert 0 < torch.load(last_ckpt(logs), weights_only=True)["global_step"] < 96
+    subprocess.run([*command, "--ckpt_path=last"], check=True, capture_output=True)
+    assert_same_weights(last_ckpt(logs), reference)  # bitwise: dropout, augmentation and order continue exactly
+
+
+@pytest.mark.slow
+def test_two_runs_started_together_get_their_own_folders_and_checkpoints(fashion):
+    logs = fashion.root / "shared"
+    commands = [fit_command(fashion, logs, "--trainer.max_epochs=2", f"--model.lr={lr}") for lr in (0.01, 0.02)]
+    processes = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for c in commands]
+    for process in processes:
+        assert process.wait(timeout=300) == 0, process.stderr.read().decode()[-2000:]
+    assert run_folders(logs) == ["version_0", "version_1"]
+    learning_rates = set()
+    for version in (0, 1):
+        run = logs / "fashion" / f"version_{version}"
+        best = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
+        config_lr = float(
+            next(line for line in (run / "config.yaml").read_text().splitlines() if "  lr:" in line).split()[-1]
+        )
+        assert best["hyper_parameters"]["lr"] == config_lr  # the checkpoint belongs to the run of its folder
+        learning_rates.add(config_lr)
+    assert learning_rates == {0.01, 0.02}
+
+
+@pytest.mark.slow
+def test_resuming_a_run_that_a_live_process_writes_is_refused(fashion):
+    logs = fashion.root / "live"
+    command = fit_command(fashion, logs, "--trainer.max_epochs=200")
+    live = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(last_ckpt(logs), live)
+        second = subprocess.run([*command, "--ckpt_path=last"], capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2
+        assert "being trained right now by another process" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        live.kill()
+        live.wait()
+    # kill -9 frees the lock: the same command now resumes that run
+    resumed = subprocess.run([*command, "--ckpt_path=last", "--trainer.max_epochs=1"], capture_output=True, text=True)
+    assert "being trained" not in resumed.stderr
+    assert run_folders(logs) == ["version_0"]
+
+
+def test_the_run_lock_is_exclusive_between_processes(tmp_path):
+    run = tmp_path / "version_0"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"from fashion_lightning.runs import lock_run; lock_run({str(run)!r}); input()"],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (run / ".fit.lock").exists() or not (run / ".fit.lock").read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        with pytest.raises(ConfigurationError, match=f"pid {holder.pid}"):
+            lock_run(run)
+    finally:
+        holder.communicate(b"\n", timeout=30)
+    lock_run(run)  # the holder has exited: the lock is free
+
+
+# --- classify: hostile and unusual images -------------------------------------------------------------------
+
+
+def write_png_bomb(path, width=20_000, height=20_000):
+    """A real, valid 8-bit grayscale PNG of width x height black pixels (~400 MB decoded, ~0.4 MB on disk)."""
+    compressor, chunks = zlib.compressobj(9), []
+    row = b"\x00" * (width + 1)  # filter byte + pixels
+    chunks = [compressor.compress(row) for _ in range(height)]
+    payload = b"".join(chunks) + compressor.flush()
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", payload) + chunk(b"IEND", b""))
+
+
+def test_image_over_the_pixel_limit_is_refused_before_decoding(tmp_path):
+    bomb = tmp_path / "huge.png"
+    write_png_bomb(bomb)
+    assert bomb.stat().st_size < 2_000_000
+    with pytest.raises(ValueError, match="too large: "):
+        image_to_tensor(bomb)
+    medium = tmp_path / "medium.png"
+    write_png_bomb(medium, width=8000, height=6000)  # 48 megapixels: under Pillow's limit, over ours
+    with pytest.raises(ValueError, match="too large: 8000x6000"):
+        image_to_tensor(medium)
+    assert MAX_PIXELS < Image.MAX_IMAGE_PIXELS  # well under Pillow's own limit
+
+
+@pytest.fixture
+def checkpoint(fashion):
+    cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=3", "--model.lr=0.5")])
+    return fashion.logs / "fashion" / "version_0" / "checkpoints" / "best.ckpt"
+
+
+def fixture_image(fashion, index=0) -> np.ndarray:
+    raw = gzip.decompress((fashion.source_dir / "t10k-images-idx3-ubyte.gz").read_bytes())
+    return np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(-1, 28, 28)[index]
+
+
+def test_classify_reports_a_bomb_and_classifies_the_other_files(fashion, checkpoint):
+    good, good2, bomb = fashion.root / "good.png", fashion.root / "good2.png", fashion.root / "huge.png"
+    Image.fromarray(fixture_image(fashion, 0)).save(good)
+    Image.fromarray(fixture_image(fashion, 1)).save(good2)
+    write_png_bomb(bomb)
+    result = subprocess.run(
+        [*CLI, "classify", str(checkpoint), str(good), str(bomb), str(good2)], capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith(f"{good}: ")
+    assert "%" in lines[0]
+    assert lines[1].startswith(f"{bomb}: error: too large")
+    assert lines[2].startswith(f"{good2}: ")
+    assert "%" in lines[2]
+
+
+def test_16_bit_grayscale_is_scaled_by_its_range_not_clipped(fashion, tmp_path):
+    pixels = fixture_image(fashion, 3).copy()
+    pixels[0, :2] = (0, 255)  # the full 8-bit range: stretching the 16-bit copy by its range then changes nothing
+    eight, sixteen = tmp_path / "8.png", tmp_path / "16.png"
+    Image.fromarray(pixels).save(eight)
+    Image.fromarray(pixels.astype(np.uint16) * 257).save(sixteen)  # the same picture on the full 16-bit range
+    assert Image.open(sixteen).mode.startswith("I;16")
+    from_16 = image_to_tensor(sixteen)
+    assert from_16.max() < 1.0 or from_16.mean() < 0.9, "clipping at 255 turns it almost white"
+    assert (from_16 - image_to_tensor(eight)).abs().max() <= 1 / 255 + 1e-6
+
+
+# --- export --------------------------------------------------------------------------------------------------
+
+
+def test_export_refuses_to_overwrite_unless_asked(fashion, checkpoint):
+    out = fashion.root / "exports"
+    base = [*CLI, "export", str(checkpoint), f"--output_dir={out}", "--formats=[pth]", f"--data_dir={fashion.data_dir}"]
+    subprocess.run(base, check=True, capture_output=True)
+    before = (out / "model.pth").read_bytes()
+    (out / "model.pth").write_bytes(b"the user's own file")
+    refused = subprocess.run(base, capture_output=True, text=True)
+    assert refused.returncode == 2
+    assert "already holds model.pth" in refused.stderr
+    assert "--overwrite" in refused.stderr
+    assert (out / "model.pth").read_bytes() == b"the user's own file"
+    subprocess.run([*base, "--overwrite=true"], check=True, capture_output=True)
+    assert (out / "model.pth").read_bytes() == before
+    assert not list(out.glob(".tmp-*"))
+
+
+def test_export_into_an_unwritable_place_is_one_paragraph_naming_it(fashion, checkpoint, monkeypatch, capsys):
+    blocker = fashion.root / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["export", str(checkpoint), f"--output_dir={blocker / 'exports'}", "--formats=[pth]"])
+    assert exit_info.value.code == 2
+    assert str(blocker / "exports") in capsys.readouterr().err
+    # A read-only folder (root ignores permission bits, so the refusal is injected where the files are created).
+    out = fashion.root / "readonly"
+    out.mkdir()
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr("fashion_lightning.export.tempfile.mkdtemp", read_only)
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["export", str(checkpoint), f"--output_dir={out}", "--formats=[pth]"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert f"'{out}': Read-only file system" in err
+    assert list(out.iterdir()) == []
+
+
+def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one(fashion, monkeypatch, capsys):
+    import fashion_lightning.checkpointing as checkpointing
+
+    real_save, saves = checkpointing.atomic_torch_save, []
+
+    def disk_fills_up(obj, path):
+        saves.append(path)
+        if len(saves) > 2:  # the first epoch's best.ckpt and last.ckpt fit; then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(obj, path)
+
+    monkeypatch.setattr(checkpointing, "atomic_torch_save", disk_fills_up)
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=3")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "No space left on device" in err
+    assert str(saves[2]) in err
+    assert torch.load(last_ckpt(fashion.logs), weights_only=True)["epoch"] == 0  # the previous one, intact
+
+
+# --- data folders --------------------------------------------------------------------------------------------
+
+
+def test_data_dir_that_is_a_file_is_a_clear_error(fashion, capsys):
+    not_a_dir = fashion.root / "data.txt"
+    not_a_dir.write_text("oops")
+    args = [a for a in cli_args(fashion, "--trainer.max_epochs=1") if not a.startswith("--data.data_dir")]
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", *args, f"--data.data_dir={not_a_dir}"])
+    assert exit_info.value.code == 2
+    assert "is a file, not a directory" in capsys.readouterr().err
+    assert run_folders(fashion.logs) == []
+
+
+def test_read_only_data_folder_whose_files_lost_their_mtimes_works(fashion, monkeypatch):
+    FashionMNISTDataModule(data_dir=str(fashion.data_dir), source_dir=str(fashion.source_dir)).prepare_data()
+    for path in sources.raw_dir(fashion.data_dir).iterdir():  # `cp -r` without -p: new mtimes, stamps now stale
+        os.utime(path, (1, 1))
+    (data.cache_path(fashion.data_dir, "train")).unlink()  # and the decoded cache must be rebuilt in memory
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(sources, "atomic_write_bytes", read_only)
+    monkeypatch.setattr(data, "atomic_torch_save", read_only)
+    datamodule = FashionMNISTDataModule(data_dir=str(fashion.data_dir), val_size=32, download=False)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    assert len(datamodule.datasets["train"]) + len(datamodule.datasets["val"]) == 320
+
+
+def test_damaged_raw_file_with_a_verified_cache_uses_the_cache_and_says_so(fashion, caplog):
+    datamodule = FashionMNISTDataModule(data_dir=str(fashion.data_dir), source_dir=str(fashion.source_dir))
+    datamodule.prepare_data()
+    raw = sources.raw_dir(fashion.data_dir) / "train-images-idx3-ubyte"
+    raw.write_bytes(raw.read_bytes()[:1000])  # truncated, and no source can replace it
+    with caplog.at_level(logging.WARNING):
+        FashionMNISTDataModule(data_dir=str(fashion.data_dir), download=False).prepare_data()
+    messages = " ".join(record.getMessage() for record in caplog.records)
+    assert "Using the decoded cache" in messages
+    assert "replaced" not in messages
+    assert "replacing" not in messages  # no repair is claimed
+    data.cache_path(fashion.data_dir, "train").unlink()  # without the cache it is the usual clear error
+    with pytest.raises(Exception, match="no good copy was found"):
+        FashionMNISTDataModule(data_dir=str(fashion.data_dir), download=False).prepare_data()
+
+
+# --- option values -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flag", "named"),
+    [
+        ("--data.batch_size=0", "--data.batch_size"),
+        ("--data.batch_size=-1", "--data.batch_size"),
+        ("--trainer.max_epochs=-5", "--trainer.max_epochs"),
+    ],
+)
+def test_impossible_values_are_one_paragraph_and_leave_no_run_folder(fashion, capsys, flag, named):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", *cli_args(fashion), flag])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert named in err
+    assert "Traceback" not in err
+    assert run_folders(fashion.logs) == []
+
+
+def test_model_flag_that_disagrees_with_the_checkpoint_is_an_error_naming_both(fashion, capsys):
+    cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=1", "--model.hidden_dims=[64]")])
+    best = fashion.logs / "fashion" / "version_0" / "checkpoints" / "best.ckpt"
+    for subcommand in ("test", "fit"):
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main([subcommand, *cli_args(fashion, f"--ckpt_path={best}", "--model.hidden_dims=[512,512]")])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2
+        assert "hidden_dims [512, 512] (checkpoint: [64])" in err
+    # Without the flag the checkpoint rebuilds its own model.
+    cli = cli_main(["test", *cli_args(fashion, f"--ckpt_path={best}")])
+    assert cli.model.hparams.hidden_dims == [64]
+    assert weights(best)["net.linear_relu_stack.0.weight"].shape == (64, 784)
