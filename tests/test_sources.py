@@ -88,7 +88,7 @@ def test_corrupt_prepared_file_is_replaced_from_a_good_copy(fashion, caplog):
     ensure_raw_files(fashion.data_dir, fashion.source_dir, download=False)
     assert prepared.read_bytes() == fashion.arrays["train_images"]
     assert "train-images-idx3-ubyte" in caplog.text
-    assert "replacing" in caplog.text
+    assert "replaced by a verified copy" in caplog.text  # said once the repair happened, not before
 
 
 def test_a_prepared_file_changed_after_its_check_is_checked_again(fashion):
