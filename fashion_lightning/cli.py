@@ -31,10 +31,11 @@ from fashion_lightning.runs import (
 )
 from fashion_lightning.tensorboard_extras import TensorBoardExtras
 
-TOOLS = ("classify", "export")
+TOOLS = ("classify", "export", "serve")
 DESCRIPTION = (
     "Train, evaluate and use a Fashion-MNIST classifier (the PyTorch quickstart's MLP on Lightning). "
-    "Also: `fashion-lightning classify CKPT IMAGE...` and `fashion-lightning export CKPT` (each with --help)."
+    "Also: `fashion-lightning classify CKPT IMAGE...`, `fashion-lightning export CKPT` and "
+    "`fashion-lightning serve CKPT|ONNX|PT2` (each with --help)."
 )
 LOG_ROOT = "lightning_logs"
 RUN_NAME = "fashion"
@@ -257,11 +258,12 @@ def build_cli(args: ArgsType = None, run: bool = True) -> FashionCLI:
 
 
 def run_tool(args: list[str]) -> int:
-    """``classify`` and ``export``: commands on a checkpoint that need no Trainer. Returns the failure count."""
+    """``classify``, ``export`` and ``serve``: commands on a model file that need no Trainer. Returns failures."""
     from jsonargparse import ArgumentParser
 
     from fashion_lightning.export import export
     from fashion_lightning.inference import classify
+    from fashion_lightning.serve import serve
 
     parser = ArgumentParser(prog="fashion-lightning")
     subcommands = parser.add_subcommands()
@@ -273,11 +275,15 @@ def run_tool(args: list[str]) -> int:
     export_parser = ArgumentParser(description=export.__doc__.split("\n\n")[0])
     export_parser.add_function_arguments(export, as_positional=True)
     subcommands.add_subcommand("export", export_parser)
+    serve_parser = ArgumentParser(description=serve.__doc__.split("\n\n")[0])
+    serve_parser.add_function_arguments(serve, as_positional=True)
+    subcommands.add_subcommand("serve", serve_parser)
     config = parser.parse_args(args)
     options = config[config.subcommand]
     if config.subcommand == "classify":
         return classify(options.ckpt_path, *options.images, top_k=options.top_k)
-    export(**{key: value for key, value in vars(options).items() if key != "config"})
+    function = export if config.subcommand == "export" else serve
+    function(**{key: value for key, value in vars(options).items() if key != "config"})
     return 0
 
 
