@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATASET := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data train test test-fast lint format bench tensorboard clean-logs default-config
+.PHONY: setup data test-system train test test-fast lint format bench tensorboard clean-logs default-config
 
 setup: $(VENV)/.installed
 
@@ -20,14 +20,23 @@ $(VENV)/.installed: pyproject.toml
 data:
 	@if [ -f $(DATASET) ]; then echo "Fashion-MNIST: $(DATASET)"; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
 	else echo "No Debian package installed: fit will download through torchvision's mirror."; fi
+
+# What the tests need beyond Python: a real browser for the page (Debian's chromium and its driver).
+TEST_DEBS := chromium chromium-driver
+test-system:
+	@missing=$$(for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -z "$$missing" ]; then echo "Debian packages for the tests: present"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else echo "Missing Debian packages ($$missing): the tests that need them are skipped."; fi
 
 train: setup data
 	$(BIN)/fashion-lightning fit
 	$(BIN)/fashion-lightning test --ckpt_path "$$(ls -td lightning_logs/fashion/version_*/ | head -1)checkpoints/best.ckpt"
 
-test: setup data
+test: setup data test-system
 	$(BIN)/python -m pytest
 
 test-fast: setup

@@ -108,7 +108,7 @@ class FashionAPI(ls.LitAPI if ls else object):
         batch_timeout: Seconds to wait for a batch to fill.
     """
 
-    def __init__(self, source: str, top_k: int = 3, max_batch_size: int = 64, batch_timeout: float = 0.005) -> None:
+    def __init__(self, source: str, top_k: int = 3, max_batch_size: int = 64, batch_timeout: float = 0.002) -> None:
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout)
         self.source, self.top_k = source, min(top_k, len(CLASS_NAMES))
 
@@ -191,7 +191,7 @@ def serve(
     port: int = 8000,
     workers: int = 1,
     max_batch_size: int = 64,
-    batch_timeout: float = 0.005,
+    batch_timeout: float = 0.002,
     top_k: int = 3,
     accelerator: Literal["auto", "cpu", "cuda"] = "auto",
 ) -> None:

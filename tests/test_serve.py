@@ -172,7 +172,7 @@ def test_concurrent_requests_are_answered_each_with_its_own_result(server, train
         return index, request(server.port, "POST", "/predict", {"pixels": (trained.images[index] / 255.0).tolist()})
 
     with ThreadPoolExecutor(16) as pool:
-        answers = list(pool.map(ask, [i % 40 for i in range(200)]))
+        answers = list(pool.map(ask, [i % 40 for i in range(500)]))  # 500 requests from 16 clients
     assert all(status == 200 for _, (status, _) in answers)
     expected = {}  # the same image must get the same answer whichever batch it landed in
     for index, (_, answer) in answers:
