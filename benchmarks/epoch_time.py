@@ -78,7 +78,7 @@ def run_seed(data_dir: str, epochs: int, device: str) -> dict:
 
 
 def run_floor(data_dir: str, epochs: int, device: str) -> dict:
-    from fashion_lightning.data import load_split
+    from fashion_lightning.raw_files import load_split
 
     images, labels = load_split(data_dir, "train")
     # Pre-made batches, already scaled and on the device: only the model step is timed.

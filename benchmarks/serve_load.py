@@ -36,7 +36,7 @@ LEVELS = (1, 8, 64)
 
 def default_checkpoint(directory: Path) -> Path:
     """An untrained default model as a checkpoint (speed does not depend on the weights)."""
-    from fashion_lightning.module import FashionClassifier
+    from fashion_lightning.lit_module import FashionClassifier
 
     torch.manual_seed(0)
     model = FashionClassifier()

@@ -2,8 +2,8 @@
 
 from fashion_lightning.data import CLASS_NAMES
 from fashion_lightning.datamodule import FashionMNISTDataModule
+from fashion_lightning.lit_module import FashionClassifier
 from fashion_lightning.model import MLP, SmallCNN
-from fashion_lightning.module import FashionClassifier
 
 __all__ = ["CLASS_NAMES", "MLP", "FashionClassifier", "FashionMNISTDataModule", "SmallCNN", "cli_main"]
 __version__ = "0.1.0"

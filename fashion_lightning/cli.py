@@ -12,14 +12,21 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCL
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from fashion_lightning import resume
-from fashion_lightning.callbacks import EpochTimer, FiniteLossGuard, RunSummary
-from fashion_lightning.checkpointing import AtomicCheckpointIO, LastCheckpoint, check_compatible, load_checkpoint
+from fashion_lightning.callbacks import (
+    EpochTimer,
+    FiniteLossGuard,
+    LastCheckpoint,
+    PredictionWriter,
+    ResumableRun,
+    RunSummary,
+    TensorBoardExtras,
+    resume,
+)
+from fashion_lightning.checkpointing import AtomicCheckpointIO, check_compatible, load_checkpoint
 from fashion_lightning.datamodule import FashionMNISTDataModule
 from fashion_lightning.errors import ConfigurationError, FashionLightningError
-from fashion_lightning.inference import PredictionWriter
-from fashion_lightning.module import FashionClassifier
-from fashion_lightning.resume import ResumableRun
+from fashion_lightning.lit_module import FashionClassifier
+from fashion_lightning.options import check_explicit_model_options, check_run_options, runs_root
 from fashion_lightning.runs import (
     VERSION_ENV_VAR,
     claim_version,
@@ -29,9 +36,8 @@ from fashion_lightning.runs import (
     release_unused_claims,
     run_version,
 )
-from fashion_lightning.tensorboard_extras import TensorBoardExtras
+from fashion_lightning.tools import TOOLS, run_tool
 
-TOOLS = ("classify", "export", "serve")
 DESCRIPTION = (
     "Train, evaluate and use a Fashion-MNIST classifier (the PyTorch quickstart's MLP on Lightning). "
     "Also: `fashion-lightning classify CKPT IMAGE...`, `fashion-lightning export CKPT` and "
@@ -188,54 +194,6 @@ class FashionCLI(LightningCLI):
             check_compatible(self._checkpoint, self.model, self.config[self.subcommand].ckpt_path)
 
 
-def runs_root(config) -> Path | None:
-    """``<save_dir>/<name>`` of a logger that keeps runs in ``version_N`` folders (TensorBoard, CSV); else ``None``."""
-    logger = config.trainer.get("logger")
-    init_args = logger.get("init_args") if hasattr(logger, "get") else None
-    if not init_args or "save_dir" not in init_args or "version" not in init_args:
-        return None  # another logger (or none): its runs are not laid out as version_N folders
-    return Path(init_args.get("save_dir") or ".") / (init_args.get("name") or "")
-
-
-def check_run_options(config) -> None:
-    """Refuse option values that cannot work, before anything is created on disk."""
-    max_epochs = config.trainer.get("max_epochs")
-    if max_epochs is not None and max_epochs < -1:
-        raise ConfigurationError(
-            f"--trainer.max_epochs must be a positive number of epochs (or -1 for no limit), got {max_epochs}."
-        )
-    if config.get("checkpoint") and config.checkpoint.get("save_last"):
-        raise ConfigurationError(
-            "--checkpoint.save_last would make Lightning's ModelCheckpoint write a second last.ckpt beside the one "
-            "this project writes (after every epoch, and every n steps with --last.every_n_train_steps N). Remove "
-            "checkpoint.save_last from the command or config file; last.ckpt is always written."
-        )
-
-
-def check_explicit_model_options(explicit: dict, checkpoint: dict, path: str) -> None:
-    """Refuse ``--model.*`` values the user gave that differ from what the checkpoint was trained with.
-
-    A checkpoint rebuilds its own model (its hyperparameters replace the config's), so such a flag would be
-    silently ignored; an error names both values instead.
-    """
-    saved = checkpoint.get("hyper_parameters", {})
-    clashes = [
-        f"{name} {value!r} (checkpoint: {saved[name]!r})"
-        for name, value in dict(explicit).items()
-        if name in saved and _normalised(value) != _normalised(saved[name])
-    ]
-    if clashes:
-        raise ConfigurationError(
-            f"These --model options disagree with the checkpoint '{path}': {'; '.join(clashes)}. A checkpoint "
-            "rebuilds the model it was trained as, so they would be ignored. Drop them to use the checkpoint, or "
-            "train a new model with them (fit without --ckpt_path)."
-        )
-
-
-def _normalised(value):
-    return list(value) if isinstance(value, tuple | list) else value
-
-
 def cli_kwargs() -> dict:
     """What ``FashionCLI`` is built with, besides the classes and ``args``."""
     return {
@@ -255,36 +213,6 @@ def cli_kwargs() -> dict:
 def build_cli(args: ArgsType = None, run: bool = True) -> FashionCLI:
     """Build (and by default run) the CLI; ``args`` as for ``LightningCLI`` (list, dict or ``None`` = argv)."""
     return FashionCLI(FashionClassifier, FashionMNISTDataModule, **cli_kwargs(), args=args, run=run)
-
-
-def run_tool(args: list[str]) -> int:
-    """``classify``, ``export`` and ``serve``: commands on a model file that need no Trainer. Returns failures."""
-    from jsonargparse import ArgumentParser
-
-    from fashion_lightning.export import export
-    from fashion_lightning.inference import classify
-    from fashion_lightning.serve import serve
-
-    parser = ArgumentParser(prog="fashion-lightning")
-    subcommands = parser.add_subcommands()
-    classify_parser = ArgumentParser(description=classify.__doc__.split("\n\n")[0])
-    classify_parser.add_argument("ckpt_path", help="checkpoint written by `fashion-lightning fit`")
-    classify_parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...; any size or mode)")
-    classify_parser.add_argument("--top_k", type=int, default=3, help="classes printed per image")
-    subcommands.add_subcommand("classify", classify_parser)
-    export_parser = ArgumentParser(description=export.__doc__.split("\n\n")[0])
-    export_parser.add_function_arguments(export, as_positional=True)
-    subcommands.add_subcommand("export", export_parser)
-    serve_parser = ArgumentParser(description=serve.__doc__.split("\n\n")[0])
-    serve_parser.add_function_arguments(serve, as_positional=True)
-    subcommands.add_subcommand("serve", serve_parser)
-    config = parser.parse_args(args)
-    options = config[config.subcommand]
-    if config.subcommand == "classify":
-        return classify(options.ckpt_path, *options.images, top_k=options.top_k)
-    function = export if config.subcommand == "export" else serve
-    function(**{key: value for key, value in vars(options).items() if key != "config"})
-    return 0
 
 
 def cli_main(args: ArgsType = None) -> FashionCLI | None:

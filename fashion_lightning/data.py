@@ -1,19 +1,18 @@
-"""Fashion-MNIST as in-memory uint8 tensors: decoding, the tensor cache, the split, the resumable loader."""
+"""Fashion-MNIST as in-memory tensors: classes, dataset, train/val split, resumable loader, batch augmentation."""
 
 import itertools
 import logging
 import os
-from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from fashion_lightning.atomic import atomic_torch_save
-from fashion_lightning.errors import ConfigurationError, DataUnavailableError
-from fashion_lightning.sources import RawFile, check_raw_bytes, raw_dir, raw_files
+from fashion_lightning.errors import ConfigurationError
+from fashion_lightning.raw_files import IMAGE_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +28,9 @@ CLASS_NAMES = (
     "Bag",
     "Ankle boot",
 )
+IMAGE_SHAPE = (1, IMAGE_SIZE, IMAGE_SIZE)  # (C, H, W) of one image as the networks see it
 # Mean and std of the 60,000 training images scaled to [0, 1] (for users who normalise; the seed does not).
 MEAN, STD = 0.2860, 0.3530
-SPLITS = ("train", "test")
 
 
 class FashionMNISTTensors(Dataset):
@@ -54,84 +53,20 @@ class FashionMNISTTensors(Dataset):
 
     def __getitems__(self, indices: list[int]) -> tuple[Tensor, Tensor]:
         index = torch.as_tensor(indices, device=self.images.device)
-        # (B, 28, 28) uint8 -> (B, 1, 28, 28) float in [0, 1], bit-identical to torchvision's ToTensor.
-        images = self.images[index].unsqueeze(1).to(torch.float32).div_(255)
-        return images, self.labels[index]
+        return to_unit_float(self.images[index]), self.labels[index]
 
     def to(self, device: torch.device | str) -> "FashionMNISTTensors":
         return FashionMNISTTensors(self.images.to(device), self.labels.to(device))
 
 
+def to_unit_float(images: Tensor) -> Tensor:
+    """(N, 28, 28) uint8 -> (N, 1, 28, 28) float32 in [0, 1], bit-identical to torchvision's ``ToTensor``."""
+    return images.unsqueeze(-3).to(torch.float32).div_(255)
+
+
 def batch_as_is(batch):
     """``collate_fn`` for datasets whose ``__getitems__`` already returns a batch."""
     return batch
-
-
-def cache_path(data_dir: str | os.PathLike, split: str) -> Path:
-    """Decoded tensors live beside the raw files."""
-    return raw_dir(data_dir).parent / "cache" / f"{split}.pt"
-
-
-def decode_idx(data: bytes, spec: RawFile) -> Tensor:
-    """Decode an IDX file's bytes: images to (N, 28, 28) uint8, labels to (N,) int64."""
-    values = torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=spec.header_size)
-    return values.view(-1, 28, 28) if spec.is_images else values.to(torch.int64)
-
-
-def read_raw(data_dir: str | os.PathLike, spec: RawFile) -> Tensor:
-    """Read and decode one prepared raw file, refusing one that is missing or has the wrong header or size."""
-    path = raw_dir(data_dir) / spec.name
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        data = None
-    problem = "is missing" if data is None else check_raw_bytes(data, spec, verify_md5=False)
-    if problem:
-        raise DataUnavailableError(
-            f"{path} {problem}. Run `fashion-lightning fit` (its prepare step finds, verifies and replaces the "
-            "files) or call FashionMNISTDataModule.prepare_data() before setup()."
-        )
-    return decode_idx(data, spec)
-
-
-def read_cache(data_dir: str | os.PathLike, split: str) -> tuple[Tensor, Tensor] | None:
-    """The decoded tensors of ``split`` if the cache holds them for the expected files, else ``None``.
-
-    The cache is written only from raw files that passed the checks, and records their md5.
-    """
-    path = cache_path(data_dir, split)
-    specs = raw_files()
-    count = specs[f"{split}_labels"].count
-    try:
-        cached = torch.load(path, weights_only=True)
-        images, labels = cached["images"], cached["labels"]
-    except Exception:  # noqa: BLE001 (a missing or damaged cache is rebuilt from the raw files)
-        return None
-    ok = (
-        cached.get("md5") == specs[f"{split}_images"].md5
-        and images.dtype == torch.uint8
-        and tuple(images.shape) == (count, 28, 28)
-        and labels.dtype == torch.int64
-        and tuple(labels.shape) == (count,)
-    )
-    return (images, labels) if ok else None
-
-
-def load_split(data_dir: str | os.PathLike, split: str) -> tuple[Tensor, Tensor]:
-    """Images and labels of ``split`` ("train" or "test"), decoded once and cached as a tensor file."""
-    cached = read_cache(data_dir, split)
-    if cached is not None:
-        return cached
-    specs = raw_files()
-    images_spec, labels_spec = specs[f"{split}_images"], specs[f"{split}_labels"]
-    images, labels = read_raw(data_dir, images_spec), read_raw(data_dir, labels_spec)
-    try:
-        atomic_torch_save(
-            {"images": images.clone(), "labels": labels, "md5": images_spec.md5}, cache_path(data_dir, split)
-        )
-    except OSError as err:  # the cache only saves decoding time: a read-only data folder works without it
-        log.debug("could not write the decoded cache of %s: %s", split, err)
-    return images, labels
 
 
 def split_train_val(num_items: int, val_size: int, seed: int) -> tuple[Tensor, Tensor]:
@@ -196,3 +131,26 @@ def make_loader(dataset: Dataset, batch_size: int, sampler: ResumableSampler, nu
         persistent_workers=num_workers > 0 and on_cpu,
         pin_memory=False,
     )
+
+
+def random_crop_flip(images: Tensor, padding: int = 2, flip: bool = True) -> Tensor:
+    """Shift each image by up to ``padding`` pixels (zero fill) and mirror half of them left-right.
+
+    Args:
+        images: (B, C, H, W) batch in [0, 1]; the result has the same shape, range and order.
+        padding: Largest shift in pixels, drawn independently per image and axis.
+        flip: Also mirror a random half of the images (clothing is left-right symmetric).
+    """
+    batch, _, height, width = images.shape
+    device = images.device
+    padded = F.pad(images, (padding, padding, padding, padding))  # (B, C, H + 2p, W + 2p)
+    top = torch.randint(0, 2 * padding + 1, (batch, 1), device=device)
+    left = torch.randint(0, 2 * padding + 1, (batch, 1), device=device)
+    rows = (top + torch.arange(height, device=device))[:, None, :, None]  # (B, 1, H, 1)
+    cols = (left + torch.arange(width, device=device))[:, None, None, :]  # (B, 1, 1, W)
+    channels = torch.arange(images.shape[1], device=device)[None, :, None, None]  # (1, C, 1, 1)
+    shifted = padded[torch.arange(batch, device=device)[:, None, None, None], channels, rows, cols]
+    if not flip:
+        return shifted
+    mirror = torch.rand(batch, device=device) < 0.5
+    return torch.where(mirror[:, None, None, None], shifted.flip(-1), shifted)

@@ -8,20 +8,18 @@ import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 
-from fashion_lightning.augment import random_crop_flip
 from fashion_lightning.data import (
     CLASS_NAMES,
-    SPLITS,
+    IMAGE_SHAPE,
     FashionMNISTTensors,
     ResumableSampler,
     batch_as_is,
-    cache_path,
-    load_split,
     make_loader,
-    read_cache,
+    random_crop_flip,
     split_train_val,
 )
 from fashion_lightning.errors import ConfigurationError, DataUnavailableError
+from fashion_lightning.raw_files import SPLITS, cache_path, load_split, read_cache
 from fashion_lightning.sources import ensure_raw_files
 
 log = logging.getLogger(__name__)
@@ -82,7 +80,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        return (1, 28, 28)
+        return IMAGE_SHAPE
 
     def prepare_data(self) -> None:
         hp = self.hparams

@@ -19,10 +19,11 @@ import torch
 from torch import Tensor, nn
 
 from fashion_lightning.atomic import TEMP_PREFIX
-from fashion_lightning.data import CLASS_NAMES, load_split
+from fashion_lightning.data import CLASS_NAMES, IMAGE_SHAPE, to_unit_float
 from fashion_lightning.errors import DataUnavailableError, FashionLightningError
-from fashion_lightning.inference import load_model
-from fashion_lightning.model import build_net
+from fashion_lightning.inference import load_model, load_pt2, load_pth
+from fashion_lightning.model import NET_HPARAMS
+from fashion_lightning.raw_files import load_split
 
 TOLERANCE = 1e-5
 Format = Literal["pth", "pt2", "onnx", "torchscript"]
@@ -45,29 +46,14 @@ def check_batch(data_dir: str, size: int = 256) -> tuple[Tensor, Tensor | None]:
         images, labels = load_split(data_dir, "test")
     except DataUnavailableError:
         print(f"note: no prepared data in {data_dir}; checking exports on random images instead")
-        return torch.rand(size, 1, 28, 28, generator=torch.Generator().manual_seed(0)), None
-    return images[:size].unsqueeze(1).float().div(255), labels[:size]  # (N, 28, 28) uint8 -> (N, 1, 28, 28)
-
-
-def load_pth(path: str | Path) -> nn.Module:
-    """Rebuild the plain network from ``model.pth`` and the ``model.json`` beside it (no Lightning needed)."""
-    path = Path(path)
-    spec = json.loads(path.with_suffix(".json").read_text())
-    net = build_net(spec["net"], spec["image_shape"], spec["num_classes"], spec["hidden_dims"], spec["dropout"])
-    net.load_state_dict(torch.load(path, weights_only=True))
-    return net.eval()
-
-
-def load_pt2(path: str | Path) -> nn.Module:
-    """Load ``model.pt2`` (a ``torch.export`` program; dynamic batch size) as a callable module."""
-    return torch.export.load(str(path)).module()
+        return torch.rand(size, *IMAGE_SHAPE, generator=torch.Generator().manual_seed(0)), None
+    return to_unit_float(images[:size]), labels[:size]
 
 
 def export_pth(net: nn.Module, hparams: dict, example: Tensor, directory: Path) -> nn.Module:
     path = directory / "model.pth"
     torch.save(net.state_dict(), path)  # the seed's format: MLP().load_state_dict(torch.load(path))
-    keys = ("net", "image_shape", "num_classes", "hidden_dims", "dropout")
-    path.with_suffix(".json").write_text(json.dumps({key: hparams[key] for key in keys}, indent=2))
+    path.with_suffix(".json").write_text(json.dumps({key: hparams[key] for key in NET_HPARAMS}, indent=2))
     return load_pth(path)
 
 

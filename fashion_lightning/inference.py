@@ -1,20 +1,21 @@
-"""From a checkpoint to answers: prediction CSVs, and classification of the user's own image files."""
+"""From a model file to answers: an image file to a tensor, loading a checkpoint or an export, ``classify``."""
 
-import csv
 import inspect
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torch import Tensor
+from torch import Tensor, nn
 
 from fashion_lightning.checkpointing import check_compatible, load_checkpoint
-from fashion_lightning.data import CLASS_NAMES
-from fashion_lightning.module import FashionClassifier
+from fashion_lightning.data import CLASS_NAMES, to_unit_float
+from fashion_lightning.errors import CheckpointError
+from fashion_lightning.lit_module import FashionClassifier
+from fashion_lightning.model import net_from_hparams
+from fashion_lightning.raw_files import IMAGE_SIZE
 
-IMAGE_SIZE = 28
 # Pillow refuses images over ~179 megapixels (and only warns from ~89); decoding even 50 megapixels costs
 # hundreds of MB. Photos of clothes need far less: anything larger is refused before it is decoded.
 MAX_PIXELS = 40_000_000
@@ -22,35 +23,6 @@ WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # more than 8 bits p
 # Fashion-MNIST shows light garments on a black background. An image whose border is brighter than mid-gray
 # on average is taken to be the usual product photo (dark garment on a light background) and is inverted.
 LIGHT_BACKGROUND_THRESHOLD = 128
-
-
-class PredictionWriter(BasePredictionWriter):
-    """Write ``predict`` results to a CSV: index, predicted class, its probability, true class when known.
-
-    Args:
-        path: CSV file to write; ``None``: ``predictions.csv`` in the run's log folder (the checkpoint's run).
-            Under DDP each process writes ``<stem>.rank<N>.csv``.
-    """
-
-    def __init__(self, path: str | None = None) -> None:
-        super().__init__(write_interval="epoch")
-        self.path = path
-
-    def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
-        path = Path(self.path or Path(trainer.log_dir or ".") / "predictions.csv")
-        if trainer.world_size > 1:
-            path = path.with_name(f"{path.stem}.rank{trainer.global_rank}{path.suffix}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["index", "predicted", "probability", "actual"])
-            for batch, indices in zip(predictions, batch_indices[0] if batch_indices else [], strict=False):
-                labels = batch.get("label")
-                for row, index in enumerate(indices):
-                    actual = CLASS_NAMES[int(labels[row])] if labels is not None else ""
-                    probability = float(batch["probability"][row])
-                    writer.writerow([index, CLASS_NAMES[int(batch["predicted"][row])], f"{probability:.6f}", actual])
-        print(f"Wrote {sum(len(b['predicted']) for b in predictions):,} predictions to {path}")
 
 
 def image_to_tensor(path: str | Path) -> Tensor:
@@ -80,8 +52,7 @@ def image_to_tensor(path: str | Path) -> Tensor:
     resized = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
     canvas = Image.new("L", (IMAGE_SIZE, IMAGE_SIZE))
     canvas.paste(resized, ((IMAGE_SIZE - resized.width) // 2, (IMAGE_SIZE - resized.height) // 2))
-    values = torch.from_numpy(np.asarray(canvas, dtype=np.float32).copy())  # (28, 28) in [0, 255]
-    return values.div_(255).unsqueeze(0)
+    return to_unit_float(torch.from_numpy(np.asarray(canvas, dtype=np.uint8).copy()))  # (1, 28, 28)
 
 
 def check_size(image: Image.Image) -> None:
@@ -141,3 +112,32 @@ def load_model(ckpt_path: str | Path) -> FashionClassifier:
     check_compatible(checkpoint, model, ckpt_path)
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval()
+
+
+def load_pth(path: str | Path) -> nn.Module:
+    """Rebuild the plain network from ``model.pth`` and the ``model.json`` beside it (no Lightning needed)."""
+    path = Path(path)
+    spec = json.loads(path.with_suffix(".json").read_text())
+    net = net_from_hparams(spec)
+    net.load_state_dict(torch.load(path, weights_only=True))
+    return net.eval()
+
+
+def load_pt2(path: str | Path) -> nn.Module:
+    """Load ``model.pt2`` (a ``torch.export`` program; dynamic batch size) as a callable module."""
+    return torch.export.load(str(path)).module()
+
+
+def load_predictor(source: str | Path, device: str = "cpu"):
+    """A function ``(B, 1, 28, 28) float tensor -> (B, 10) logits`` from a ``.ckpt``, ``.onnx`` or ``.pt2`` file."""
+    path = Path(source)
+    if not path.is_file():
+        raise CheckpointError(f"No model file at '{path}'. Serve a checkpoint (.ckpt) or an export (.onnx, .pt2).")
+    if path.suffix == ".onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return lambda images: torch.from_numpy(session.run(None, {"images": images.cpu().numpy()})[0])
+    # A checkpoint goes through load_model: clear errors for bad files, weights-only loading.
+    net = load_pt2(path).to(device) if path.suffix == ".pt2" else load_model(path).net.to(device)
+    return lambda images: net(images.to(device))

@@ -1,6 +1,6 @@
 """The networks, as plain ``nn.Module``s: no Lightning here, so they export and load anywhere."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from torch import Tensor, nn
 
@@ -88,3 +88,13 @@ def build_net(
     if name == "cnn":
         return SmallCNN(channels, num_classes, dropout)
     raise ValueError(f"unknown net '{name}': choose 'mlp' or 'cnn'")
+
+
+# The hyperparameters that define the network, in build_net's order: the one hparams -> network mapping, used by
+# the LightningModule, by `export` (model.json) and by every loader of an export.
+NET_HPARAMS = ("net", "image_shape", "num_classes", "hidden_dims", "dropout")
+
+
+def net_from_hparams(hparams: Mapping) -> nn.Module:
+    """``build_net`` from a mapping that holds ``NET_HPARAMS`` (a checkpoint's hyperparameters, ``model.json``)."""
+    return build_net(*(hparams[key] for key in NET_HPARAMS))

@@ -23,7 +23,8 @@ from torch import Tensor
 
 from fashion_lightning.data import CLASS_NAMES
 from fashion_lightning.errors import FashionLightningError
-from fashion_lightning.inference import IMAGE_SIZE, image_to_tensor, load_model
+from fashion_lightning.inference import image_to_tensor, load_predictor
+from fashion_lightning.raw_files import IMAGE_SIZE
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # a base64 photo of a few MB; more is refused with 413 before it is parsed
 
@@ -48,25 +49,6 @@ class PredictRequest(BaseModel):
     image: str | None = None
     pixels: list[list[float]] | None = None
     return_input: bool = False  # also answer the 28x28 image the model saw (the page shows it)
-
-
-def load_predictor(source: str | Path, device: str = "cpu"):
-    """A function ``(B, 1, 28, 28) float tensor -> (B, 10) logits`` from a ``.ckpt``, ``.onnx`` or ``.pt2`` file."""
-    path = Path(source)
-    if not path.is_file():
-        raise ServeError(f"No model file at '{path}'. Serve a checkpoint (.ckpt) or an export (.onnx, .pt2).")
-    if path.suffix == ".onnx":
-        import onnxruntime
-
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return lambda images: torch.from_numpy(session.run(None, {"images": images.cpu().numpy()})[0])
-    if path.suffix == ".pt2":
-        from fashion_lightning.export import load_pt2
-
-        net = load_pt2(path).to(device)
-    else:
-        net = load_model(path).net.to(device)  # a checkpoint: clear errors for bad files
-    return lambda images: net(images.to(device))
 
 
 def bad_request(message: str, status: int = 400) -> "HTTPException":

@@ -1,4 +1,4 @@
-"""The four raw Fashion-MNIST files: where they may be, how they are verified, how they are fetched.
+"""Where the four raw Fashion-MNIST files may be and how they are fetched into ``data_dir`` (verified on the way).
 
 Search order for each file: ``data_dir/FashionMNIST/raw`` (already prepared), then local copies (``source_dir``,
 ``$FASHION_MNIST_DIR``, Debian's ``/usr/share/datasets/fashion-mnist``), then torchvision's download mirror.
@@ -8,91 +8,24 @@ reported by name and replaced from the next good source. The layout matches torc
 """
 
 import gzip
-import hashlib
-import json
 import logging
 import os
-import struct
 import urllib.error
 import urllib.request
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 from torchvision.datasets import FashionMNIST
 
 from fashion_lightning.atomic import atomic_write_bytes, remove_stale_temporaries
 from fashion_lightning.errors import DataUnavailableError
+from fashion_lightning.raw_files import RawFile, check_raw_bytes, raw_dir, raw_files
 
 log = logging.getLogger(__name__)
 
 ENV_VAR = "FASHION_MNIST_DIR"
-SPECS_ENV_VAR = "FASHION_LIGHTNING_SPECS"
 SYSTEM_COPY_DIRS = (Path("/usr/share/datasets/fashion-mnist"),)
 DOWNLOAD_TIMEOUT_S = 30.0
-IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
-IMAGE_SIZE = 28
-
-
-@dataclass(frozen=True)
-class RawFile:
-    """One IDX file of the official release, described by its decompressed bytes."""
-
-    name: str
-    md5: str
-    count: int
-    is_images: bool
-
-    @property
-    def header_size(self) -> int:
-        return 16 if self.is_images else 8
-
-    @property
-    def num_bytes(self) -> int:
-        per_item = IMAGE_SIZE * IMAGE_SIZE if self.is_images else 1
-        return self.header_size + self.count * per_item
-
-
-# md5 of the *decompressed* files: mirrors recompress the .gz (Debian's differ from torchvision's), the payload not.
-RAW_FILES = {
-    "train_images": RawFile("train-images-idx3-ubyte", "f4a8712d7a061bf5bd6d2ca38dc4d50a", 60_000, True),
-    "train_labels": RawFile("train-labels-idx1-ubyte", "9018921c3c673c538a1fc5bad174d6f9", 60_000, False),
-    "test_images": RawFile("t10k-images-idx3-ubyte", "8181f5470baa50b63fa0f6fddb340f0a", 10_000, True),
-    "test_labels": RawFile("t10k-labels-idx1-ubyte", "15d484375f8d13e6eb1aabb0c3f46965", 10_000, False),
-}
-
-
-def raw_files() -> dict[str, RawFile]:
-    """The expected files: the official release, or the specs in the JSON file named by ``$FASHION_LIGHTNING_SPECS``.
-
-    The override exists for the test suite (tiny IDX files with their own sizes and checksums) and for
-    datasets in the same format; an environment variable reaches every process of a DDP run.
-    """
-    path = os.environ.get(SPECS_ENV_VAR)
-    if not path:
-        return RAW_FILES
-    with open(path) as handle:
-        return {key: RawFile(**fields) for key, fields in json.load(handle).items()}
-
-
-def raw_dir(data_dir: str | os.PathLike) -> Path:
-    """Where the verified raw files live: torchvision's ``<data_dir>/FashionMNIST/raw``."""
-    return Path(data_dir) / "FashionMNIST" / "raw"
-
-
-def check_raw_bytes(data: bytes, spec: RawFile, verify_md5: bool = True) -> str | None:
-    """Return what is wrong with ``data`` as the file ``spec``, or ``None`` when it is the official file."""
-    if len(data) != spec.num_bytes:
-        return f"has {len(data):,} bytes, expected {spec.num_bytes:,} (truncated or not this file)"
-    magic, count = struct.unpack(">II", data[:8])
-    expected_magic = IMAGE_MAGIC if spec.is_images else LABEL_MAGIC
-    if magic != expected_magic or count != spec.count:
-        return f"has header magic={magic} count={count}, expected magic={expected_magic} count={spec.count}"
-    if spec.is_images and struct.unpack(">II", data[8:16]) != (IMAGE_SIZE, IMAGE_SIZE):
-        return f"does not hold {IMAGE_SIZE}x{IMAGE_SIZE} images"
-    if verify_md5 and hashlib.md5(data, usedforsecurity=False).hexdigest() != spec.md5:
-        return "has the right size but the wrong checksum (corrupt, or another dataset such as MNIST)"
-    return None
 
 
 def read_candidate(path: Path) -> bytes:

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from fashion_lightning import sources
-from fashion_lightning.testing import write_tiny_fashion
+from fashion_lightning import raw_files, sources
+from fashion_lightning.tiny_fashion import write_tiny_fashion
 from tests.helpers import fit_command, last_ckpt
 
 
@@ -16,7 +16,7 @@ def fashion(tmp_path, monkeypatch):
     """Tiny IDX files in ``source_dir``; expected specs exported through the environment; no network."""
     source_dir, arrays = write_tiny_fashion(tmp_path, set_env=False)
     specs_path = tmp_path / "specs.json"
-    monkeypatch.setenv(sources.SPECS_ENV_VAR, str(specs_path))
+    monkeypatch.setenv(raw_files.SPECS_ENV_VAR, str(specs_path))
     monkeypatch.delenv(sources.ENV_VAR, raising=False)
     monkeypatch.setattr(sources, "SYSTEM_COPY_DIRS", ())
 

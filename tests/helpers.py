@@ -6,7 +6,7 @@ import time
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from fashion_lightning.testing import TEST_COUNT, TRAIN_COUNT
+from fashion_lightning.tiny_fashion import TEST_COUNT, TRAIN_COUNT
 
 __all__ = [
     "TEST_COUNT",

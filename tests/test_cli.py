@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from fashion_lightning.cli import build_cli, cli_main
-from fashion_lightning.module import FashionClassifier
+from fashion_lightning.lit_module import FashionClassifier
 from tests.helpers import TEST_COUNT, cli_args
 
 

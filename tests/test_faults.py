@@ -21,7 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fashion_lightning import data, sources
+from fashion_lightning import raw_files, sources
 from fashion_lightning.cli import cli_main
 from fashion_lightning.datamodule import FashionMNISTDataModule
 from fashion_lightning.errors import ConfigurationError
@@ -264,15 +264,15 @@ def test_data_dir_that_is_a_file_is_a_clear_error(fashion, capsys):
 
 def test_read_only_data_folder_whose_files_lost_their_mtimes_works(fashion, monkeypatch):
     FashionMNISTDataModule(data_dir=str(fashion.data_dir), source_dir=str(fashion.source_dir)).prepare_data()
-    for path in sources.raw_dir(fashion.data_dir).iterdir():  # `cp -r` without -p: new mtimes, stamps now stale
+    for path in raw_files.raw_dir(fashion.data_dir).iterdir():  # `cp -r` without -p: new mtimes, stamps now stale
         os.utime(path, (1, 1))
-    (data.cache_path(fashion.data_dir, "train")).unlink()  # and the decoded cache must be rebuilt in memory
+    (raw_files.cache_path(fashion.data_dir, "train")).unlink()  # and the decoded cache must be rebuilt in memory
 
     def read_only(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied")
 
     monkeypatch.setattr(sources, "atomic_write_bytes", read_only)
-    monkeypatch.setattr(data, "atomic_torch_save", read_only)
+    monkeypatch.setattr(raw_files, "atomic_torch_save", read_only)
     datamodule = FashionMNISTDataModule(data_dir=str(fashion.data_dir), val_size=32, download=False)
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -282,7 +282,7 @@ def test_read_only_data_folder_whose_files_lost_their_mtimes_works(fashion, monk
 def test_damaged_raw_file_with_a_verified_cache_uses_the_cache_and_says_so(fashion, caplog):
     datamodule = FashionMNISTDataModule(data_dir=str(fashion.data_dir), source_dir=str(fashion.source_dir))
     datamodule.prepare_data()
-    raw = sources.raw_dir(fashion.data_dir) / "train-images-idx3-ubyte"
+    raw = raw_files.raw_dir(fashion.data_dir) / "train-images-idx3-ubyte"
     raw.write_bytes(raw.read_bytes()[:1000])  # truncated, and no source can replace it
     with caplog.at_level(logging.WARNING):
         FashionMNISTDataModule(data_dir=str(fashion.data_dir), download=False).prepare_data()
@@ -290,7 +290,7 @@ def test_damaged_raw_file_with_a_verified_cache_uses_the_cache_and_says_so(fashi
     assert "Using the decoded cache" in messages
     assert "replaced" not in messages
     assert "replacing" not in messages  # no repair is claimed
-    data.cache_path(fashion.data_dir, "train").unlink()  # without the cache it is the usual clear error
+    raw_files.cache_path(fashion.data_dir, "train").unlink()  # without the cache it is the usual clear error
     with pytest.raises(Exception, match="no good copy was found"):
         FashionMNISTDataModule(data_dir=str(fashion.data_dir), download=False).prepare_data()
 

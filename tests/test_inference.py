@@ -10,8 +10,8 @@ from PIL import Image
 
 from fashion_lightning.cli import cli_main
 from fashion_lightning.data import CLASS_NAMES
-from fashion_lightning.export import export, load_pth
-from fashion_lightning.inference import image_to_tensor, load_model
+from fashion_lightning.export import export
+from fashion_lightning.inference import image_to_tensor, load_model, load_pth
 from fashion_lightning.model import MLP
 from tests.helpers import TEST_COUNT, cli_args
 

@@ -14,7 +14,7 @@ import torch
 from fashion_lightning.atomic import TEMP_PREFIX, atomic_open
 from fashion_lightning.checkpointing import AtomicCheckpointIO
 from fashion_lightning.cli import build_cli, cli_main
-from fashion_lightning.module import FashionClassifier
+from fashion_lightning.lit_module import FashionClassifier
 from fashion_lightning.runs import find_last_checkpoint, run_version
 from tests.helpers import assert_same_weights, cli_args, fit_command, last_ckpt, scalar_steps, wait_for, weights
 

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fashion_lightning import sources
+from fashion_lightning import raw_files, sources
 from fashion_lightning.cli import cli_main
 from fashion_lightning.data import CLASS_NAMES
 from fashion_lightning.export import export
-from fashion_lightning.testing import write_tiny_fashion
+from fashion_lightning.tiny_fashion import write_tiny_fashion
 from tests.helpers import cli_args
 
 pytest.importorskip("litserve")
@@ -79,7 +79,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
     with pytest.MonkeyPatch.context() as patch:  # like the `fashion` fixture, for the whole module
         source_dir, arrays = write_tiny_fashion(root, set_env=False)
-        patch.setenv(sources.SPECS_ENV_VAR, str(root / "specs.json"))
+        patch.setenv(raw_files.SPECS_ENV_VAR, str(root / "specs.json"))
         patch.delenv(sources.ENV_VAR, raising=False)
         patch.setattr(sources, "SYSTEM_COPY_DIRS", ())
         fashion = SimpleNamespace(root=root, source_dir=source_dir, data_dir=root / "data", logs=root / "logs")

@@ -7,12 +7,13 @@ import pytest
 
 from fashion_lightning import sources
 from fashion_lightning.errors import DataUnavailableError
-from fashion_lightning.sources import ensure_raw_files, raw_dir, raw_files
+from fashion_lightning.raw_files import RAW_FILES, raw_dir, raw_files
+from fashion_lightning.sources import ensure_raw_files
 
 
 def test_specs_come_from_the_environment(fashion):
     assert raw_files()["train_labels"].count == 320
-    assert sources.RAW_FILES["train_labels"].count == 60_000  # the official numbers stay the default
+    assert RAW_FILES["train_labels"].count == 60_000  # the official numbers stay the default
 
 
 def test_copies_and_decompresses_from_source_dir(fashion):

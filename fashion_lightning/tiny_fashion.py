@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fashion_lightning import sources
+from fashion_lightning import raw_files
 
 TRAIN_COUNT, TEST_COUNT = 320, 160
 
@@ -21,9 +21,9 @@ TRAIN_COUNT, TEST_COUNT = 320, 160
 def idx_bytes(array: np.ndarray, is_images: bool) -> bytes:
     """Encode a uint8 array as an IDX file (big-endian header, then the raw bytes)."""
     if is_images:
-        header = struct.pack(">IIII", sources.IMAGE_MAGIC, len(array), 28, 28)
+        header = struct.pack(">IIII", raw_files.IMAGE_MAGIC, len(array), 28, 28)
     else:
-        header = struct.pack(">II", sources.LABEL_MAGIC, len(array))
+        header = struct.pack(">II", raw_files.LABEL_MAGIC, len(array))
     return header + array.astype(np.uint8).tobytes()
 
 
@@ -36,7 +36,7 @@ def learnable_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray
 
 
 def tiny_arrays(seed: int = 0) -> dict[str, bytes]:
-    """The decompressed bytes of the four tiny files, by key of ``sources.RAW_FILES``."""
+    """The decompressed bytes of the four tiny files, by key of ``raw_files.RAW_FILES``."""
     rng = np.random.default_rng(seed)
     train_labels = np.arange(TRAIN_COUNT) % 10
     test_labels = rng.permutation(np.arange(TEST_COUNT) % 10)
@@ -53,7 +53,7 @@ def specs_for(arrays: dict[str, bytes]) -> dict[str, dict]:
     counts = {"train": TRAIN_COUNT, "test": TEST_COUNT}
     return {
         key: {
-            "name": sources.RAW_FILES[key].name,
+            "name": raw_files.RAW_FILES[key].name,
             "md5": hashlib.md5(data, usedforsecurity=False).hexdigest(),
             "count": counts[key.split("_")[0]],
             "is_images": key.endswith("images"),
@@ -69,9 +69,9 @@ def write_tiny_fashion(directory: str | Path, set_env: bool = True) -> tuple[Pat
     source_dir.mkdir(parents=True, exist_ok=True)
     arrays = tiny_arrays()
     for key, data in arrays.items():
-        (source_dir / f"{sources.RAW_FILES[key].name}.gz").write_bytes(gzip.compress(data))
+        (source_dir / f"{raw_files.RAW_FILES[key].name}.gz").write_bytes(gzip.compress(data))
     specs_path = directory / "specs.json"
     specs_path.write_text(json.dumps(specs_for(arrays)))
     if set_env:
-        os.environ[sources.SPECS_ENV_VAR] = str(specs_path)
+        os.environ[raw_files.SPECS_ENV_VAR] = str(specs_path)
     return source_dir, arrays

@@ -7,8 +7,8 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
+from fashion_lightning.callbacks.resume import last_checkpoint_path
 from fashion_lightning.errors import NonFiniteLossError
-from fashion_lightning.resume import last_checkpoint_path
 
 
 class EpochTimer(L.Callback):

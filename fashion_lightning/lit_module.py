@@ -9,7 +9,7 @@ from torch import Tensor
 from torchmetrics import MeanMetric, MetricCollection, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from fashion_lightning.model import build_net
+from fashion_lightning.model import net_from_hparams
 
 STAGES = ("train", "val", "test")
 
@@ -70,7 +70,7 @@ class FashionClassifier(L.LightningModule):
         super().__init__()
         hidden_dims, image_shape = list(hidden_dims), list(image_shape)  # primitives only in the checkpoint
         self.save_hyperparameters()
-        self.net = build_net(net, image_shape, num_classes, hidden_dims, dropout)
+        self.net = net_from_hparams(self.hparams)
         self.example_input_array = torch.zeros(1, *image_shape)
         # One metric collection per stage: their states never mix (validation runs inside a training epoch).
         self.metrics = torch.nn.ModuleDict({f"{stage}_metrics": stage_metrics(stage, num_classes) for stage in STAGES})

@@ -24,7 +24,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from fashion_lightning.atomic import remove_stale_temporaries
-from fashion_lightning.checkpointing import LastCheckpoint
+from fashion_lightning.callbacks.last_checkpoint import LastCheckpoint
 
 RNG_KEY = "fashion_lightning_rng"
 RUN_KEY = "fashion_lightning_run"

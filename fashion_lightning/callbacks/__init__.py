@@ -1,0 +1,17 @@
+"""The Trainer callbacks, one concern per module; the CLI always installs all but the prediction writer."""
+
+from fashion_lightning.callbacks.last_checkpoint import LastCheckpoint
+from fashion_lightning.callbacks.monitoring import EpochTimer, FiniteLossGuard, RunSummary
+from fashion_lightning.callbacks.prediction_writer import PredictionWriter
+from fashion_lightning.callbacks.resume import ResumableRun
+from fashion_lightning.callbacks.tensorboard_extras import TensorBoardExtras
+
+__all__ = [
+    "EpochTimer",
+    "FiniteLossGuard",
+    "LastCheckpoint",
+    "PredictionWriter",
+    "ResumableRun",
+    "RunSummary",
+    "TensorBoardExtras",
+]

@@ -1,0 +1,49 @@
+"""``LastCheckpoint``: the one writer of ``last.ckpt`` (every epoch, optionally every n steps)."""
+
+from pathlib import Path
+
+from lightning.pytorch.callbacks import Checkpoint
+
+
+class LastCheckpoint(Checkpoint):
+    """``last.ckpt``: written at the end of every epoch (after validation) and, optionally, every n steps.
+
+    Lightning's ``ModelCheckpoint(save_top_k=0, save_last=True)`` writes nothing at epoch ends, so "last" is
+    this small callback. ``fashion-lightning fit --ckpt_path last`` resumes from its file.
+
+    Args:
+        every_n_train_steps: Also write ``last.ckpt`` every n optimizer steps inside an epoch, so a killed run
+            loses at most n steps. ``None``: only at the end of each epoch.
+        dirpath: Directory of the checkpoint; ``None``: the run's ``checkpoints/`` folder.
+    """
+
+    FILE_NAME = "last.ckpt"
+
+    def __init__(self, every_n_train_steps: int | None = None, dirpath: str | None = None) -> None:
+        self.every_n_train_steps = every_n_train_steps
+        self.dirpath = dirpath
+        self._resolved_dir: Path | None = None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        # trainer.log_dir is a collective under DDP: read it here, where every process runs, and only here.
+        self._resolved_dir = Path(self.dirpath or Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints")
+
+    def path(self) -> Path:
+        if self._resolved_dir is None:
+            raise RuntimeError("LastCheckpoint.path() is known once the trainer has called setup()")
+        return self._resolved_dir / self.FILE_NAME
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        n = self.every_n_train_steps
+        # The epoch's last batch is covered by the end-of-epoch save: Lightning resumes a checkpoint taken
+        # between the last batch and the end of the epoch by skipping an epoch.
+        if n and trainer.global_step % n == 0 and batch_idx + 1 < trainer.num_training_batches:
+            self.save(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.save(trainer)  # validation of this epoch has run and logged by now
+
+    def save(self, trainer) -> None:
+        if trainer.fast_dev_run or trainer.sanity_checking:
+            return
+        trainer.save_checkpoint(self.path(), weights_only=False)

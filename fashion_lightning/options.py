@@ -1,0 +1,53 @@
+"""Checks of option values that look across the config, made before anything is created on disk."""
+
+from pathlib import Path
+
+from fashion_lightning.errors import ConfigurationError
+
+
+def runs_root(config) -> Path | None:
+    """``<save_dir>/<name>`` of a logger that keeps runs in ``version_N`` folders (TensorBoard, CSV); else ``None``."""
+    logger = config.trainer.get("logger")
+    init_args = logger.get("init_args") if hasattr(logger, "get") else None
+    if not init_args or "save_dir" not in init_args or "version" not in init_args:
+        return None  # another logger (or none): its runs are not laid out as version_N folders
+    return Path(init_args.get("save_dir") or ".") / (init_args.get("name") or "")
+
+
+def check_run_options(config) -> None:
+    """Refuse option values that cannot work, before anything is created on disk."""
+    max_epochs = config.trainer.get("max_epochs")
+    if max_epochs is not None and max_epochs < -1:
+        raise ConfigurationError(
+            f"--trainer.max_epochs must be a positive number of epochs (or -1 for no limit), got {max_epochs}."
+        )
+    if config.get("checkpoint") and config.checkpoint.get("save_last"):
+        raise ConfigurationError(
+            "--checkpoint.save_last would make Lightning's ModelCheckpoint write a second last.ckpt beside the one "
+            "this project writes (after every epoch, and every n steps with --last.every_n_train_steps N). Remove "
+            "checkpoint.save_last from the command or config file; last.ckpt is always written."
+        )
+
+
+def check_explicit_model_options(explicit: dict, checkpoint: dict, path: str) -> None:
+    """Refuse ``--model.*`` values the user gave that differ from what the checkpoint was trained with.
+
+    A checkpoint rebuilds its own model (its hyperparameters replace the config's), so such a flag would be
+    silently ignored; an error names both values instead.
+    """
+    saved = checkpoint.get("hyper_parameters", {})
+    clashes = [
+        f"{name} {value!r} (checkpoint: {saved[name]!r})"
+        for name, value in dict(explicit).items()
+        if name in saved and _normalised(value) != _normalised(saved[name])
+    ]
+    if clashes:
+        raise ConfigurationError(
+            f"These --model options disagree with the checkpoint '{path}': {'; '.join(clashes)}. A checkpoint "
+            "rebuilds the model it was trained as, so they would be ignored. Drop them to use the checkpoint, or "
+            "train a new model with them (fit without --ckpt_path)."
+        )
+
+
+def _normalised(value):
+    return list(value) if isinstance(value, tuple | list) else value
