@@ -6,7 +6,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchmetrics import MeanMetric, MetricCollection, SumMetric
+from torchmetrics import MaxMetric, MeanMetric, MetricCollection, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from fashion_lightning.model import net_from_hparams
@@ -74,6 +74,9 @@ class FashionClassifier(L.LightningModule):
         self.example_input_array = torch.zeros(1, *image_shape)
         # One metric collection per stage: their states never mix (validation runs inside a training epoch).
         self.metrics = torch.nn.ModuleDict({f"{stage}_metrics": stage_metrics(stage, num_classes) for stage in STAGES})
+        # The best validation accuracy so far: part of the state_dict, so a resumed run keeps its best.
+        self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)
         self.evaluated_images: dict[str, int] = {}  # images behind the last epoch metrics, all processes
 
     def forward(self, images: Tensor) -> Tensor:
@@ -122,12 +125,15 @@ class FashionClassifier(L.LightningModule):
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
 
     def on_validation_epoch_end(self) -> None:
-        self._log_epoch_metrics("val")
+        values = self._log_epoch_metrics("val")
+        if not self.trainer.sanity_checking:  # the untrained sanity check is no result
+            self.val_acc_best.update(values["val/acc"])
+            self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch_metrics("test")
 
-    def _log_epoch_metrics(self, stage: str) -> None:
+    def _log_epoch_metrics(self, stage: str) -> dict[str, Tensor]:
         # compute() syncs the states across DDP processes, so every process logs the same global value
         # (sync_dist then averages identical numbers: it only keeps Lightning from warning).
         metrics = self.metrics[f"{stage}_metrics"]
@@ -137,12 +143,14 @@ class FashionClassifier(L.LightningModule):
         metrics.reset()
         for name, value in values.items():
             self.log(name, value, prog_bar=stage != "test" and not name.endswith("/images"), sync_dist=True)
+        return values
 
     def _is_logging_step(self) -> bool:
+        # The steps at which Lightning writes logged values (before this step's optimizer update counts).
         trainer = self._trainer
-        if trainer is None:
-            return True
-        return (trainer.fit_loop.epoch_loop._batches_that_stepped + 1) % trainer.log_every_n_steps == 0
+        if trainer is None or not trainer.log_every_n_steps:
+            return trainer is None
+        return (self.global_step + 1) % trainer.log_every_n_steps == 0
 
     def configure_optimizers(self):
         hp = self.hparams

@@ -3,8 +3,6 @@
 Everything here is rendered once per validation or test (never per step), on process 0 only.
 """
 
-import math
-
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -12,6 +10,7 @@ from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from fashion_lightning._compat import tensorboard_file_writer
 from fashion_lightning.data import CLASS_NAMES
 
 try:
@@ -23,7 +22,7 @@ HPARAM_METRICS = ("val/acc_best", "test/acc", "test/loss")
 
 
 class TensorBoardExtras(L.Callback):
-    """Confusion matrix and misclassified images per validation/test, sample inputs, ``val/acc_best``, HParams.
+    """Confusion matrix and misclassified images per validation/test, sample inputs, HParams.
 
     Args:
         max_misclassified: Misclassified validation images shown per validation.
@@ -33,16 +32,9 @@ class TensorBoardExtras(L.Callback):
     def __init__(self, max_misclassified: int = 32, num_samples: int = 16) -> None:
         self.max_misclassified = max_misclassified
         self.num_samples = num_samples
-        self.best_val_acc = -math.inf
         self._confusion: MulticlassConfusionMatrix | None = None
         self._wrong_images: list[Tensor] = []
         self._wrong_titles: list[str] = []
-
-    def state_dict(self) -> dict:
-        return {"best_val_acc": self.best_val_acc}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.best_val_acc = state_dict.get("best_val_acc", -math.inf)
 
     @staticmethod
     def _writer(trainer):
@@ -62,7 +54,7 @@ class TensorBoardExtras(L.Callback):
 
         params = {**_flat(trainer.lightning_module.hparams, "model"), **_flat(trainer.datamodule.hparams, "data")}
         params.update({"trainer/max_epochs": trainer.max_epochs, "trainer/devices": trainer.world_size})
-        writer = self._writer(trainer)._get_file_writer()
+        writer = tensorboard_file_writer(self._writer(trainer))
         for summary in hparams(params, dict.fromkeys(HPARAM_METRICS, 0.0)):
             writer.add_summary(summary)
 
@@ -112,11 +104,6 @@ class TensorBoardExtras(L.Callback):
         confusion = self._confusion.compute()  # on every process: it syncs under DDP
         if trainer.sanity_checking:
             return
-        # The same number as val/acc (micro accuracy), computed here because callbacks run before the module's
-        # own epoch-end hook logs val/acc.
-        val_acc = confusion.diagonal().sum().item() / max(confusion.sum().item(), 1)
-        self.best_val_acc = max(self.best_val_acc, val_acc)
-        pl_module.log("val/acc_best", self.best_val_acc, sync_dist=False)
         self._render(trainer, "val", confusion, misclassified=True)
 
     def on_test_epoch_end(self, trainer, pl_module) -> None:
