@@ -27,6 +27,7 @@ from fashion_lightning.datamodule import FashionMNISTDataModule
 from fashion_lightning.errors import ConfigurationError, FashionLightningError
 from fashion_lightning.lit_module import FashionClassifier
 from fashion_lightning.options import check_explicit_model_options, check_run_options, runs_root
+from fashion_lightning.quiet import silence_known_noise
 from fashion_lightning.runs import (
     VERSION_ENV_VAR,
     claim_version,
@@ -222,6 +223,7 @@ def cli_main(args: ArgsType = None) -> FashionCLI | None:
     traceback; a run stopped by a signal (Ctrl-C, SIGTERM, SIGUSR1) saves ``last.ckpt`` and exits with
     128 + the signal number. A run that never started leaves no ``version_N`` folder behind.
     """
+    silence_known_noise()
     argv = sys.argv[1:] if args is None else args
     try:
         if isinstance(argv, list) and argv and argv[0] in TOOLS:

@@ -129,3 +129,23 @@ def test_no_data_no_network_is_one_clear_error(fashion):
     assert "Traceback" not in result.stderr
     assert "apt-get install dataset-fashion-mnist" in result.stderr
     assert "--data.source_dir" in result.stderr
+
+
+@pytest.mark.slow
+def test_default_commands_print_no_warnings(fashion):
+    # As a user runs them (subprocesses, Python's default warning filters). log_every_n_steps=1 only because the
+    # tiny fixture has fewer batches than the default interval, which Lightning rightly warns about.
+    base = [sys.executable, "-m", "fashion_lightning"]
+    args = cli_args(fashion, "--trainer.log_every_n_steps=1", "--trainer.enable_progress_bar=true")
+    best = run_dir(fashion) / "checkpoints" / "best.ckpt"
+    commands = [
+        ["fit", *args, "--trainer.max_epochs=1"],
+        ["fit", *args, "--trainer.max_epochs=2", "--ckpt_path=last"],  # a resume into the same run folder
+        ["test", *args, f"--ckpt_path={best}"],
+        ["predict", *args, f"--ckpt_path={best}"],
+    ]
+    for command in commands:
+        result = subprocess.run([*base, *command], capture_output=True, text=True, check=True)
+        output = result.stdout + result.stderr
+        for noise in ("Warning", "warn(", "deprecated", "Tip:"):
+            assert noise not in output, f"{command[0]} printed {noise!r}:\n{output[-3000:]}"

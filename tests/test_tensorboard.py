@@ -116,3 +116,22 @@ def test_tensorboard_server_serves_the_run(run_dir):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_compat_file_writer_writes_into_the_runs_own_event_file(tmp_path):
+    # fashion_lightning._compat: the one non-public call (the HParams summary must go into the run's own file).
+    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard.summary import hparams
+
+    from fashion_lightning._compat import tensorboard_file_writer
+
+    writer = SummaryWriter(str(tmp_path))
+    for summary in hparams({"model/lr": 0.1}, {"val/acc_best": 0.0}):
+        tensorboard_file_writer(writer).add_summary(summary)
+    writer.close()
+    files = list(tmp_path.glob("events.out.tfevents.*"))
+    assert len(files) == 1  # no sub-run folder, unlike SummaryWriter.add_hparams
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    assert "val/acc_best" not in events.Tags()["scalars"]  # no false scalar at step 0
+    assert "_hparams_/experiment" in events.PluginTagToContent("hparams")
