@@ -146,6 +146,7 @@ class FashionCLI(LightningCLI):
         if init_args.get("version") is None:
             init_args.version = found[1]
             if subcommand == "fit":
+                keep_csv_metrics(config, root / f"version_{found[1]}", int(self._checkpoint.get("global_step", 0)))
                 if rank_zero_only.rank == 0:  # one writer per run; the kernel frees the lock when we exit
                     lock_run(root / f"version_{found[1]}")
                 # TensorBoard drops what the killed run logged after this step, so curves have no duplicates.
@@ -193,6 +194,17 @@ class FashionCLI(LightningCLI):
         super().after_instantiate_classes()
         if self._checkpoint is not None and self.subcommand is not None:
             check_compatible(self._checkpoint, self.model, self.config[self.subcommand].ckpt_path)
+
+
+def keep_csv_metrics(config, run_dir: Path, step: int) -> None:
+    """CSVLogger deletes a run's ``metrics.csv`` when it opens the folder again: keep the resumed run's rows."""
+    logger = config.trainer.get("logger")
+    is_csv = hasattr(logger, "get") and str(logger.get("class_path", "")).endswith("CSVLogger")
+    metrics = run_dir / "metrics.csv"
+    if is_csv and metrics.is_file() and rank_zero_only.rank == 0:
+        kept = metrics.with_name(f"metrics.until-step-{step}.csv")
+        os.replace(metrics, kept)
+        print(f"CSVLogger starts metrics.csv afresh on resume: the rows so far are kept in {kept}")
 
 
 def cli_kwargs() -> dict:

@@ -20,6 +20,9 @@ KNOWN_WARNINGS = (
     (r"(?s).*skip_none parameter was deprecated", Warning, "lightning.pytorch.cli + jsonargparse"),
     # ModelCheckpoint warns whenever its folder has files; a resumed run writes into its own folder on purpose.
     (r"Checkpoint directory .* exists and is not empty", UserWarning, "lightning ModelCheckpoint"),
+    # CSVLogger warns the same on a resume; its metrics.csv is moved aside first (cli.keep_csv_metrics), and a
+    # new run's folder is always empty (runs.claim_version).
+    (r"Experiment logs directory .* exists and is not empty", UserWarning, "lightning CSVLogger"),
 )
 # Logged (not warned) on every Trainer start by Lightning 2.6's logger connector; no switch (Lightning #21294).
 KNOWN_LOG_PREFIXES = ("💡 Tip: For seamless cloud logging",)

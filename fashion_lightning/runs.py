@@ -2,9 +2,10 @@
 
 Loggers with this layout (TensorBoard, CSV) pick the next ``version_N`` by listing the folder, so two runs started
 at once in one folder both take the same number. Here a run *claims* its version with ``mkdir`` (which fails if the
-folder exists, on every filesystem) before the logger is built, and a ``fit`` holds an exclusive ``flock`` on
-``version_N/.fit.lock`` for as long as it runs: a second ``fit --ckpt_path last`` on a run that a live process is
-writing is refused. The kernel releases the lock when the process dies, even by ``kill -9``.
+folder exists, on every filesystem) before the logger is built. A ``fit`` holds an exclusive ``flock`` on
+``.version_N.lock`` beside that folder (not in it: loggers expect a new run's folder empty) for as long as it runs,
+so a second ``fit --ckpt_path last`` on a run that a live process is writing is refused. The kernel releases the
+lock when the process dies, even by ``kill -9``.
 """
 
 import contextlib
@@ -16,7 +17,6 @@ from pathlib import Path
 from fashion_lightning.errors import ConfigurationError
 
 VERSION_DIR = re.compile(r"^version_(\d+)$")
-LOCK_NAME = ".fit.lock"
 # A DDP run started by Lightning's launcher re-runs this program for ranks 1..N-1 with the parent's environment:
 # they read the version rank 0 claimed from here instead of listing the folder themselves.
 VERSION_ENV_VAR = "FASHION_LIGHTNING_RUN_VERSION"
@@ -70,14 +70,19 @@ def claim_version(runs_root: str | os.PathLike) -> int:
             version += 1
 
 
+def lock_path(run_dir: Path) -> Path:
+    """Where the writer lock of ``run_dir`` lives: ``.version_N.lock`` beside it."""
+    return run_dir.parent / f".{run_dir.name}.lock"
+
+
 def release_unused_claims() -> None:
     """Remove the run folders this process claimed that nothing was written into (a run that never started)."""
     while _claimed:
         run_dir = _claimed.pop()
         release_lock(run_dir)
         with contextlib.suppress(OSError):
-            (run_dir / LOCK_NAME).unlink(missing_ok=True)
-            run_dir.rmdir()  # fails, as it should, once the run wrote anything
+            run_dir.rmdir()
+            lock_path(run_dir).unlink(missing_ok=True)  # fails, as it should, once the run wrote anything
 
 
 def lock_run(run_dir: str | os.PathLike) -> None:
@@ -86,7 +91,7 @@ def lock_run(run_dir: str | os.PathLike) -> None:
     if run_dir in _held_locks:
         return
     run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(lock_path(run_dir), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

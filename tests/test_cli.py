@@ -149,3 +149,36 @@ def test_default_commands_print_no_warnings(fashion):
         output = result.stdout + result.stderr
         for noise in ("Warning", "warn(", "deprecated", "Tip:"):
             assert noise not in output, f"{command[0]} printed {noise!r}:\n{output[-3000:]}"
+
+
+def without_logger_dir(args: list[str]) -> list[str]:
+    return [a for a in args if not a.startswith("--trainer.logger.init_args.save_dir")]
+
+
+def test_default_root_dir_holds_the_runs(fashion, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "elsewhere"
+    args = [a for a in without_logger_dir(cli_args(fashion)) if not a.startswith("--trainer.default_root_dir")]
+    cli_main(["fit", *args, "--trainer.max_epochs=1", f"--trainer.default_root_dir={root}"])
+    assert (root / "lightning_logs" / "fashion" / "version_0" / "checkpoints" / "best.ckpt").is_file()
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_csv_logger_fits_resumes_and_tests(fashion, capsys):
+    csv = [
+        "--trainer.logger=CSVLogger",
+        f"--trainer.logger.save_dir={fashion.root / 'csv'}",
+        "--trainer.logger.name=runs",
+    ]
+    args = [*without_logger_dir(cli_args(fashion)), *csv]
+    cli_main(["fit", *args, "--trainer.max_epochs=1"])
+    run = fashion.root / "csv" / "runs" / "version_0"
+    assert (run / "metrics.csv").is_file()
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    cli = cli_main(["fit", *args, "--trainer.max_epochs=2", "--ckpt_path=last"])
+    assert cli.trainer.current_epoch == 2  # resumed after epoch 1, not started again
+    assert sorted(p.name for p in run.parent.iterdir() if p.is_dir()) == ["version_0"]
+    assert "val/acc" in (run / "metrics.until-step-8.csv").read_text()  # epoch 1's rows: CSVLogger would delete them
+    assert "val/acc" in (run / "metrics.csv").read_text()
+    cli = cli_main(["test", *args, f"--ckpt_path={run / 'checkpoints' / 'best.ckpt'}"])
+    assert 0 <= float(cli.trainer.callback_metrics["test/acc"]) <= 1

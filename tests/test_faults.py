@@ -26,7 +26,7 @@ from fashion_lightning.cli import cli_main
 from fashion_lightning.datamodule import FashionMNISTDataModule
 from fashion_lightning.errors import ConfigurationError
 from fashion_lightning.inference import MAX_PIXELS, image_to_tensor
-from fashion_lightning.runs import lock_run
+from fashion_lightning.runs import lock_path, lock_run
 from tests.helpers import assert_same_weights, cli_args, fit_command, last_ckpt, wait_for, weights
 
 CLI = [sys.executable, "-m", "fashion_lightning"]
@@ -99,12 +99,16 @@ def test_resuming_a_run_that_a_live_process_writes_is_refused(fashion):
 def test_the_run_lock_is_exclusive_between_processes(tmp_path):
     run = tmp_path / "version_0"
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"from fashion_lightning.runs import lock_run; lock_run({str(run)!r}); input()"],
+        [
+            sys.executable,
+            "-c",
+            f"from fashion_lightning.runs import lock_run; lock_run({str(run)!r}); input()",
+        ],
         stdin=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 30
-        while not (run / ".fit.lock").exists() or not (run / ".fit.lock").read_text():
+        while not lock_path(run).exists() or not lock_path(run).read_text():
             assert time.monotonic() < deadline
             time.sleep(0.05)
         with pytest.raises(ConfigurationError, match=f"pid {holder.pid}"):
