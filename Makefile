@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATASET := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data test-system train test test-fast lint format bench tensorboard clean-logs default-config
+.PHONY: setup data test-system train test test-oldest test-fast lint format bench tensorboard clean-logs default-config
 
 setup: $(VENV)/.installed
 
@@ -38,6 +38,14 @@ train: setup data
 
 test: setup data test-system
 	$(BIN)/python -m pytest
+
+# The fast tests again against the oldest Lightning that pyproject.toml accepts (installed beside the venv's).
+LIGHTNING_OLDEST := $(shell grep -o '"lightning>=[0-9.]*' pyproject.toml | head -1 | cut -d= -f2)
+OLDEST_DIR := .lightning-oldest
+test-oldest: setup
+	$(BIN)/pip install -q --no-deps --upgrade --target $(OLDEST_DIR) lightning==$(LIGHTNING_OLDEST) pytorch-lightning==$(LIGHTNING_OLDEST)
+	PYTHONPATH=$(OLDEST_DIR) $(BIN)/python -c "import lightning; assert lightning.__version__ == '$(LIGHTNING_OLDEST)', lightning.__version__; print('Lightning', lightning.__version__)"
+	PYTHONPATH=$(OLDEST_DIR) $(BIN)/python -m pytest -m "not slow" -q
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"

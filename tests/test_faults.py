@@ -26,15 +26,14 @@ from fashion_lightning.cli import cli_main
 from fashion_lightning.datamodule import FashionMNISTDataModule
 from fashion_lightning.errors import ConfigurationError
 from fashion_lightning.inference import MAX_PIXELS, image_to_tensor
-from fashion_lightning.runs import lock_path, lock_run
+from fashion_lightning.runs import lock_path, lock_run, versions
 from tests.helpers import assert_same_weights, cli_args, fit_command, last_ckpt, wait_for, weights
 
 CLI = [sys.executable, "-m", "fashion_lightning"]
 
 
 def run_folders(logs):
-    root = logs / "fashion"
-    return sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+    return [f"version_{n}" for n in versions(logs / "fashion")]
 
 
 # --- signals and concurrent runs ------------------------------------------------------------------------------

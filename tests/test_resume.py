@@ -15,7 +15,7 @@ from fashion_lightning.atomic import TEMP_PREFIX, atomic_open
 from fashion_lightning.checkpointing import AtomicCheckpointIO
 from fashion_lightning.cli import build_cli, cli_main
 from fashion_lightning.lit_module import FashionClassifier
-from fashion_lightning.runs import find_last_checkpoint, run_version
+from fashion_lightning.runs import find_last_checkpoint, run_version, versions
 from tests.helpers import assert_same_weights, cli_args, fit_command, last_ckpt, scalar_steps, wait_for, weights
 
 
@@ -37,7 +37,7 @@ def test_kill_9_at_random_moments_then_resume_gives_the_same_weights(fashion, re
             break
     assert kills >= 3
     assert_same_weights(last_ckpt(logs), reference)
-    assert sorted(p.name for p in (logs / "fashion").iterdir()) == ["version_0"]  # one run, one folder
+    assert versions(logs / "fashion") == [0]  # one run, one folder
     assert not list(last_ckpt(logs).parent.glob(f"{TEMP_PREFIX}*"))  # no orphans after the next start
     steps = scalar_steps(logs, "train/loss")
     assert len(steps) == len(set(steps)) == 12  # one point per epoch: no duplicates, no gaps
@@ -79,7 +79,7 @@ def test_ckpt_path_last_without_a_checkpoint_says_it_starts_fresh(fashion, capsy
 def test_resume_continues_the_same_version_and_curves(fashion):
     cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=2")])
     cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=4", "--ckpt_path=last")])
-    assert sorted(p.name for p in (fashion.logs / "fashion").iterdir()) == ["version_0"]
+    assert versions(fashion.logs / "fashion") == [0]
     assert torch.load(last_ckpt(fashion.logs), weights_only=True)["epoch"] == 3
     steps = scalar_steps(fashion.logs, "val/acc")
     assert len(steps) == len(set(steps)) == 4
