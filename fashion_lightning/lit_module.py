@@ -147,10 +147,11 @@ class FashionClassifier(L.LightningModule):
 
     def _is_logging_step(self) -> bool:
         # The steps at which Lightning writes logged values (before this step's optimizer update counts).
-        trainer = self._trainer
-        if trainer is None or not trainer.log_every_n_steps:
-            return trainer is None
-        return (self.global_step + 1) % trainer.log_every_n_steps == 0
+        try:
+            every = self.trainer.log_every_n_steps
+        except RuntimeError:  # not attached to a Trainer (a step called directly): log
+            return True
+        return every > 0 and (self.global_step + 1) % every == 0
 
     def configure_optimizers(self):
         hp = self.hparams
