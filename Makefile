@@ -23,8 +23,9 @@ data:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
 	else echo "No Debian package installed: fit will download through torchvision's mirror."; fi
 
-# What the tests need beyond Python: a real browser for the page (Debian's chromium and its driver).
-TEST_DEBS := chromium chromium-driver
+# What the tests need beyond Python: a real browser for the page (Debian's chromium and its driver) and a real
+# database server for the multi-worker sweep (Debian's postgresql; the test starts its own cluster).
+TEST_DEBS := chromium chromium-driver postgresql
 test-system:
 	@missing=$$(for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -z "$$missing" ]; then echo "Debian packages for the tests: present"; \

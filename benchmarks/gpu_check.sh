@@ -17,6 +17,6 @@ export FASHION_MNIST_DIR=$PWD/.device_data
 python3 -c "import torch, lightning, torchmetrics; print(torch.__version__, lightning.__version__, torchmetrics.__version__, torch.cuda.get_device_name())" | tee "$OUT/versions.txt"
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee -a "$OUT/versions.txt"
 timeout 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py 2>&1 | tail -15 | tee "$OUT/gpu_tests.txt"
-timeout 240 python3 benchmarks/epoch_time.py --device cuda --epochs 4 --data-dir /tmp/fl-data 2>&1 | tail -12 | tee "$OUT/epoch_time_cuda.txt"
+timeout 300 python3 benchmarks/epoch_time.py --device cuda --epochs 4 --rounds 2 --data-dir /tmp/fl-data 2>&1 | tail -20 | tee "$OUT/epoch_time_cuda.txt"
 timeout 200 python3 benchmarks/accuracy.py --recipes cnn --device cuda --data-dir /tmp/fl-data 2>&1 | tail -8 | tee "$OUT/accuracy_cuda.txt"
 timeout 120 python3 benchmarks/profile_fit.py --device cuda --data-dir /tmp/fl-data --top 30 2>&1 | tail -45 | tee "$OUT/profile_cuda.txt"

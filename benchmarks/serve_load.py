@@ -16,7 +16,6 @@ import base64
 import io
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,7 +28,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.test_serve import free_port  # noqa: E402 (one helper, shared with the tests)
+from tests.test_serve import Server  # noqa: E402 (one helper, shared with the tests)
 
 LEVELS = (1, 8, 64)
 
@@ -51,24 +50,6 @@ def sample_body() -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     return json.dumps({"image": base64.b64encode(buffer.getvalue()).decode()}).encode()
-
-
-def start_server(checkpoint: Path, max_batch_size: int) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    command = [sys.executable, "-m", "fashion_lightning", "serve", str(checkpoint), f"--port={port}",
-               f"--max_batch_size={max_batch_size}", "--accelerator=cpu"]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            connection = HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", "/health")
-            if connection.getresponse().status == 200:
-                return process, port
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("the server did not become healthy")
 
 
 def load(port: int, clients: int, max_requests: int, max_seconds: float, body: bytes) -> dict:
@@ -143,13 +124,12 @@ def main() -> None:
         for round_index in range(args.rounds):
             order = ("on", "off") if round_index % 2 == 0 else ("off", "on")
             for mode in order:
-                process, port = start_server(checkpoint, 64 if mode == "on" else 1)
+                server = Server(checkpoint, f"--max_batch_size={64 if mode == 'on' else 1}", "--accelerator=cpu")
                 try:
-                    load(port, 8, 50, 10, body)  # warm-up
-                    runs[mode].append({c: load(port, c, args.requests, args.seconds, body) for c in LEVELS})
+                    load(server.port, 8, 50, 10, body)  # warm-up
+                    runs[mode].append({c: load(server.port, c, args.requests, args.seconds, body) for c in LEVELS})
                 finally:
-                    process.terminate()
-                    process.wait(timeout=30)
+                    server.stop()
         local = in_process(checkpoint)
     print(f"torch={torch.__version__} threads={torch.get_num_threads()} rounds={args.rounds} (medians over rounds)")
     print("| batching | clients | requests/s | p50 ms | p99 ms | ok | failed |")

@@ -3,8 +3,10 @@
 import os
 import signal
 import sys
+from argparse import ArgumentError
 from pathlib import Path
 
+import yaml
 from lightning import Trainer
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
@@ -42,7 +44,7 @@ from fashion_lightning.tools import TOOLS, run_tool
 DESCRIPTION = (
     "Train, evaluate and use a Fashion-MNIST classifier (the PyTorch quickstart's MLP on Lightning). "
     "Also: `fashion-lightning classify CKPT IMAGE...`, `fashion-lightning export CKPT` and "
-    "`fashion-lightning serve CKPT|ONNX|PT2` (each with --help)."
+    "`fashion-lightning serve CKPT|ONNX|PT2` and `fashion-lightning sweep --search_space FILE` (each with --help)."
 )
 LOG_ROOT = "lightning_logs"
 RUN_NAME = "fashion"
@@ -109,7 +111,13 @@ class FashionCLI(LightningCLI):
         """Only what the user gave (flags and config files), without defaults."""
         if isinstance(args, dict):
             return args
-        return parser.parse_args(args, defaults=False)
+        exit_on_error, parser.exit_on_error = parser.exit_on_error, False
+        try:
+            return parser.parse_args(args, defaults=False)
+        except ArgumentError:  # a class given in part (only a logger's name) does not validate without defaults
+            return explicit_flags(sys.argv[1:] if args is None else args)
+        finally:
+            parser.exit_on_error = exit_on_error
 
     @staticmethod
     def _follow_default_root_dir(config, explicit) -> None:
@@ -196,6 +204,22 @@ class FashionCLI(LightningCLI):
             check_compatible(self._checkpoint, self.model, self.config[self.subcommand].ckpt_path)
 
 
+def explicit_flags(argv: list[str]) -> dict:
+    """``--model.*`` and the logger's ``save_dir`` as given on the command line (config files not read)."""
+    found: dict = {"fit": {}, "test": {}, "validate": {}, "predict": {}}
+    subcommand = next((a for a in argv if a in found), "fit")
+    given = found[subcommand]
+    for index, arg in enumerate(argv):
+        name, has_value, value = arg.partition("=")
+        if not has_value and index + 1 < len(argv):
+            value = argv[index + 1]
+        if name.startswith("--model."):
+            given.setdefault("model", {})[name.removeprefix("--model.")] = yaml.safe_load(value)
+        elif name in ("--trainer.logger.init_args.save_dir", "--trainer.logger.save_dir"):
+            given["trainer"] = {"logger": {"init_args": {"save_dir": value}}}
+    return found
+
+
 def keep_csv_metrics(config, run_dir: Path, step: int) -> None:
     """CSVLogger deletes a run's ``metrics.csv`` when it opens the folder again: keep the resumed run's rows."""
     logger = config.trainer.get("logger")
@@ -238,6 +262,13 @@ def cli_main(args: ArgsType = None) -> FashionCLI | None:
     silence_known_noise()
     argv = sys.argv[1:] if args is None else args
     try:
+        if isinstance(argv, list) and argv and argv[0] == "sweep":
+            from fashion_lightning.sweep import main as sweep_main
+
+            code = sweep_main(argv[1:])
+            if code:
+                sys.exit(code)
+            return None
         if isinstance(argv, list) and argv and argv[0] in TOOLS:
             failures = run_tool(argv)
             if failures:

@@ -14,6 +14,7 @@ import base64
 import binascii
 import io
 import math
+import signal
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -167,6 +168,10 @@ def build_server(api: "FashionAPI", accelerator: str = "auto", workers: int = 1)
     return server
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def serve(
     source: str,
     host: str = "127.0.0.1",
@@ -197,6 +202,8 @@ def serve(
     if Path(source).suffix == ".onnx":
         accelerator = "cpu"
     api = FashionAPI(source, top_k=top_k, max_batch_size=max_batch_size, batch_timeout=batch_timeout)
+    # SIGTERM (a service manager, `kill`) shuts down like Ctrl-C: LitServe then stops its worker processes too.
+    signal.signal(signal.SIGTERM, _interrupt)
     print(f"Serving {source} on http://{host}:{port}/ (POST /predict, GET /health)", flush=True)
     build_server(api, accelerator=accelerator, workers=workers).run(
         host=host, port=port, generate_client_file=False, log_level="warning", api_server_worker_type="thread"

@@ -1,9 +1,12 @@
 """``fashion-lightning serve``: a real server on a loopback port, real HTTP clients, and a real browser."""
 
 import base64
+import contextlib
 import io
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -53,7 +56,10 @@ class Server:
     def __init__(self, source, *extra: str) -> None:
         self.port = free_port()
         command = [sys.executable, "-m", "fashion_lightning", "serve", str(source), f"--port={self.port}", *extra]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # Its own process group: stop() reaches LitServe's worker processes too, whatever happens to the parent.
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        )
         deadline = time.monotonic() + 120
         while True:
             assert self.process.poll() is None, self.process.stdout.read()
@@ -66,11 +72,12 @@ class Server:
             time.sleep(0.2)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
+        os.killpg(self.process.pid, signal.SIGTERM)  # the server shuts its workers down on SIGTERM
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # whatever is left of the group
+        self.process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -196,6 +203,20 @@ def test_an_export_is_served_like_the_checkpoint(trained, fmt):
         assert request(running.port, "POST", "/predict", {"pixels": [[7.0]]})[0] == 400
     finally:
         running.stop()
+
+
+def test_sigterm_stops_the_server_and_its_worker_processes(trained):
+    running = Server(trained.checkpoint)
+    os.killpg(running.process.pid, signal.SIGTERM)
+    running.process.wait(timeout=60)
+    deadline = time.monotonic() + 30
+    while True:  # the whole process group, LitServe's inference workers included, is gone
+        try:
+            os.killpg(running.process.pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "worker processes outlived the server"
+        time.sleep(0.2)
 
 
 def test_a_missing_model_file_is_a_clear_error(tmp_path):

@@ -1,0 +1,187 @@
+"""The Optuna side of ``fashion-lightning sweep``: the study, the trial loop, recovery of killed trials, the report."""
+
+import contextlib
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import lightning as L
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.trial import TrialState
+from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
+
+from fashion_lightning.cli import FashionCLI, cli_kwargs
+from fashion_lightning.datamodule import FashionMNISTDataModule
+from fashion_lightning.lit_module import FashionClassifier
+from fashion_lightning.runs import release_locks, release_unused_claims
+from fashion_lightning.sweep import GRACE_S, HEARTBEAT_S, load_search_space, process_alive, suggest
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# Heartbeats and retrying stale trials are what make a sweep survive kill -9; Optuna marks them experimental.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+@contextlib.contextmanager
+def trial_command_line():
+    """A trial's arguments are its whole command line: LightningCLI would warn about the sweep's own argv."""
+    saved, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+class _Parsed(Exception):  # noqa: N818 (a signal, not an error)
+    def __init__(self, config) -> None:
+        self.config = config
+
+
+class _DryCLI(FashionCLI):
+    """Parses exactly as ``fit`` does (config files, links, defaults), then stops before anything is created."""
+
+    def before_instantiate_classes(self) -> None:
+        raise _Parsed(self.config["fit"])
+
+
+def resolved_fit_config(fit_args: list[str]):
+    try:
+        with trial_command_line():
+            _DryCLI(FashionClassifier, FashionMNISTDataModule, **cli_kwargs(), args=["fit", *fit_args])
+    except _Parsed as parsed:
+        return parsed.config
+    raise AssertionError("unreachable: _DryCLI always stops")
+
+
+class TrialReporter(L.Callback):
+    """Records the trial's run folder before training and its metric after every validation, in the storage."""
+
+    def __init__(self, trial: optuna.Trial, metric: str, earlier: list[float]) -> None:
+        self.trial, self.metric, self.values = trial, metric, list(earlier)
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        if trainer.is_global_zero:
+            self.trial.set_user_attr("run_dir", str(Path(trainer.log_dir).absolute()))
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        value = trainer.callback_metrics.get(self.metric)
+        if trainer.sanity_checking or value is None or not trainer.is_global_zero:
+            return
+        self.values.append(float(value))
+        self.trial.set_user_attr("values", self.values)  # a retried trial continues from these
+
+
+def run_trial(trial: optuna.Trial, study: optuna.Study, options: dict, fit_args: list[str], space, host: str):
+    """One ``fit`` run with this trial's values; continues the run of the trial it retries, if any."""
+    flags = suggest(trial, space)
+    trial.set_user_attr("host", host)
+    trial.set_user_attr("pid", os.getpid())
+    resume, earlier = [], []
+    frozen = study.get_trials(deepcopy=False)[trial.number]  # trials are numbered 0, 1, ... in the study
+    retried = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
+    if retried is not None:
+        original = study.get_trials(deepcopy=False)[retried]
+        last = Path(original.user_attrs.get("run_dir", "/nonexistent")) / "checkpoints" / "last.ckpt"
+        if last.is_file():
+            resume, earlier = [f"--ckpt_path={last}"], original.user_attrs.get("values", [])
+            trial.set_user_attr("continues", retried)
+            print(f"Trial {trial.number} continues trial {retried} from {last}", flush=True)
+    callbacks = [TrialReporter(trial, options["metric"], earlier)]
+    if options["pruner"] != "none":
+        callbacks.append(PyTorchLightningPruningCallback(trial, monitor=options["metric"]))
+    kwargs = cli_kwargs()
+    kwargs["trainer_defaults"]["callbacks"] += callbacks
+    name = [f"--trainer.logger.init_args.name={options['study_name']}"]
+    try:
+        with trial_command_line():
+            FashionCLI(
+                FashionClassifier, FashionMNISTDataModule, **kwargs, args=["fit", *fit_args, *name, *flags, *resume]
+            )
+    except BaseException:
+        release_unused_claims()
+        raise
+    finally:
+        release_locks()
+    values = callbacks[0].values
+    if not values:
+        raise RuntimeError(f"the run logged no {options['metric']}")
+    return max(values) if options["direction"] == "maximize" else min(values)
+
+
+def fail_dead_local_trials(study: optuna.Study, storage: RDBStorage, host: str) -> None:
+    """A RUNNING trial of this machine whose process is gone (kill -9) is failed and retried now, not after the
+    heartbeat's grace period; trials of other machines are left to the heartbeat."""
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=3)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.user_attrs.get("host") == host and not process_alive(int(trial.user_attrs.get("pid", -1))):
+            trial_id = storage.get_trial_id_from_study_id_trial_number(
+                storage.get_study_id_from_name(study.study_name), trial.number
+            )
+            if storage.set_trial_state_values(trial_id, TrialState.FAIL):
+                retry(study, storage.get_trial(trial_id))
+
+
+def default_storage(config) -> str:
+    logger = config.trainer.get("logger")
+    init_args = logger.get("init_args") if hasattr(logger, "get") else None
+    root = Path((init_args or {}).get("save_dir") or config.trainer.get("default_root_dir") or "lightning_logs")
+    root.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(root / 'sweeps.db').absolute()}"
+
+
+def run_sweep(options: dict, fit_args: list[str], host: str, out) -> int:
+    config = resolved_fit_config(fit_args)
+    space = load_search_space(options["search_space"], set(config.keys()))
+    storage = RDBStorage(
+        options["storage"] or default_storage(config),
+        heartbeat_interval=HEARTBEAT_S,
+        grace_period=GRACE_S,
+        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+    )
+    sampler_class = optuna.samplers.TPESampler if options["sampler"] == "tpe" else optuna.samplers.RandomSampler
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=2) if options["pruner"] == "median" else optuna.pruners.NopPruner()
+    )
+    study = optuna.create_study(
+        study_name=options["study_name"],
+        storage=storage,
+        direction=options["direction"],
+        sampler=sampler_class(seed=options["seed"]),
+        pruner=pruner,
+        load_if_exists=True,
+    )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    n_trials = options["n_trials"]
+    while n_trials:
+        fail_dead_local_trials(study, storage, host)
+        fail_stale_trials(study)  # other machines' dead workers: heartbeat older than the grace period
+        done = len(study.get_trials(deepcopy=False, states=FINISHED))
+        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        if done >= n_trials:
+            break
+        if done + running >= n_trials:
+            print(f"{done} trials finished and {running} running in other workers: nothing left for this one.")
+            break
+
+        def objective(trial: optuna.Trial) -> float:
+            # Trial numbers are allocated atomically: a worker that lost the race for the last slot stops here.
+            ahead = [
+                t
+                for t in study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+                if t.number < trial.number
+            ]
+            if len(ahead) >= n_trials:
+                trial.set_user_attr("surplus", True)
+                raise _Surplus
+            return run_trial(trial, study, options, fit_args, space, host)
+
+        study.optimize(objective, n_trials=1, catch=(_Surplus,), gc_after_trial=True)
+    from fashion_lightning.sweep_report import report
+
+    report(study, config, options, out)
+    return 0
+
+
+class _Surplus(Exception):  # noqa: N818
+    """This trial would exceed n_trials (another worker took the last slot)."""

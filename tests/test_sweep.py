@@ -1,0 +1,177 @@
+"""``fashion-lightning sweep``: trials as normal runs, kill -9 and rerun, two workers on a real PostgreSQL."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from fashion_lightning.cli import cli_main
+from fashion_lightning.runs import versions
+from tests.helpers import cli_args, wait_for
+
+optuna = pytest.importorskip("optuna")
+SPACE = {
+    "model.lr": {"type": "float", "low": 0.05, "high": 0.5, "log": True},
+    "model.dropout": {"type": "float", "low": 0.0, "high": 0.2, "step": 0.1},
+    "model.hidden_dims": {"type": "categorical", "choices": [[64], [128]]},
+}
+
+
+def sweep_command(fashion, storage: str, *extra: str) -> list[str]:
+    space = fashion.root / "space.yaml"
+    space.write_text(yaml.safe_dump(SPACE))
+    return [
+        sys.executable, "-m", "fashion_lightning", "sweep", *cli_args(fashion),
+        f"--search_space={space}", f"--storage={storage}", "--study_name=t", "--pruner=none", *extra,
+    ]  # fmt: skip
+
+
+def finished_trials(storage: str):
+    study = optuna.load_study(study_name="t", storage=storage)
+    return study, [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+
+
+@pytest.mark.slow
+def test_three_trial_sweep_reports_and_writes_a_config_that_retrains_the_best(fashion, capsys):
+    storage = f"sqlite:///{fashion.root / 's.db'}"
+    result = subprocess.run(
+        sweep_command(fashion, storage, "--n_trials=3", "--trainer.max_epochs=1"), capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    study, done = finished_trials(storage)
+    assert len(done) == 3
+    assert sorted(t.number for t in study.trials) == [0, 1, 2]
+    runs = fashion.logs / "t"
+    assert versions(runs) == [0, 1, 2]  # each trial is a normal run under the study's name
+    for trial in done:
+        run = Path(trial.user_attrs["run_dir"])
+        assert (run / "config.yaml").is_file()
+        assert (run / "checkpoints" / "best.ckpt").is_file()
+        assert list(run.glob("events.out.tfevents.*"))
+        assert trial.value == pytest.approx(max(trial.user_attrs["values"]))
+    assert "| trial | state | best val/acc | params | run folder |" in result.stdout
+    assert f"Best: trial {study.best_trial.number}" in result.stdout
+    best_yaml = runs / "best.yaml"
+    assert yaml.safe_load(best_yaml.read_text())["model"]["lr"] == pytest.approx(study.best_params["model.lr"])
+    cli = cli_main(["fit", f"--config={best_yaml}", *cli_args(fashion, "--trainer.max_epochs=1")])
+    assert cli.model.hparams.lr == pytest.approx(study.best_params["model.lr"])
+    assert versions(runs) == [0, 1, 2, 3]  # a new run, not trial folder reused
+    # --n_trials 0 only reports
+    report = subprocess.run(sweep_command(fashion, storage, "--n_trials=0"), capture_output=True, text=True)
+    assert report.returncode == 0
+    assert f"Best: trial {study.best_trial.number}" in report.stdout
+    assert len(optuna.load_study(study_name="t", storage=storage).trials) == 3
+
+
+@pytest.mark.slow
+def test_kill_9_in_the_middle_of_a_trial_then_the_same_command_continues_it(fashion):
+    storage = f"sqlite:///{fashion.root / 's.db'}"
+    command = sweep_command(fashion, storage, "--n_trials=3", "--trainer.max_epochs=4", "--last.every_n_train_steps=1")
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(fashion.logs / "t" / "version_1" / "checkpoints" / "last.ckpt", process, timeout=300)
+    time.sleep(0.3)  # the second trial is under way
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    study = optuna.load_study(study_name="t", storage=storage)
+    [killed] = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]  # left RUNNING by kill -9
+    killed_run = Path(killed.user_attrs["run_dir"])
+    steps_at_kill = torch.load(killed_run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert steps_at_kill < 4 * 8
+    result = subprocess.run(command, capture_output=True, text=True)  # the same command again
+    assert result.returncode == 0, result.stderr[-3000:]
+    study, done = finished_trials(storage)
+    assert len(done) == 3  # exactly n_trials finished
+    numbers = [t.number for t in study.trials]
+    assert len(numbers) == len(set(numbers))
+    failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert [t.number for t in failed] == [killed.number]  # the killed trial...
+    continuing = next(t for t in done if t.user_attrs.get("continues") == killed.number)  # ...continued by a retry
+    assert continuing.user_attrs["run_dir"] == str(killed_run)
+    assert continuing.params == killed.params
+    assert versions(fashion.logs / "t") == [0, 1, 2]  # its run folder continued, no new one
+    final = torch.load(killed_run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert final["global_step"] == 4 * 8  # 4 epochs of 8 steps: nothing trained twice, nothing skipped
+
+
+def bad_space(fashion, space) -> subprocess.CompletedProcess:
+    path = fashion.root / "bad.yaml"
+    path.write_text(yaml.safe_dump(space))
+    command = sweep_command(fashion, f"sqlite:///{fashion.root / 'bad.db'}", "--n_trials=1")
+    command = [a if not a.startswith("--search_space=") else f"--search_space={path}" for a in command]
+    return subprocess.run(command, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize(
+    ("space", "phrase"),
+    [
+        (
+            {"model.learning_rate": {"type": "float", "low": 0.1, "high": 1.0}},
+            "'model.learning_rate': not a fit option",
+        ),
+        ({"model.lr": {"type": "gaussian", "low": 0.1, "high": 1.0}}, "'model.lr': needs 'type'"),
+        ({"model.lr": {"type": "float", "low": 1.0, "high": 0.1}}, "'model.lr': low (1.0) is greater than high (0.1)"),
+        ({"model.lr": {"type": "float", "low": 0.0, "high": 0.1, "log": True}}, "'model.lr': log scale needs low > 0"),
+        ({"model.optimizer": {"type": "categorical", "choices": []}}, "'model.optimizer': a categorical entry"),
+    ],
+)
+def test_bad_search_space_is_one_error_naming_the_entry_before_any_trial(fashion, space, phrase):
+    result = bad_space(fashion, space)
+    assert result.returncode == 2
+    assert phrase in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (fashion.root / "bad.db").exists()  # nothing ran, no study was even created
+
+
+# --- two workers, one PostgreSQL ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A throwaway PostgreSQL cluster (Debian's postgresql) on a loopback port, run as the postgres user."""
+    versions_dir = Path("/usr/lib/postgresql")
+    if not versions_dir.is_dir() or not shutil.which("runuser"):
+        pytest.skip("Debian's postgresql is not installed (make test installs it)")
+    bin_dir = versions_dir / sorted(os.listdir(versions_dir))[-1] / "bin"
+    home = Path(tempfile.mkdtemp(prefix="fashion-pg-"))
+    shutil.chown(home, "postgres", "postgres")
+    data, port = home / "data", free_port()
+
+    def as_postgres(*command: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *command], check=True, capture_output=True, text=True)
+
+    as_postgres(str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
+    options = f"-h 127.0.0.1 -p {port} -k {home} -F"
+    as_postgres(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(home / "log"), "-w", "start")
+    yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+    as_postgres(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_two_workers_share_a_postgresql_study_and_run_each_trial_once(fashion, postgres):
+    command = sweep_command(fashion, postgres, "--n_trials=4", "--trainer.max_epochs=3")
+    workers = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for worker in workers:
+        _, stderr = worker.communicate(timeout=600)
+        assert worker.returncode == 0, stderr[-3000:]
+    study, done = finished_trials(postgres)
+    assert len(done) == 4  # N trials between them, not 2N
+    assert {t.user_attrs["pid"] for t in done} == {w.pid for w in workers}  # both did work
+    run_dirs = [t.user_attrs["run_dir"] for t in done]
+    assert len(set(run_dirs)) == 4  # none run twice, each in its own folder
+    assert versions(fashion.logs / "t") == [0, 1, 2, 3]
