@@ -102,7 +102,7 @@ class FashionCLI(LightningCLI):
         self._follow_default_root_dir(config, explicit)
         config.ckpt_path = self._resolve_ckpt_path(config.ckpt_path, runs_root(config))
         if config.ckpt_path:
-            self._checkpoint = load_checkpoint(config.ckpt_path)
+            self._checkpoint = FashionClassifier.upgrade_checkpoint(load_checkpoint(config.ckpt_path))
             check_explicit_model_options(explicit.get("model") or {}, self._checkpoint, config.ckpt_path)
             self._continue_run(config, subcommand)
 

@@ -105,7 +105,7 @@ def classify(ckpt_path: str, *images: str, top_k: int = 3) -> int:
 
 def load_model(ckpt_path: str | Path) -> FashionClassifier:
     """Rebuild the classifier from a checkpoint alone (weights-only load, clear errors), in eval mode on CPU."""
-    checkpoint = load_checkpoint(ckpt_path)
+    checkpoint = FashionClassifier.upgrade_checkpoint(load_checkpoint(ckpt_path))
     accepted = inspect.signature(FashionClassifier).parameters
     hparams = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if k in accepted}
     model = FashionClassifier(**hparams)

@@ -1,5 +1,6 @@
 """``FashionClassifier``: the LightningModule around a plain network (loss, metrics, optimizer, prediction)."""
 
+import math
 from typing import Literal
 
 import lightning as L
@@ -78,6 +79,16 @@ class FashionClassifier(L.LightningModule):
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)
         self.evaluated_images: dict[str, int] = {}  # images behind the last epoch metrics, all processes
+
+    @staticmethod
+    def upgrade_checkpoint(checkpoint: dict) -> dict:
+        """Let checkpoints of earlier versions load: those written before ``val_acc_best`` was the module's metric
+        lack its state, which then starts afresh."""
+        checkpoint["state_dict"].setdefault("val_acc_best.max_value", torch.tensor(-math.inf))
+        return checkpoint
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.upgrade_checkpoint(checkpoint)
 
     def forward(self, images: Tensor) -> Tensor:
         return self.net(images)

@@ -14,6 +14,7 @@ import base64
 import binascii
 import io
 import math
+import os
 import signal
 from importlib import resources
 from pathlib import Path
@@ -168,8 +169,13 @@ def build_server(api: "FashionAPI", accelerator: str = "auto", workers: int = 1)
     return server
 
 
+_MAIN_PID = os.getpid()
+
+
 def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+    if os.getpid() != _MAIN_PID:  # a forked HTTP worker inherits this handler: it just ends
+        raise SystemExit(0)
+    raise KeyboardInterrupt  # the main process: LitServe's graceful shutdown, workers included
 
 
 def serve(
@@ -206,5 +212,5 @@ def serve(
     signal.signal(signal.SIGTERM, _interrupt)
     print(f"Serving {source} on http://{host}:{port}/ (POST /predict, GET /health)", flush=True)
     build_server(api, accelerator=accelerator, workers=workers).run(
-        host=host, port=port, generate_client_file=False, log_level="warning", api_server_worker_type="thread"
+        host=host, port=port, generate_client_file=False, log_level="warning"
     )

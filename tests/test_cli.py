@@ -182,3 +182,14 @@ def test_csv_logger_fits_resumes_and_tests(fashion, capsys):
     assert "val/acc" in (run / "metrics.csv").read_text()
     cli = cli_main(["test", *args, f"--ckpt_path={run / 'checkpoints' / 'best.ckpt'}"])
     assert 0 <= float(cli.trainer.callback_metrics["test/acc"]) <= 1
+
+
+def test_checkpoint_of_an_earlier_version_without_val_acc_best_still_loads(fitted, capsys):
+    best = run_dir(fitted) / "checkpoints" / "best.ckpt"
+    old = torch.load(best, weights_only=True)
+    del old["state_dict"]["val_acc_best.max_value"]  # written before val/acc_best was a metric of the module
+    earlier = fitted.root / "earlier.ckpt"
+    torch.save(old, earlier)
+    cli = cli_main(["test", *cli_args(fitted, f"--ckpt_path={earlier}")])
+    assert cli.model.evaluated_images["test"] == TEST_COUNT
+    assert FashionClassifier.load_from_checkpoint(earlier).hparams.hidden_dims == [512, 512]
