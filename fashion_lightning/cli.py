@@ -253,7 +253,7 @@ def build_cli(args: ArgsType = None, run: bool = True) -> FashionCLI:
 
 
 def cli_main(args: ArgsType = None) -> FashionCLI | None:
-    """Run ``fashion-lightning fit|validate|test|predict|classify|export ...``.
+    """Run ``fashion-lightning fit|validate|test|predict|classify|export|serve|sweep ...``.
 
     Errors a user can fix (data, checkpoint, option values) print one paragraph and exit non-zero without a
     traceback; a run stopped by a signal (Ctrl-C, SIGTERM, SIGUSR1) saves ``last.ckpt`` and exits with
@@ -287,7 +287,7 @@ def cli_main(args: ArgsType = None) -> FashionCLI | None:
         sys.exit(128 + signum)
     except KeyboardInterrupt:
         release_unused_claims()
-        print("Interrupted before training started; nothing was saved.", file=sys.stderr)
+        print("Interrupted.", file=sys.stderr)  # during a fit, Ctrl-C is handled by ResumableRun instead
         sys.exit(128 + signal.SIGINT)
 
 
