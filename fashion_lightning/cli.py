@@ -154,12 +154,13 @@ class FashionCLI(LightningCLI):
         if init_args.get("version") is None:
             init_args.version = found[1]
             if subcommand == "fit":
-                keep_csv_metrics(config, root / f"version_{found[1]}", int(self._checkpoint.get("global_step", 0)))
+                run_dir, step = root / f"version_{found[1]}", int(self._checkpoint.get("global_step", 0))
+                keep_csv_metrics(config, run_dir, step)
                 if rank_zero_only.rank == 0:  # one writer per run; the kernel frees the lock when we exit
-                    lock_run(root / f"version_{found[1]}")
+                    lock_run(run_dir)
                 # TensorBoard drops what the killed run logged after this step, so curves have no duplicates.
                 if "purge_step" in init_args:
-                    init_args.purge_step = int(self._checkpoint.get("global_step", 0))
+                    init_args.purge_step = step
 
     def before_instantiate_classes(self) -> None:
         subcommand = self.config.get("subcommand")

@@ -8,19 +8,23 @@ import yaml
 from optuna.trial import TrialState
 
 
-def _score(trial: optuna.trial.FrozenTrial) -> float:
+def _score(trial: optuna.trial.FrozenTrial, maximize: bool) -> float:
+    """The trial's value; for a pruned or unfinished trial, the best epoch it reported (or the worst possible)."""
     values = trial.user_attrs.get("values") or []
     if trial.value is not None:
         return trial.value
-    return max(values) if values else -math.inf
+    if not values:
+        return -math.inf if maximize else math.inf
+    return max(values) if maximize else min(values)
 
 
 def report(study: optuna.Study, config, options: dict, out) -> Path | None:
     """Print every trial (sorted by score) and the best one; write ``best.yaml``; return its path."""
     trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
-    reverse = options["direction"] == "maximize"
-    trials.sort(key=lambda t: (t.state in (TrialState.COMPLETE, TrialState.PRUNED), _score(t) * (1 if reverse else -1)))
-    trials.reverse()
+    maximize = options["direction"] == "maximize"
+    finished = (TrialState.COMPLETE, TrialState.PRUNED)
+    # Finished trials first, best score first.
+    trials.sort(key=lambda t: (t.state in finished, _score(t, maximize) * (1 if maximize else -1)), reverse=True)
     print(f"\nStudy '{study.study_name}': {len(trials)} trials", file=out)
     print(f"| trial | state | best {options['metric']} | params | run folder |", file=out)
     print("|---|---|---|---|---|", file=out)
@@ -29,7 +33,7 @@ def report(study: optuna.Study, config, options: dict, out) -> Path | None:
         if "continues" in trial.user_attrs:
             state += f" (continues {trial.user_attrs['continues']})"
         params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
-        score = _score(trial)
+        score = _score(trial, maximize)
         shown = f"{score:.4f}" if math.isfinite(score) else "-"
         print(f"| {trial.number} | {state} | {shown} | {params} | {trial.user_attrs.get('run_dir', '-')} |", file=out)
     completed = [t for t in trials if t.state == TrialState.COMPLETE]

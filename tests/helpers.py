@@ -1,7 +1,9 @@
 """Helpers shared by the tests: CLI arguments for the tiny fixture, run-folder paths, weight comparisons."""
 
+import socket
 import sys
 import time
+import zlib
 
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -14,7 +16,9 @@ __all__ = [
     "assert_same_weights",
     "cli_args",
     "fit_command",
+    "free_port",
     "last_ckpt",
+    "png_bomb",
     "scalar_steps",
     "wait_for",
     "weights",
@@ -76,3 +80,23 @@ def wait_for(path, process, timeout=120):
         assert process.poll() is None, "the run ended before writing a checkpoint"
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.05)
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def png_bomb(width: int = 20_000, height: int = 20_000) -> bytes:
+    """A real, valid 8-bit grayscale PNG of width x height black pixels (~400 MB decoded, ~0.4 MB encoded)."""
+    compressor = zlib.compressobj(9)
+    row = b"\x00" * (width + 1)  # filter byte + pixels
+    payload = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", payload) + chunk(b"IEND", b"")

@@ -10,11 +10,9 @@ import gzip
 import logging
 import os
 import signal
-import struct
 import subprocess
 import sys
 import time
-import zlib
 
 import numpy as np
 import pytest
@@ -27,7 +25,7 @@ from fashion_lightning.datamodule import FashionMNISTDataModule
 from fashion_lightning.errors import ConfigurationError
 from fashion_lightning.inference import MAX_PIXELS, image_to_tensor
 from fashion_lightning.runs import lock_path, lock_run, versions
-from tests.helpers import assert_same_weights, cli_args, fit_command, last_ckpt, wait_for, weights
+from tests.helpers import assert_same_weights, cli_args, fit_command, last_ckpt, png_bomb, wait_for, weights
 
 CLI = [sys.executable, "-m", "fashion_lightning"]
 
@@ -121,17 +119,7 @@ def test_the_run_lock_is_exclusive_between_processes(tmp_path):
 
 
 def write_png_bomb(path, width=20_000, height=20_000):
-    """A real, valid 8-bit grayscale PNG of width x height black pixels (~400 MB decoded, ~0.4 MB on disk)."""
-    compressor, chunks = zlib.compressobj(9), []
-    row = b"\x00" * (width + 1)  # filter byte + pixels
-    chunks = [compressor.compress(row) for _ in range(height)]
-    payload = b"".join(chunks) + compressor.flush()
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", payload) + chunk(b"IEND", b""))
+    path.write_bytes(png_bomb(width, height))
 
 
 def test_image_over_the_pixel_limit_is_refused_before_decoding(tmp_path):

@@ -7,11 +7,9 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from http.client import HTTPConnection
 from types import SimpleNamespace
@@ -25,15 +23,9 @@ from fashion_lightning.cli import cli_main
 from fashion_lightning.data import CLASS_NAMES
 from fashion_lightning.export import export
 from fashion_lightning.tiny_fashion import write_tiny_fashion
-from tests.helpers import cli_args
+from tests.helpers import cli_args, free_port, png_bomb
 
 pytest.importorskip("litserve")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def request(port: int, method: str, path: str, body=None, timeout: float = 30):
@@ -137,17 +129,6 @@ def test_pixels_give_the_same_answer_as_the_image(server, trained):
     assert np.allclose(answer["input"], trained.images[5] / 255.0, atol=1e-4)
 
 
-def bomb_png(width: int, height: int) -> bytes:
-    compressor = zlib.compressobj(9)
-    payload = b"".join(compressor.compress(b"\x00" * (width + 1)) for _ in range(height)) + compressor.flush()
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
-
-    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", payload) + chunk(b"IEND", b"")
-
-
 BAD_REQUESTS = {
     "not JSON": (b"{this is not json", 400, "not valid JSON"),
     "neither field": ({"picture": "x"}, 400, "exactly one of"),
@@ -159,7 +140,7 @@ BAD_REQUESTS = {
     "pixels out of range": ({"pixels": [[2.0] * 28] * 28}, 400, "between 0 and 1"),
     "pixels not numbers": ({"pixels": [["a"] * 28] * 28}, 400, "pixels"),
     "body too large": ({"image": "A" * (11 * 1024 * 1024)}, 413, "larger than"),
-    "decompression bomb": ({"image": base64.b64encode(bomb_png(10_000, 10_000)).decode()}, 413, "too large"),
+    "decompression bomb": ({"image": base64.b64encode(png_bomb(10_000, 10_000)).decode()}, 413, "too large"),
 }
 
 

@@ -3,7 +3,6 @@
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,7 +15,7 @@ import yaml
 
 from fashion_lightning.cli import cli_main
 from fashion_lightning.runs import versions
-from tests.helpers import cli_args, wait_for
+from tests.helpers import cli_args, free_port, wait_for
 
 optuna = pytest.importorskip("optuna")
 SPACE = {
@@ -132,12 +131,6 @@ def test_bad_search_space_is_one_error_naming_the_entry_before_any_trial(fashion
 
 
 # --- two workers, one PostgreSQL ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
