@@ -2,12 +2,15 @@
 
 import contextlib
 import os
+import random
 import sys
+import time
 import warnings
 from pathlib import Path
 
 import lightning as L
 import optuna
+import sqlalchemy.exc
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
 from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
@@ -15,6 +18,7 @@ from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
 from fashion_lightning.cli import FashionCLI, cli_kwargs
 from fashion_lightning.datamodule import FashionMNISTDataModule
 from fashion_lightning.lit_module import FashionClassifier
+from fashion_lightning.options import runs_root
 from fashion_lightning.runs import release_locks, release_unused_claims
 from fashion_lightning.sweep import GRACE_S, HEARTBEAT_S, load_search_space, process_alive, suggest
 
@@ -122,10 +126,28 @@ def fail_dead_local_trials(study: optuna.Study, storage: RDBStorage, host: str) 
                 retry(study, storage.get_trial(trial_id))
 
 
+def open_storage(url: str, attempts: int = 5) -> RDBStorage:
+    """The study's storage, with heartbeats. Workers that start together on an empty database race to create
+    Optuna's tables (PostgreSQL reports a duplicate type): the loser waits and opens what the winner created."""
+    for attempt in range(attempts):
+        try:
+            return RDBStorage(
+                url,
+                heartbeat_interval=HEARTBEAT_S,
+                grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+            )
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 + random.random())  # noqa: S311 (a jitter, not a secret)
+    raise AssertionError("unreachable")
+
+
 def default_storage(config) -> str:
-    logger = config.trainer.get("logger")
-    init_args = logger.get("init_args") if hasattr(logger, "get") else None
-    root = Path((init_args or {}).get("save_dir") or config.trainer.get("default_root_dir") or "lightning_logs")
+    """SQLite beside the runs: ``<logger save_dir>/sweeps.db``."""
+    runs = runs_root(config)  # <save_dir>/<name>
+    root = runs.parent if runs is not None else Path(config.trainer.get("default_root_dir") or "lightning_logs")
     root.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{(root / 'sweeps.db').absolute()}"
 
@@ -133,12 +155,7 @@ def default_storage(config) -> str:
 def run_sweep(options: dict, fit_args: list[str], host: str, out) -> int:
     config = resolved_fit_config(fit_args)
     space = load_search_space(options["search_space"], set(config.keys()))
-    storage = RDBStorage(
-        options["storage"] or default_storage(config),
-        heartbeat_interval=HEARTBEAT_S,
-        grace_period=GRACE_S,
-        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
-    )
+    storage = open_storage(options["storage"] or default_storage(config))
     sampler_class = optuna.samplers.TPESampler if options["sampler"] == "tpe" else optuna.samplers.RandomSampler
     pruner = (
         optuna.pruners.MedianPruner(n_startup_trials=2) if options["pruner"] == "median" else optuna.pruners.NopPruner()
