@@ -8,8 +8,11 @@ compared only side by side: each round runs every variant once, each in its own 
 order that rotates from round to round, on the real data:
   (a) seed:  torchvision FashionMNIST + ToTensor + DataLoader(batch 64), the seed's train()/test() loops;
   (b) floor: the same MLP and SGD step over pre-made tensor batches, no framework;
-  (c) fit:   ``cli_main(["fit", ...])`` with the shipped defaults (logger, metrics, checkpoints, progress bar);
-  (d) graph: (GPU only) the floor's whole step (forward, loss, backward, SGD) captured in one CUDA graph.
+  (c) fit:   ``cli_main(["fit", ...])`` with the shipped defaults (logger, metrics, checkpoints, progress bar;
+             16 optimizer steps per Lightning step; on a GPU, the steps replayed as one CUDA graph);
+  (d) graph: (GPU only) the floor's whole step (forward, loss, backward, SGD) captured in one CUDA graph;
+  (e) fit_k1:    (GPU only) fit with one optimizer step per Lightning step (--data.steps_per_batch 1);
+  (f) fit_eager: (GPU only) fit with one eager step per Lightning step (also --model.cuda_graph off).
 Prints each variant's median over rounds and, for each ratio, the median and range of the per-round ratios.
 """
 
@@ -150,7 +153,7 @@ def run_graph(data_dir: str, epochs: int, device: str) -> dict:
     return {"train_s": train_s, "test_s": [0.0], "test_acc": float("nan"), "steps": steps}
 
 
-def run_fit(data_dir: str, epochs: int, device: str) -> dict:
+def run_fit(data_dir: str, epochs: int, device: str, *extra: str) -> dict:
     from fashion_lightning.callbacks import EpochTimer
     from fashion_lightning.cli import cli_main
 
@@ -166,13 +169,14 @@ def run_fit(data_dir: str, epochs: int, device: str) -> dict:
                 f"--trainer.max_epochs={epochs}",
                 f"--trainer.default_root_dir={workdir}",
                 f"--trainer.logger.init_args.save_dir={workdir}/lightning_logs",
+                *extra,
             ]
         )
         timer = next(cb for cb in cli.trainer.callbacks if isinstance(cb, EpochTimer))
         start = time.perf_counter()
         results = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
         test_s = time.perf_counter() - start
-    steps = cli.trainer.num_training_batches  # 860: the defaults hold out 5,000 of the 60,000 images
+    steps = cli.trainer.global_step // epochs  # optimizer steps: 860 (the defaults hold out 5,000 images)
     return {
         "train_s": timer.train_epoch_seconds,
         "test_s": [test_s],
@@ -181,12 +185,22 @@ def run_fit(data_dir: str, epochs: int, device: str) -> dict:
     }
 
 
-RUNNERS = {"seed": run_seed, "floor": run_floor, "fit": run_fit, "graph": run_graph}
+RUNNERS = {
+    "seed": run_seed,
+    "floor": run_floor,
+    "fit": run_fit,
+    "graph": run_graph,
+    "fit_k1": lambda *args: run_fit(*args, "--data.steps_per_batch=1"),
+    "fit_eager": lambda *args: run_fit(*args, "--data.steps_per_batch=1", "--model.cuda_graph=off"),
+}
+GPU_ONLY = ("graph", "fit_k1", "fit_eager")
 LABELS = {
     "seed": "(a) seed loop",
     "floor": "(b) compute floor",
     "fit": "(c) fashion-lightning fit",
     "graph": "(d) whole step in a CUDA graph",
+    "fit_k1": "(e) fit, 1 step per Lightning step",
+    "fit_eager": "(f) fit, 1 eager step per Lightning step",
 }
 # (numerator, denominator, per) -> what the ratio says; "step" compares ms per step (fit trains 860 steps an epoch
 # because 5,000 images are held out for validation; the others 938).
@@ -195,6 +209,8 @@ RATIOS = (
     ("fit", "floor", "epoch", "fit / floor per epoch"),
     ("seed", "fit", "epoch", "seed / fit per epoch (how much faster than the seed)"),
     ("fit", "graph", "epoch", "fit / graph floor per epoch (GPU)"),
+    ("fit_k1", "floor", "epoch", "fit_k1 / floor per epoch (GPU)"),
+    ("fit_eager", "fit", "epoch", "fit_eager / fit per epoch (GPU: what graph + grouping gain)"),
     ("seed", "fit", "test", "seed / fit test pass (target > 1)"),
     ("fit", "seed", "rss", "fit / seed peak RSS"),
 )
@@ -245,7 +261,7 @@ def main() -> None:
     from fashion_lightning.datamodule import FashionMNISTDataModule
 
     FashionMNISTDataModule(data_dir=args.data_dir).prepare_data()  # fetch and verify once, outside the timings
-    names = args.only or [n for n in RUNNERS if n != "graph" or args.device.startswith("cuda")]
+    names = args.only or [n for n in RUNNERS if n not in GPU_ONLY or args.device.startswith("cuda")]
     print(f"device={args.device} epochs={args.epochs} rounds={args.rounds} threads={torch.get_num_threads()} "
           f"torch={torch.__version__}")  # fmt: skip
     rounds = []

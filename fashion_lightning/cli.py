@@ -28,7 +28,13 @@ from fashion_lightning.checkpointing import AtomicCheckpointIO, check_compatible
 from fashion_lightning.datamodule import FashionMNISTDataModule
 from fashion_lightning.errors import ConfigurationError, FashionLightningError
 from fashion_lightning.lit_module import FashionClassifier
-from fashion_lightning.options import check_explicit_model_options, check_run_options, runs_root
+from fashion_lightning.options import (
+    HOW_TO_RUN,
+    check_explicit_model_options,
+    check_optimization_options,
+    check_run_options,
+    runs_root,
+)
 from fashion_lightning.quiet import silence_known_noise
 from fashion_lightning.runs import (
     VERSION_ENV_VAR,
@@ -93,7 +99,7 @@ class FashionCLI(LightningCLI):
         # Runs before Lightning copies the checkpoint's hyperparameters into the config: resolve `last`, refuse a
         # bad file with a clear error (before Lightning's own loader would fail with a traceback), refuse explicit
         # --model flags that the checkpoint would silently override, and log into the checkpoint's own run.
-        self._checkpoint = None
+        self._checkpoint, self._how_to_run = None, {}
         subcommand = self.config.get("subcommand")
         if not subcommand:
             return
@@ -104,6 +110,8 @@ class FashionCLI(LightningCLI):
         if config.ckpt_path:
             self._checkpoint = FashionClassifier.upgrade_checkpoint(load_checkpoint(config.ckpt_path))
             check_explicit_model_options(explicit.get("model") or {}, self._checkpoint, config.ckpt_path)
+            # Lightning then copies the checkpoint's hyperparameters over the config; how a step runs stays the user's.
+            self._how_to_run = {k: v for k, v in (explicit.get("model") or {}).items() if k in HOW_TO_RUN}
             self._continue_run(config, subcommand)
 
     @staticmethod
@@ -168,6 +176,9 @@ class FashionCLI(LightningCLI):
             return
         config = self.config[subcommand]
         check_run_options(config)
+        check_optimization_options(config)
+        for name, value in self._how_to_run.items():
+            config.model[name] = value
         root = runs_root(config)
         if root is None or config.trainer.logger.init_args.get("version") is not None:
             return

@@ -1,7 +1,7 @@
 """Fashion-MNIST as in-memory tensors: classes, dataset, train/val split, resumable loader, batch augmentation."""
 
-import itertools
 import logging
+import math
 import os
 
 import torch
@@ -47,11 +47,14 @@ class FashionMNISTTensors(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+    def __getitem__(self, index: int | Tensor) -> tuple[Tensor, Tensor]:
+        """One image and label for an int; a batch for a 1-D tensor of indices (what ``ResumableSampler`` yields)."""
+        if isinstance(index, Tensor):
+            return self.__getitems__(index)
         images, labels = self.__getitems__([index])
         return images[0], labels[0]
 
-    def __getitems__(self, indices: list[int]) -> tuple[Tensor, Tensor]:
+    def __getitems__(self, indices: list[int] | Tensor) -> tuple[Tensor, Tensor]:
         index = torch.as_tensor(indices, device=self.images.device)
         return to_unit_float(self.images[index]), self.labels[index]
 
@@ -69,6 +72,34 @@ def batch_as_is(batch):
     return batch
 
 
+class SplitIntoSteps:
+    """``collate_fn`` that cuts a batch of ``steps * step_size`` images into ``steps`` optimizer-step batches.
+
+    With ``steps == 1`` the batch stays one ``(images, labels)`` pair; otherwise it becomes a list of pairs (views,
+    no copies), of which the last may be shorter at the end of an epoch.
+
+    Args:
+        step_size: Images per optimizer step (``--data.batch_size``).
+        steps: Optimizer steps per training batch.
+    """
+
+    def __init__(self, step_size: int, steps: int) -> None:
+        self.step_size, self.steps = step_size, steps
+
+    def __call__(self, batch: tuple[Tensor, Tensor]):
+        if self.steps == 1:
+            return batch
+        images, labels = batch
+        return list(zip(images.split(self.step_size), labels.split(self.step_size), strict=True))
+
+
+def step_batches(batch) -> list[tuple[Tensor, Tensor]]:
+    """The optimizer-step batches in one training batch: a list of ``(images, labels)`` or a single pair."""
+    if isinstance(batch, list) and batch and isinstance(batch[0], tuple | list):
+        return batch
+    return [batch]
+
+
 def split_train_val(num_items: int, val_size: int, seed: int) -> tuple[Tensor, Tensor]:
     """Indices of train and held-out validation items; train keeps the files' order (the seed's, unshuffled)."""
     if not 0 <= val_size < num_items:
@@ -80,33 +111,50 @@ def split_train_val(num_items: int, val_size: int, seed: int) -> tuple[Tensor, T
 
 
 class ResumableSampler(DistributedSampler):
-    """``DistributedSampler`` (one shard per process, a new order per epoch from ``(seed, epoch)``) that can resume.
+    """``DistributedSampler`` (one shard per process, a new order per epoch from ``(seed, epoch)``) that yields
+    whole batches of indices and can resume.
 
-    Its epoch and position are part of the loader's ``state_dict``, which Lightning saves in checkpoints: a
-    run restored mid-epoch continues with exactly the images the interrupted run had not seen yet. With one
-    process it is a plain shuffled (or, with ``shuffle=False``, sequential) sampler. Being a
-    ``DistributedSampler``, Lightning keeps it instead of injecting its own under DDP.
+    Each item is a 1-D index tensor of up to ``batch_size`` images (a slice of the epoch's order: no Python work per
+    image), so the loader runs with ``batch_size=None``. Its epoch and position (in images) are part of the loader's
+    ``state_dict``, which Lightning saves in checkpoints: a run restored mid-epoch continues with exactly the images
+    the interrupted run had not seen yet, whatever the batch grouping. With one process it is a plain shuffled (or,
+    with ``shuffle=False``, sequential) sampler. Being a ``DistributedSampler``, Lightning keeps it under DDP.
 
     Args:
         dataset: The dataset.
+        batch_size: Indices per yielded batch.
         num_replicas: Number of processes sharing the data.
         rank: This process's shard.
         shuffle: New random order each epoch; ``False`` keeps the files' order.
         seed: Base seed of the permutations; defaults to the run's seed (``PL_GLOBAL_SEED``).
     """
 
-    def __init__(self, dataset: Dataset, num_replicas: int = 1, rank: int = 0, shuffle: bool = True, seed=None):
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int = 1,
+        num_replicas: int = 1,
+        rank: int = 0,
+        shuffle: bool = True,
+        seed=None,
+    ) -> None:
         seed = int(os.environ.get("PL_GLOBAL_SEED", 0)) if seed is None else seed
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
+        self.batch_size = batch_size
         self.yielded = 0
         self._resume_at = 0
 
+    def __len__(self) -> int:
+        return math.ceil(self.num_samples / self.batch_size)  # batches, not images
+
     def __iter__(self):
         start, self._resume_at = self._resume_at, 0
+        order = torch.tensor(list(super().__iter__()), dtype=torch.int64)  # this epoch's shard, as DistributedSampler
         self.yielded = start
-        for index in itertools.islice(super().__iter__(), start, None):
-            self.yielded += 1
-            yield index
+        while self.yielded < len(order):
+            batch = order[self.yielded : self.yielded + self.batch_size]
+            self.yielded += len(batch)  # counted before the yield: the state then says "this batch was taken"
+            yield batch
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "yielded": self.yielded}
@@ -115,17 +163,18 @@ class ResumableSampler(DistributedSampler):
         self.epoch, self._resume_at = state["epoch"], state["yielded"]
 
 
-def make_loader(dataset: Dataset, batch_size: int, sampler: ResumableSampler, num_workers: int) -> DataLoader:
-    """A ``StatefulDataLoader``: Lightning stores its position in checkpoints, so a resume continues exactly."""
+def make_loader(dataset: Dataset, sampler: ResumableSampler, num_workers: int, collate_fn=batch_as_is) -> DataLoader:
+    """A ``StatefulDataLoader`` over the sampler's batches: Lightning stores its position in checkpoints, so a
+    resume continues exactly."""
     on_cpu = not (isinstance(dataset, FashionMNISTTensors) and dataset.images.is_cuda)
     return StatefulDataLoader(
         dataset,
-        batch_size=batch_size,
+        batch_size=None,  # the sampler yields whole batches of indices
         sampler=sampler,
         # Its own generator (worker base seeds only): creating an iterator never advances the global RNG,
         # whose state a resumed run restores.
         generator=torch.Generator().manual_seed(0),
-        collate_fn=batch_as_is,
+        collate_fn=collate_fn,
         # Batches are one index op on memory-resident tensors: workers only add IPC, so 0 is the default.
         num_workers=num_workers if on_cpu else 0,
         persistent_workers=num_workers > 0 and on_cpu,

@@ -13,10 +13,12 @@ from fashion_lightning.data import (
     IMAGE_SHAPE,
     FashionMNISTTensors,
     ResumableSampler,
+    SplitIntoSteps,
     batch_as_is,
     make_loader,
     random_crop_flip,
     split_train_val,
+    step_batches,
 )
 from fashion_lightning.errors import ConfigurationError, DataUnavailableError
 from fashion_lightning.raw_files import SPLITS, cache_path, load_split, read_cache
@@ -50,7 +52,17 @@ class FashionMNISTDataModule(L.LightningDataModule):
         augment_shift: Largest random shift in pixels when ``augment`` is on (0: flips only, which suits
             the MLP, whose inputs are not translation-invariant).
         predict_split: Which images ``predict`` runs on.
+        steps_per_batch: Optimizer steps per Lightning training step: each training batch is a list of this many
+            batches of ``batch_size`` (same images, same order, same updates as one step each), so Lightning's
+            per-step work is paid once per group. ``global_step``, ``--trainer.max_steps``,
+            ``--trainer.log_every_n_steps`` and ``--last.every_n_train_steps`` still count optimizer steps;
+            the progress bar, ``--trainer.limit_train_batches``, an integer ``--trainer.val_check_interval`` and
+            ``--checkpoint.every_n_train_steps`` count groups; a stop signal or ``last.ckpt`` every n steps
+            takes effect at the end of a group. ``None``: 16, or 1 when one of the options that count groups
+            is set.
     """
+
+    AUTO_STEPS_PER_BATCH = 16  # amortises Lightning's ~0.3-1 ms per step; see benchmarks/epoch_time.py
 
     def __init__(
         self,
@@ -67,9 +79,12 @@ class FashionMNISTDataModule(L.LightningDataModule):
         augment: bool = False,
         augment_shift: int = 2,
         predict_split: Literal["test", "val", "train"] = "test",
+        steps_per_batch: int | None = None,
     ) -> None:
         super().__init__()
         check_at_least(1, batch_size=batch_size, eval_batch_size=eval_batch_size)
+        if steps_per_batch is not None:
+            check_at_least(1, steps_per_batch=steps_per_batch)
         check_at_least(0, num_workers=num_workers, augment_shift=augment_shift)
         self.save_hyperparameters()
         self.datasets: dict[str, FashionMNISTTensors] = {}
@@ -133,8 +148,30 @@ class FashionMNISTDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
         world, rank = self._shard()
-        sampler = ResumableSampler(self.datasets["train"], num_replicas=world, rank=rank, shuffle=hp.shuffle)
-        return make_loader(self.datasets["train"], hp.batch_size, sampler, hp.num_workers)
+        steps = self.steps_per_batch()
+        dataset = self.datasets["train"]
+        sampler = ResumableSampler(dataset, hp.batch_size * steps, num_replicas=world, rank=rank, shuffle=hp.shuffle)
+        return make_loader(dataset, sampler, hp.num_workers, collate_fn=SplitIntoSteps(hp.batch_size, steps))
+
+    def steps_per_batch(self) -> int:
+        """Optimizer steps per training batch: ``--data.steps_per_batch``, or the automatic choice."""
+        if self.hparams.steps_per_batch is not None:
+            return self.hparams.steps_per_batch
+        counting_groups = self._options_counting_batches()
+        if counting_groups:
+            log.info("One optimizer step per training batch, because %s counts batches.", counting_groups)
+            return 1
+        return self.AUTO_STEPS_PER_BATCH if self.trainer is not None else 1
+
+    def _options_counting_batches(self) -> str | None:
+        trainer = self.trainer
+        if trainer is None:
+            return None
+        if isinstance(trainer.limit_train_batches, int):
+            return "--trainer.limit_train_batches"
+        if isinstance(trainer.val_check_interval, int):
+            return "--trainer.val_check_interval"
+        return None  # (the CLI sets 1 for --checkpoint.every_n_train_steps)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.datasets["val"])
@@ -166,10 +203,12 @@ class FashionMNISTDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         training_batch = self.trainer is not None and self.trainer.training and isinstance(batch, (tuple, list))
-        if self.hparams.augment and training_batch:  # (not the model summary's example input)
-            images, labels = batch
-            return random_crop_flip(images, padding=self.hparams.augment_shift), labels
-        return batch
+        if not (self.hparams.augment and training_batch):  # (not the model summary's example input)
+            return batch
+        grouped = step_batches(batch) is batch  # a list of optimizer-step batches
+        shift = self.hparams.augment_shift
+        augmented = [(random_crop_flip(images, padding=shift), labels) for images, labels in step_batches(batch)]
+        return augmented if grouped else augmented[0]
 
 
 def check_at_least(minimum: int, **values: int) -> None:

@@ -10,21 +10,22 @@ from torch import Tensor
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from fashion_lightning.data import step_batches
 from fashion_lightning.model import net_from_hparams
+from fashion_lightning.training import TrainingSteps, build_optimizer
 
-STAGES = ("train", "val", "test")
+STAGES = ("val", "test")  # training keeps device-side sums instead (see TrainingSteps)
 
 
 def stage_metrics(stage: str, num_classes: int) -> MetricCollection:
-    """Accuracy and mean loss for one stage; evaluation stages also count their images (exactly once under DDP)."""
+    """Accuracy, mean loss and image count (exactly once under DDP) of an evaluation stage."""
     # validate_args=False skips per-update input checks: the data module guarantees int64 labels in range.
     # nan_strategy="disable": a NaN check would sync the GPU every step; FiniteLossGuard watches the loss instead.
     metrics = {
         "acc": MulticlassAccuracy(num_classes, average="micro", validate_args=False),
         "loss": MeanMetric(nan_strategy="disable"),
     }
-    if stage != "train":
-        metrics["images"] = SumMetric()
+    metrics["images"] = SumMetric()
     return MetricCollection(metrics, prefix=f"{stage}/", compute_groups=False)
 
 
@@ -47,6 +48,13 @@ class FashionClassifier(L.LightningModule):
         lr_step_size: Epochs between decays for the "step" scheduler.
         lr_gamma: Decay factor for the "step" scheduler.
         label_smoothing: Cross-entropy label smoothing.
+        gradient_clip_val: Clip gradients to this norm (or value); ``None``: no clipping. (The training step
+            optimizes itself, so Lightning's ``--trainer.gradient_clip_val`` does not apply.)
+        gradient_clip_algorithm: "norm" (total 2-norm, like ``clip_grad_norm_``) or "value".
+        accumulate_grad_batches: Batches whose gradients are summed (each scaled by 1/n) per optimizer update.
+        cuda_graph: Run the training step (forward, loss, backward, clipping, update) as one replayed CUDA graph:
+            "auto" on a single CUDA device where it can, "on" (a warning says why when it cannot), "off" eager.
+            Not supported, with a log line: DDP, mixed precision, accumulate_grad_batches > 1.
         num_classes: Number of classes (linked from the data module).
         image_shape: Input shape (C, H, W) (linked from the data module).
     """
@@ -65,15 +73,25 @@ class FashionClassifier(L.LightningModule):
         lr_step_size: int = 10,
         lr_gamma: float = 0.1,
         label_smoothing: float = 0.0,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: Literal["norm", "value"] = "norm",
+        accumulate_grad_batches: int = 1,
+        cuda_graph: Literal["auto", "on", "off"] = "auto",
         num_classes: int = 10,
         image_shape: list[int] | tuple[int, int, int] = (1, 28, 28),
     ) -> None:
         super().__init__()
         hidden_dims, image_shape = list(hidden_dims), list(image_shape)  # primitives only in the checkpoint
         self.save_hyperparameters()
+        # The training step runs the optimizer itself: several updates per Lightning step, or a CUDA graph.
+        self.automatic_optimization = False
         self.net = net_from_hparams(self.hparams)
         self.example_input_array = torch.zeros(1, *image_shape)
-        # One metric collection per stage: their states never mix (validation runs inside a training epoch).
+        # The epoch's training sums [loss * images, correct, images] on the device: updated inside the CUDA graph,
+        # read once an epoch, and saved in checkpoints (a resume mid-epoch reports the whole epoch).
+        self.register_buffer("train_sums", torch.zeros(3))
+        self.steps = TrainingSteps(self)
+        # One metric collection per evaluation stage: validation runs inside a training epoch.
         self.metrics = torch.nn.ModuleDict({f"{stage}_metrics": stage_metrics(stage, num_classes) for stage in STAGES})
         # The best validation accuracy so far: part of the state_dict, so a resumed run keeps its best.
         self.val_acc_best = MaxMetric()
@@ -85,6 +103,11 @@ class FashionClassifier(L.LightningModule):
         """Let checkpoints of earlier versions load: those written before ``val_acc_best`` was the module's metric
         lack its state, which then starts afresh."""
         checkpoint["state_dict"].setdefault("val_acc_best.max_value", torch.tensor(-math.inf))
+        checkpoint["state_dict"].setdefault("train_sums", torch.zeros(3))
+        for state in checkpoint.get("optimizer_states", []):
+            for group in state.get("param_groups", []):
+                if group.get("capturable"):  # set by the CUDA-graph step on a GPU; eager steps anywhere need False
+                    group["capturable"] = False
         return checkpoint
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -100,18 +123,22 @@ class FashionClassifier(L.LightningModule):
         metrics = self.metrics[f"{stage}_metrics"]
         metrics["acc"].update(logits.detach(), labels)
         metrics["loss"].update(loss.detach(), weight=torch.full_like(loss.detach(), len(labels)))  # no host copy
-        if stage != "train":
-            metrics["images"].update(len(labels))
+        metrics["images"].update(len(labels))
         return loss, logits
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        loss, logits = self._shared_step(batch, "train")
-        # Per-step curves and progress bar. Lightning writes them every `log_every_n_steps`; calling self.log on
-        # the other steps would only cost time.
-        if self._is_logging_step():
-            batch_acc = (logits.detach().argmax(dim=-1) == batch[1]).float().mean()
-            self.log_dict({"train/loss_step": loss.detach(), "train/acc_step": batch_acc}, prog_bar=True)
-        return loss
+    def loss_and_correct(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """Training loss of one batch and its correct predictions (0-d), also added to ``train_sums``."""
+        logits = self.net(images)  # (B, num_classes)
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
+        correct = (logits.detach().argmax(dim=-1) == labels).sum().to(loss.dtype)
+        images_in_batch = torch.full_like(correct, len(labels))  # a fill kernel, no host copy: graph-safe
+        self.train_sums.add_(torch.stack((loss.detach() * len(labels), correct, images_in_batch)))
+        return loss, correct
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        """One optimizer step per ``(images, labels)`` in the batch (a list of them when steps are grouped)."""
+        losses = self.steps.run(step_batches(batch), last_batch=batch_idx + 1 == self.trainer.num_training_batches)
+        return losses.mean()  # NaN if any step's loss was (FiniteLossGuard reads it)
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         _, logits = self._shared_step(batch, "val")
@@ -132,14 +159,20 @@ class FashionClassifier(L.LightningModule):
         return result
 
     def on_train_epoch_end(self) -> None:
-        self._log_epoch_metrics("train")
+        self.steps.log_epoch_metrics()
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        self.log("step", float(self.global_step))  # the x-axis of epoch values: optimizer steps (see TrainingSteps)
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:  # per epoch; stepped before last.ckpt is written, so a resume continues it
+            scheduler.step()
 
     def on_validation_epoch_end(self) -> None:
         values = self._log_epoch_metrics("val")
         if not self.trainer.sanity_checking:  # the untrained sanity check is no result
             self.val_acc_best.update(values["val/acc"])
             self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
+            if self.trainer.state.fn == "fit":  # x-axis: optimizer steps, as for the training curves
+                self.log("step", float(self.global_step))
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch_metrics("test")
@@ -156,31 +189,9 @@ class FashionClassifier(L.LightningModule):
             self.log(name, value, prog_bar=stage != "test" and not name.endswith("/images"), sync_dist=True)
         return values
 
-    def _is_logging_step(self) -> bool:
-        # The steps at which Lightning writes logged values (before this step's optimizer update counts).
-        try:
-            every = self.trainer.log_every_n_steps
-        except RuntimeError:  # not attached to a Trainer (a step called directly): log
-            return True
-        return every > 0 and (self.global_step + 1) % every == 0
-
     def configure_optimizers(self):
-        hp = self.hparams
-        params = self.net.parameters()
-        if hp.optimizer == "sgd":
-            optimizer = torch.optim.SGD(
-                params, lr=hp.lr, momentum=hp.momentum, nesterov=hp.nesterov, weight_decay=hp.weight_decay
-            )
-        elif hp.optimizer == "adam":
-            optimizer = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
-        else:
-            optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
-        if hp.lr_scheduler == "none":
+        optimizer, scheduler = build_optimizer(self.net.parameters(), self.hparams, self.trainer.max_epochs)
+        optimizer = self.steps.configure(optimizer)  # the CUDA-graph step hands Lightning a stand-in
+        if scheduler is None:
             return optimizer
-        if hp.lr_scheduler == "cosine":
-            # Per epoch, from max_epochs: reading trainer.estimated_stepping_batches here would drop the
-            # loader's resume state (Lightning #20550).
-            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, self.trainer.max_epochs))
-        else:
-            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=hp.lr_step_size, gamma=hp.lr_gamma)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler(optimizer), "interval": "epoch"}}

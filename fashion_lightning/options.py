@@ -29,6 +29,30 @@ def check_run_options(config) -> None:
         )
 
 
+def check_optimization_options(config) -> None:
+    """Point Lightning's optimization flags to the module's own (its training step runs the optimizer itself), and
+    make ``--checkpoint.every_n_train_steps`` exact (one optimizer step per training batch)."""
+    trainer = config.trainer
+    if trainer.get("gradient_clip_val"):
+        raise ConfigurationError(
+            "--trainer.gradient_clip_val does not apply here: the training step runs the optimizer itself (several "
+            "steps per Lightning step, or one CUDA graph), where Lightning's clipping cannot reach. Use "
+            f"--model.gradient_clip_val {trainer.gradient_clip_val} (and --model.gradient_clip_algorithm norm|value)."
+        )
+    if (trainer.get("accumulate_grad_batches") or 1) != 1:
+        raise ConfigurationError(
+            "--trainer.accumulate_grad_batches does not apply here: the training step runs the optimizer itself. "
+            f"Use --model.accumulate_grad_batches {trainer.accumulate_grad_batches}."
+        )
+    every = config.get("checkpoint") and config.checkpoint.get("every_n_train_steps")
+    if every and config.get("data") and config.data.get("steps_per_batch") is None:
+        # Lightning's ModelCheckpoint saves when global_step is a multiple of n, which groups of steps can skip.
+        config.data.steps_per_batch = 1
+
+
+HOW_TO_RUN = {"cuda_graph"}  # model options that change how a step runs, not what it computes
+
+
 def check_explicit_model_options(explicit: dict, checkpoint: dict, path: str) -> None:
     """Refuse ``--model.*`` values the user gave that differ from what the checkpoint was trained with.
 
@@ -39,7 +63,7 @@ def check_explicit_model_options(explicit: dict, checkpoint: dict, path: str) ->
     clashes = [
         f"{name} {value!r} (checkpoint: {saved[name]!r})"
         for name, value in dict(explicit).items()
-        if name in saved and _normalised(value) != _normalised(saved[name])
+        if name in saved and name not in HOW_TO_RUN and _normalised(value) != _normalised(saved[name])
     ]
     if clashes:
         raise ConfigurationError(

@@ -1,10 +1,16 @@
-"""On a CUDA device: the dataset lives on the GPU, training/resume/test work there, NaN is caught without syncs."""
+"""On a CUDA device: the dataset on the GPU, the training step as a CUDA graph (equal to eager steps and the seed's
+loop, falling back with a reason), exact resume after kill -9, NaN caught without syncs."""
+
+import signal
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
 import torch
 
 from fashion_lightning.cli import build_cli, cli_main
-from tests.helpers import TEST_COUNT, cli_args
+from tests.helpers import TEST_COUNT, cli_args, fit_command, last_ckpt, wait_for, weights
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
@@ -47,3 +53,93 @@ def test_non_finite_loss_is_caught_on_gpu(fashion, capsys):
         cli_main(["fit", *gpu_args(fashion, "--model.lr=1e12")])
     assert exit_info.value.code == 3
     assert "NaN or infinite" in capsys.readouterr().err
+
+
+def gpu_run(fashion, name, *extra):
+    logs = fashion.root / name
+    args = [a.replace(str(fashion.logs), str(logs)) for a in gpu_args(fashion, *extra)]
+    return cli_main(["fit", *args]), logs
+
+
+RECIPES = {
+    "seed": [],
+    "adamw_cosine_clip": [
+        "--model.optimizer=adamw",
+        "--model.lr_scheduler=cosine",  # a new learning rate each epoch: the graph is captured again
+        "--model.weight_decay=0.01",
+        "--model.gradient_clip_val=0.5",
+        "--model.label_smoothing=0.1",
+    ],
+    "cnn_momentum": ["--model.net=cnn", "--model.momentum=0.9", "--model.nesterov=true", "--data.augment=false"],
+}
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_graph_step_equals_the_eager_step(fashion, recipe):
+    common = ["--trainer.max_epochs=3", "--data.steps_per_batch=3", *RECIPES[recipe]]  # groups of 3, 3, 2
+    graph, graph_logs = gpu_run(fashion, "graph", *common)
+    eager, eager_logs = gpu_run(fashion, "eager", *common, "--model.cuda_graph=off")
+    assert graph.model.steps.captured.replays >= 3  # epochs 2 and 3 (epoch 1 warms up; last groups are shorter)
+    assert eager.model.steps.captured is None
+    assert graph.trainer.global_step == eager.trainer.global_step == 24
+    expected = weights(last_ckpt(eager_logs))
+    for name, value in weights(last_ckpt(graph_logs)).items():
+        assert torch.allclose(value, expected[name], atol=1e-5), name
+    assert graph.trainer.callback_metrics["train/acc"] == pytest.approx(
+        float(eager.trainer.callback_metrics["train/acc"]), abs=1e-6
+    )
+
+
+def test_graph_steps_equal_the_seeds_loop(fashion):
+    seed_config = Path(__file__).parents[1] / "configs" / "seed.yaml"
+    steps = 24  # 3 epochs of 8: groups of 4 are warmed up in epoch 1 and replayed in epochs 2 and 3
+    cli = build_cli(
+        [f"--config={seed_config}", *gpu_args(fashion, f"--trainer.max_steps={steps}", "--data.steps_per_batch=4")],
+        run=False,
+    )
+    cli.datamodule.prepare_data()
+    cli.datamodule.setup("fit")
+    net = type(cli.model.net)().cuda()
+    net.load_state_dict(cli.model.net.state_dict())
+    optimizer = torch.optim.SGD(net.parameters(), lr=1e-3)
+    for _ in range(steps // 8):
+        for images, labels in cli.datamodule.train_dataloader():  # the seed's loop: unshuffled, batch by batch
+            loss = torch.nn.functional.cross_entropy(net(images.cuda()), labels.cuda())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert cli.model.steps.captured.replays == 4
+    for name, value in net.state_dict().items():
+        assert torch.allclose(cli.model.net.state_dict()[name], value, atol=1e-5), name
+
+
+@pytest.mark.parametrize(
+    ("flag", "reason"),
+    [("--trainer.precision=16-mixed", "precision 16-mixed"), ("--model.accumulate_grad_batches=2", "accumulate")],
+)
+def test_graph_falls_back_to_eager_steps_saying_why(fashion, flag, reason):
+    with pytest.warns(UserWarning, match=f"runs eagerly, not as a CUDA graph: {reason}"):
+        cli, _ = gpu_run(fashion, "fallback", "--model.cuda_graph=on", "--trainer.max_epochs=1", flag)
+    assert cli.model.steps.captured is None
+    assert cli.trainer.global_step == (8 if "accumulate" not in flag else 4)
+
+
+def test_kill_9_then_resume_on_gpu_gives_the_same_weights(fashion):
+    def command(logs, *extra):
+        cpu_command = fit_command(fashion, logs, *extra)
+        return [a.replace("--trainer.accelerator=cpu", "--trainer.accelerator=gpu") for a in cpu_command]
+
+    reference = fashion.root / "reference_gpu"
+    subprocess.run(command(reference, "--trainer.max_epochs=8"), check=True, capture_output=True)
+    killed = fashion.root / "killed_gpu"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    process = subprocess.Popen(command(killed, "--trainer.max_epochs=8"), **quiet)
+    wait_for(last_ckpt(killed), process)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    subprocess.run(command(killed, "--trainer.max_epochs=8", "--ckpt_path=last"), check=True, capture_output=True)
+    expected = weights(last_ckpt(reference))
+    for name, value in weights(last_ckpt(killed)).items():
+        assert torch.allclose(value, expected[name], atol=1e-6), name

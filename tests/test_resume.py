@@ -86,8 +86,9 @@ def test_resume_continues_the_same_version_and_curves(fashion):
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(fashion, capsys):
+    args = ["--model.lr=1e12", "--last.every_n_train_steps=1", "--data.steps_per_batch=1"]
     with pytest.raises(SystemExit) as exit_info:
-        cli_main(["fit", *cli_args(fashion, "--model.lr=1e12", "--last.every_n_train_steps=1")])
+        cli_main(["fit", *cli_args(fashion, *args)])
     assert exit_info.value.code == 3
     message = capsys.readouterr().err
     assert "NaN or infinite at step" in message

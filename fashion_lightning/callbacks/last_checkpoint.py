@@ -23,6 +23,7 @@ class LastCheckpoint(Checkpoint):
         self.every_n_train_steps = every_n_train_steps
         self.dirpath = dirpath
         self._resolved_dir: Path | None = None
+        self._saved_step = 0
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         # trainer.log_dir is a collective under DDP: read it here, where every process runs, and only here.
@@ -33,11 +34,15 @@ class LastCheckpoint(Checkpoint):
             raise RuntimeError("LastCheckpoint.path() is known once the trainer has called setup()")
         return self._resolved_dir / self.FILE_NAME
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._saved_step = trainer.global_step  # (after a resume: the checkpoint's step)
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         n = self.every_n_train_steps
-        # The epoch's last batch is covered by the end-of-epoch save: Lightning resumes a checkpoint taken
-        # between the last batch and the end of the epoch by skipping an epoch.
-        if n and trainer.global_step % n == 0 and batch_idx + 1 < trainer.num_training_batches:
+        # A training batch may hold several optimizer steps (--data.steps_per_batch): save when a multiple of n
+        # was passed. The epoch's last batch is covered by the end-of-epoch save: Lightning resumes a checkpoint
+        # taken between the last batch and the end of the epoch by skipping an epoch.
+        if n and trainer.global_step // n > self._saved_step // n and batch_idx + 1 < trainer.num_training_batches:
             self.save(trainer)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
@@ -47,3 +52,4 @@ class LastCheckpoint(Checkpoint):
         if trainer.fast_dev_run or trainer.sanity_checking:
             return
         trainer.save_checkpoint(self.path(), weights_only=False)
+        self._saved_step = trainer.global_step

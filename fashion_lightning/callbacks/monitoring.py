@@ -8,6 +8,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 
 from fashion_lightning.callbacks.resume import last_checkpoint_path
+from fashion_lightning.data import step_batches
 from fashion_lightning.errors import NonFiniteLossError
 
 
@@ -27,7 +28,7 @@ class EpochTimer(L.Callback):
         self._start, self._samples = time.perf_counter(), 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._samples += len(batch[1])
+        self._samples += sum(len(labels) for _, labels in step_batches(batch))
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking:
@@ -93,7 +94,7 @@ class FiniteLossGuard(L.Callback):
         raise NonFiniteLossError(
             f"The training loss became NaN or infinite at step {step} (epoch {trainer.current_epoch}). Training "
             "stopped and no checkpoint was written after that step: the last good one is kept. Lower the "
-            "learning rate, add gradient clipping (--trainer.gradient_clip_val 1.0) or check the data, then "
+            "learning rate, add gradient clipping (--model.gradient_clip_val 1.0) or check the data, then "
             "resume with --ckpt_path last."
         )
 

@@ -11,7 +11,7 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from fashion_lightning._compat import tensorboard_file_writer
-from fashion_lightning.data import CLASS_NAMES
+from fashion_lightning.data import CLASS_NAMES, step_batches
 
 try:
     from fashion_lightning.plots import confusion_matrix_figure, image_grid_figure
@@ -64,7 +64,7 @@ class TensorBoardExtras(L.Callback):
             rank_zero_warn("matplotlib is not installed: TensorBoard gets no images (pip install matplotlib).")
             return
         loader = trainer.datamodule.train_dataloader()
-        images, labels = next(iter(loader))
+        images, labels = step_batches(next(iter(loader)))[0]
         images, labels = images[: self.num_samples], labels[: self.num_samples]
         figure = image_grid_figure(images, [CLASS_NAMES[label] for label in labels.tolist()])
         self._writer(trainer).add_figure("samples/train", figure, global_step=0)

@@ -1,0 +1,143 @@
+"""The training step as one CUDA graph: forward, loss, backward, clipping and update of K batches, replayed per batch.
+
+On a GPU the seed's step is launch-bound: ~30 kernel launches from Python cost ~0.9 ms, the kernels ~0.1 ms
+(../shared/research/gpu_probes). Captured once and replayed, the whole step costs one launch. What a graph needs:
+static input buffers (each batch is copied in), eager warm-up runs on a side stream before capture, no host sync
+inside (metrics are device-side sums), one shape (a group of other shape, such as the last of an epoch, runs
+eagerly), optimizer state on the device (``capturable``), and a new capture when the learning rate changes (it is
+baked into the kernels; schedules here change it at most once per epoch).
+"""
+
+import logging
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+log = logging.getLogger(__name__)
+
+StepFn = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]  # (images, labels) -> (loss, correct), one update
+
+
+class ReplayedOptimizer(torch.optim.Optimizer):
+    """Stands in for the configured optimizer while its updates run inside the captured graph.
+
+    Lightning counts an optimizer step (``global_step``) and runs its ``on_before_optimizer_step`` hooks each
+    time ``step()`` is called; here ``step()`` changes nothing, because the graph replay already applied the
+    update. Everything else (``param_groups``, ``state``, ``state_dict``) is the real optimizer's, so LR
+    schedulers, LR monitors and checkpoints see no difference.
+
+    Args:
+        optimizer: The real optimizer, which the graph steps.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:  # no super().__init__(): it owns no state
+        self.optimizer = optimizer
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return self.optimizer.param_groups
+
+    @property
+    def state(self):
+        return self.optimizer.state
+
+    @property
+    def defaults(self) -> dict:
+        return self.optimizer.defaults
+
+    def step(self, closure=None):
+        return closure() if closure is not None else None
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        pass  # the graph resets its own gradients
+
+    def state_dict(self) -> dict:
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.optimizer.load_state_dict(state_dict)
+
+    def __repr__(self) -> str:
+        return f"ReplayedOptimizer({self.optimizer!r})"
+
+
+def make_capturable(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """Let Adam/AdamW step inside a graph: their step counters move to the device (a checkpoint loaded before may
+    have brought them to the host)."""
+    for group in optimizer.param_groups:
+        if "capturable" in group:
+            group["capturable"] = True
+    for state in optimizer.state.values():
+        if isinstance(state.get("step"), Tensor):
+            state["step"] = state["step"].to(device=device, dtype=torch.float32)
+
+
+class CapturedSteps:
+    """Runs groups of K optimizer steps; groups of the first full group's shape run as one replayed CUDA graph.
+
+    Args:
+        step: One optimizer step on ``(images, labels)`` with the real optimizer, returning detached
+            ``(loss, correct)``; it must not sync with the host.
+        optimizer: The optimizer ``step`` updates (its learning rates are baked into the graph).
+        warmup_runs: Groups run eagerly on a side stream before the capture, as CUDA graphs require.
+    """
+
+    def __init__(self, step: StepFn, optimizer: torch.optim.Optimizer, warmup_runs: int = 2) -> None:
+        self.step, self.optimizer, self.warmup_runs = step, optimizer, warmup_runs
+        self.shape: tuple[int, int] | None = None  # (steps, batch size) of the graph's group
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.replays = 0
+        self._runs = 0
+        self._lrs: list[float] = []
+
+    def run(self, batches: Sequence[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+        """Apply one update per ``(images, labels)``; returns the losses and correct counts, shape (K,) each."""
+        shape = (len(batches), len(batches[0][1]))
+        full = all(len(labels) == shape[1] for _, labels in batches)
+        if self.shape is None and full:
+            self.shape = shape
+        if shape != self.shape or not full:
+            return self._eager(batches)  # another shape: e.g. the last, shorter group of an epoch
+        self._runs += 1
+        if self._runs <= self.warmup_runs:
+            return self._eager(batches, side_stream=True)
+        if self.graph is None or self._lrs != self._current_lrs():
+            self._capture(batches)
+        torch.cat([images for images, _ in batches], out=self.images.view(-1, *self.images.shape[2:]))
+        torch.cat([labels for _, labels in batches], out=self.labels.view(-1))
+        self.graph.replay()
+        self.replays += 1
+        return self.losses, self.correct
+
+    def _eager(self, batches, side_stream: bool = False) -> tuple[Tensor, Tensor]:
+        if not side_stream:
+            return self._stack([self.step(images, labels) for images, labels in batches])
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            outputs = self._stack([self.step(images, labels) for images, labels in batches])
+        torch.cuda.current_stream().wait_stream(side)
+        return outputs
+
+    @staticmethod
+    def _stack(outputs: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+        losses, correct = zip(*outputs, strict=True)
+        return torch.stack(losses), torch.stack(correct)
+
+    def _current_lrs(self) -> list[float]:
+        return [float(group["lr"]) for group in self.optimizer.param_groups]
+
+    def _capture(self, batches) -> None:
+        self.graph = None  # frees the previous graph's memory pool first
+        # Static inputs: (K, B, C, H, W) images and (K, B) labels; every replay copies its group in.
+        self.images = torch.stack([images for images, _ in batches])
+        self.labels = torch.stack([labels for _, labels in batches])
+        self.optimizer.zero_grad(set_to_none=True)  # gradients are then allocated inside the graph's pool
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self.losses, self.correct = self._stack(
+                [self.step(self.images[index], self.labels[index]) for index in range(len(batches))]
+            )
+        self.graph, self._lrs = graph, self._current_lrs()
+        log.debug("Captured %d optimizer steps of %d images as one CUDA graph.", *self.shape)

@@ -1,0 +1,168 @@
+"""How ``FashionClassifier`` trains: its optimizer, and the optimizer steps of one Lightning step.
+
+The module uses Lightning's manual optimization, so that one Lightning step can run several optimizer steps (the
+data module's ``steps_per_batch``) and, on a GPU, run them as one CUDA graph. Lightning's per-step work (hooks,
+callbacks, logging, the loader) is then paid once per group instead of once per update: on a 2-core CPU it
+costs about as much as the MLP's step itself. What the user sees still counts optimizer steps: each update is
+one ``optimizer.step()`` of Lightning's optimizer (``global_step``, its hooks), per-step curves are written at
+multiples of ``log_every_n_steps`` optimizer steps, and epoch values carry ``global_step`` as their x-axis.
+"""
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor
+
+from fashion_lightning.cuda_graph import CapturedSteps, ReplayedOptimizer, make_capturable
+
+log = logging.getLogger(__name__)
+
+
+def build_optimizer(params: Iterable[Tensor], hp, max_epochs: int | None) -> tuple[torch.optim.Optimizer, Callable]:
+    """The optimizer of ``hp`` (the module's hyperparameters) and a factory of its per-epoch LR scheduler (or None)."""
+    if hp.optimizer == "sgd":
+        optimizer = torch.optim.SGD(
+            params, lr=hp.lr, momentum=hp.momentum, nesterov=hp.nesterov, weight_decay=hp.weight_decay
+        )
+    elif hp.optimizer == "adam":
+        optimizer = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+    else:
+        optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+    if hp.lr_scheduler == "none":
+        return optimizer, None
+    if hp.lr_scheduler == "cosine":
+        # Per epoch, from max_epochs: reading trainer.estimated_stepping_batches here would drop the
+        # loader's resume state (Lightning #20550).
+        epochs = max(1, max_epochs or 1)
+        return optimizer, lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    return optimizer, lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=hp.lr_step_size, gamma=hp.lr_gamma)
+
+
+def graph_unavailable(module) -> str | None:
+    """Why the training step cannot run as a CUDA graph, or ``None`` when it can."""
+    hp, trainer = module.hparams, module.trainer
+    if module.device.type != "cuda":
+        return f"the model is on the {module.device.type.upper()}, not on a CUDA device"
+    if trainer.world_size > 1:
+        return f"DDP over {trainer.world_size} processes all-reduces gradients outside the step"
+    if trainer.precision != "32-true":
+        return f"precision {trainer.precision} (the graph runs in 32-true)"
+    if hp.accumulate_grad_batches > 1:
+        return "accumulate_grad_batches > 1"
+    return None
+
+
+class TrainingSteps:
+    """The optimizer steps of the module's ``training_step``: eager, or replayed as a CUDA graph.
+
+    Args:
+        module: The ``FashionClassifier`` (its ``loss_and_correct``, hyperparameters and trainer).
+    """
+
+    def __init__(self, module) -> None:
+        self.module = module
+        self.captured: CapturedSteps | None = None
+        self.optimizer: torch.optim.Optimizer | None = None  # the real one
+        self._accumulated = 0
+        self._capturable = False
+
+    def configure(self, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+        """Choose eager or graph steps for this fit; returns the optimizer to hand to Lightning."""
+        hp = self.module.hparams
+        self.optimizer, self.captured, self._capturable = optimizer, None, False
+        reason = graph_unavailable(self.module) if hp.cuda_graph != "off" else None
+        if hp.cuda_graph == "off" or (reason and hp.cuda_graph == "auto" and self.module.device.type != "cuda"):
+            return optimizer
+        if reason:
+            message = f"The training step runs eagerly, not as a CUDA graph: {reason}."
+            if hp.cuda_graph == "on":
+                rank_zero_warn(f"--model.cuda_graph on: {message}")
+            else:
+                log.info(message)
+            return optimizer
+        self.captured = CapturedSteps(self._raw_step, optimizer)
+        return ReplayedOptimizer(optimizer)
+
+    def run(self, batches: Sequence[tuple[Tensor, Tensor]], last_batch: bool) -> Tensor:
+        """One update per batch (fewer with gradient accumulation); returns the losses, shape (len(batches),)."""
+        batches = self._within_max_steps(batches)
+        optimizer = self.module.optimizers()  # Lightning's: each step() counts one optimizer step
+        if self.captured is not None:
+            if not self._capturable:
+                make_capturable(self.optimizer, self.module.device)
+                self._capturable = True
+            losses, correct = self.captured.run(batches)
+            for index, (_, labels) in enumerate(batches):
+                optimizer.step()  # the graph made the update; this counts it and runs Lightning's hooks
+                self._log_step(losses[index], correct[index], len(labels))
+            return losses
+        losses = []
+        for index, (images, labels) in enumerate(batches):
+            loss, correct, stepped = self._eager(optimizer, images, labels, last_batch and index == len(batches) - 1)
+            losses.append(loss)
+            if stepped:
+                self._log_step(loss, correct, len(labels))
+        return torch.stack(losses)
+
+    def _within_max_steps(self, batches):
+        trainer = self.module.trainer
+        if trainer.max_steps is None or trainer.max_steps < 0:
+            return batches
+        updates_left = trainer.max_steps - self.module.global_step
+        return batches[: max(1, updates_left * self.module.hparams.accumulate_grad_batches)]
+
+    def _eager(self, optimizer, images: Tensor, labels: Tensor, last: bool) -> tuple[Tensor, Tensor, bool]:
+        """Lightning's manual optimization: precision, DDP and clipping go through its public API."""
+        module, hp = self.module, self.module.hparams
+        if self._accumulated == 0:
+            optimizer.zero_grad()
+        loss, correct = module.loss_and_correct(images, labels)
+        module.manual_backward(loss / hp.accumulate_grad_batches if hp.accumulate_grad_batches > 1 else loss)
+        self._accumulated += 1
+        if self._accumulated < hp.accumulate_grad_batches and not last:
+            return loss.detach(), correct, False
+        self._accumulated = 0
+        if hp.gradient_clip_val:
+            module.clip_gradients(
+                optimizer, gradient_clip_val=hp.gradient_clip_val, gradient_clip_algorithm=hp.gradient_clip_algorithm
+            )
+        optimizer.step()
+        return loss.detach(), correct, True
+
+    def _raw_step(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """One update with the real optimizer and no host sync: what the CUDA graph captures."""
+        hp, optimizer = self.module.hparams, self.optimizer
+        optimizer.zero_grad(set_to_none=True)
+        loss, correct = self.module.loss_and_correct(images, labels)
+        loss.backward()
+        if hp.gradient_clip_val:
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            if hp.gradient_clip_algorithm == "value":
+                torch.nn.utils.clip_grad_value_(params, hp.gradient_clip_val, foreach=True)
+            else:
+                torch.nn.utils.clip_grad_norm_(params, hp.gradient_clip_val, foreach=True)
+        optimizer.step()
+        return loss.detach(), correct
+
+    def _log_step(self, loss: Tensor, correct: Tensor, images: int) -> None:
+        module = self.module
+        step, every = module.global_step, module.trainer.log_every_n_steps
+        if every <= 0 or step % every:
+            return
+        values = {"train/loss_step": loss.clone(), "train/acc_step": correct / images}
+        # Written at this optimizer step (Lightning would write once per Lightning step, at its own count).
+        for logger in module.loggers:
+            logger.log_metrics({name: float(value) for name, value in values.items()}, step=step)
+        module.log_dict(values, prog_bar=True, logger=False)
+
+    def log_epoch_metrics(self) -> None:
+        """Log ``train/loss`` and ``train/acc`` over the epoch (all processes) and reset the sums."""
+        module = self.module
+        sums = module.train_sums.clone()  # [loss * images, correct, images]
+        if module.trainer.world_size > 1:
+            sums = module.trainer.strategy.reduce(sums, reduce_op="sum")
+        images = sums[2].clamp(min=1)
+        module.log_dict({"train/loss": sums[0] / images, "train/acc": sums[1] / images}, prog_bar=True)
+        module.train_sums.zero_()

@@ -1,0 +1,164 @@
+"""Grouped optimizer steps, the module's own clipping and accumulation, and the CUDA-graph option off a GPU."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from fashion_lightning.cli import build_cli, cli_main
+from fashion_lightning.cuda_graph import ReplayedOptimizer
+from fashion_lightning.data import step_batches
+from tests.helpers import cli_args, last_ckpt, weights
+
+STEPS_PER_EPOCH = 8  # the tiny training split: 256 images in batches of 32
+
+
+def fit_run(fashion, name, *extra):
+    logs = fashion.root / name
+    args = [a.replace(str(fashion.logs), str(logs)) for a in cli_args(fashion, *extra)]
+    cli = cli_main(["fit", *args])
+    return cli, logs
+
+
+def scalars(logs, tag):
+    events = EventAccumulator(str(logs / "fashion" / "version_0"))
+    events.Reload()
+    return [(event.step, round(event.value, 5)) for event in events.Scalars(tag)]
+
+
+def test_grouped_steps_train_and_log_exactly_like_single_steps(fashion):
+    common = ["--trainer.max_epochs=2", "--trainer.log_every_n_steps=2", "--model.dropout=0.1"]
+    single, single_logs = fit_run(fashion, "single", *common, "--data.steps_per_batch=1")
+    grouped, grouped_logs = fit_run(fashion, "grouped", *common, "--data.steps_per_batch=3")  # groups of 3, 3, 2
+    assert single.trainer.num_training_batches == STEPS_PER_EPOCH
+    assert grouped.trainer.num_training_batches == 3
+    assert single.trainer.global_step == grouped.trainer.global_step == 2 * STEPS_PER_EPOCH
+    a, b = weights(last_ckpt(single_logs)), weights(last_ckpt(grouped_logs))
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-6), name
+    # Per-step curves at the same optimizer steps, epoch values at the same x (global_step), same numbers.
+    for tag in ("train/loss_step", "train/acc_step", "train/loss", "train/acc", "val/acc"):
+        assert scalars(single_logs, tag) == scalars(grouped_logs, tag), tag
+    assert [step for step, _ in scalars(grouped_logs, "train/loss_step")] == list(range(2, 17, 2))
+    assert [step for step, _ in scalars(grouped_logs, "val/acc")] == [8, 16]
+
+
+def test_max_steps_stops_inside_a_group(fashion):
+    cli, _ = fit_run(fashion, "capped", "--trainer.max_steps=5", "--data.steps_per_batch=4")
+    assert cli.trainer.global_step == 5
+
+
+def test_automatic_grouping_and_when_it_steps_aside(fashion, caplog):
+    cli = build_cli(cli_args(fashion), run=False)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert cli.datamodule.steps_per_batch() == cli.datamodule.AUTO_STEPS_PER_BATCH
+    assert cli.trainer.global_step == STEPS_PER_EPOCH * cli.trainer.max_epochs
+    with caplog.at_level("INFO"):
+        cli, _ = fit_run(fashion, "limited", "--trainer.limit_train_batches=3", "--trainer.max_epochs=1")
+    assert cli.trainer.global_step == 3  # limit_train_batches still counts batches of batch_size
+    assert "because --trainer.limit_train_batches counts batches" in caplog.text
+    cli, _ = fit_run(fashion, "every3", "--checkpoint.every_n_train_steps=3", "--trainer.max_epochs=1")
+    assert cli.datamodule.steps_per_batch() == 1  # Lightning's ModelCheckpoint needs every step to be seen
+
+
+def test_clipping_and_accumulation_equal_plain_pytorch(fashion):
+    clip, accumulate = 0.05, 3  # 8 batches: updates after batches 3, 6 and 8 (the epoch's end)
+    cli = build_cli(
+        cli_args(
+            fashion,
+            "--trainer.max_epochs=1",
+            "--data.shuffle=false",
+            "--data.steps_per_batch=4",
+            f"--model.gradient_clip_val={clip}",
+            f"--model.accumulate_grad_batches={accumulate}",
+            "--model.optimizer=adam",
+            "--model.lr=0.01",
+        ),
+        run=False,
+    )
+    cli.datamodule.prepare_data()
+    cli.datamodule.setup("fit")
+    net = type(cli.model.net)(hidden_dims=cli.model.hparams.hidden_dims)
+    net.load_state_dict(cli.model.net.state_dict())
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
+    batches = [b for group in cli.datamodule.train_dataloader() for b in step_batches(group)]
+    for index, (images, labels) in enumerate(batches):
+        (F.cross_entropy(net(images), labels) / accumulate).backward()
+        if (index + 1) % accumulate == 0 or index + 1 == len(batches):
+            torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+            optimizer.step()
+            optimizer.zero_grad()
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert cli.trainer.global_step == 3
+    for name, value in net.state_dict().items():
+        assert torch.allclose(cli.model.net.state_dict()[name], value, atol=1e-6), name
+
+
+def test_lightning_optimization_flags_point_to_the_modules_own(fashion, capsys):
+    flags = {"gradient_clip_val": "1.0", "accumulate_grad_batches": "2"}
+    for flag, value in flags.items():
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main(["fit", *cli_args(fashion, f"--trainer.{flag}={value}")])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert f"--model.{flag} {value}" in err
+        assert "Traceback" not in err
+
+
+def test_cuda_graph_on_without_a_gpu_says_why_and_trains_eagerly(fashion):
+    with pytest.warns(UserWarning, match="runs eagerly, not as a CUDA graph: the model is on the CPU"):
+        cli, _ = fit_run(fashion, "on", "--model.cuda_graph=on", "--trainer.max_epochs=1")
+    assert cli.model.steps.captured is None
+    assert cli.trainer.global_step == STEPS_PER_EPOCH
+
+
+def test_resuming_may_change_how_steps_run_but_not_what_they_compute(fashion):
+    _, logs = fit_run(fashion, "first", "--trainer.max_epochs=1")
+    args = [a.replace(str(fashion.logs), str(logs)) for a in cli_args(fashion, "--trainer.max_epochs=2")]
+    cli = cli_main(["fit", *args, "--model.cuda_graph=off", f"--ckpt_path={last_ckpt(logs)}"])
+    assert cli.model.hparams.cuda_graph == "off"
+    with pytest.raises(SystemExit):
+        cli_main(["fit", *args, "--model.lr=0.5", f"--ckpt_path={last_ckpt(logs)}"])
+
+
+def test_replayed_optimizer_is_the_real_one_to_schedulers_and_checkpoints():
+    param = torch.nn.Parameter(torch.ones(3))
+    real = torch.optim.SGD([param], lr=0.1, momentum=0.9)
+    param.grad = torch.ones(3)
+    real.step()
+    stand_in = ReplayedOptimizer(real)
+    scheduler = torch.optim.lr_scheduler.StepLR(stand_in, step_size=1, gamma=0.5)
+    before = param.detach().clone()
+    stand_in.step()  # the graph made the update: nothing changes here
+    scheduler.step()
+    assert torch.equal(param, before)
+    assert real.param_groups[0]["lr"] == pytest.approx(0.05)
+    assert stand_in.state_dict() == real.state_dict()
+    assert isinstance(stand_in, torch.optim.Optimizer)
+
+
+def test_graph_mode_bookkeeping_under_lightning_on_cpu(fashion, monkeypatch):
+    """The graph path's stand-in optimizer and step counting, with the replay replaced by eager steps (no GPU)."""
+    from fashion_lightning import training
+    from fashion_lightning.cuda_graph import CapturedSteps
+
+    class EagerCapturedSteps(CapturedSteps):
+        def run(self, batches):
+            self.replays += 1
+            return self._eager(batches)
+
+    common = ["--trainer.max_epochs=2", "--data.steps_per_batch=3", "--model.lr_scheduler=step", "--model.lr_step_size=1"]
+    with monkeypatch.context() as patch:
+        patch.setattr(training, "graph_unavailable", lambda module: None)
+        patch.setattr(training, "CapturedSteps", EagerCapturedSteps)
+        graph, graph_logs = fit_run(fashion, "graph", *common, "--model.cuda_graph=on")
+    eager, eager_logs = fit_run(fashion, "eager", *common)
+    assert isinstance(graph.trainer.optimizers[0], ReplayedOptimizer)
+    assert graph.model.steps.captured.replays == 6
+    assert graph.trainer.global_step == eager.trainer.global_step == 2 * STEPS_PER_EPOCH
+    assert graph.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(1e-3 * 0.1**2)
+    a, b = weights(last_ckpt(graph_logs)), weights(last_ckpt(eager_logs))
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    saved = torch.load(last_ckpt(graph_logs), weights_only=True)
+    assert saved["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(1e-5)
