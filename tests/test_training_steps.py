@@ -147,7 +147,8 @@ def test_graph_mode_bookkeeping_under_lightning_on_cpu(fashion, monkeypatch):
             self.replays += 1
             return self._eager(batches)
 
-    common = ["--trainer.max_epochs=2", "--data.steps_per_batch=3", "--model.lr_scheduler=step", "--model.lr_step_size=1"]
+    common = ["--trainer.max_epochs=2", "--data.steps_per_batch=3", "--model.lr_scheduler=step"]
+    common.append("--model.lr_step_size=1")
     with monkeypatch.context() as patch:
         patch.setattr(training, "graph_unavailable", lambda module: None)
         patch.setattr(training, "CapturedSteps", EagerCapturedSteps)
