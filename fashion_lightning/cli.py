@@ -166,9 +166,10 @@ class FashionCLI(LightningCLI):
                 keep_csv_metrics(config, run_dir, step)
                 if rank_zero_only.rank == 0:  # one writer per run; the kernel frees the lock when we exit
                     lock_run(run_dir)
-                # TensorBoard drops what the killed run logged after this step, so curves have no duplicates.
+                # TensorBoard drops what the killed run logged after this step, so curves have no duplicates
+                # (values at the checkpoint's own step, such as its epoch's validation, were logged before it).
                 if "purge_step" in init_args:
-                    init_args.purge_step = step
+                    init_args.purge_step = step + 1
 
     def before_instantiate_classes(self) -> None:
         subcommand = self.config.get("subcommand")
