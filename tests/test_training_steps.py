@@ -163,3 +163,29 @@ def test_graph_mode_bookkeeping_under_lightning_on_cpu(fashion, monkeypatch):
         assert torch.equal(a[name], b[name]), name
     saved = torch.load(last_ckpt(graph_logs), weights_only=True)
     assert saved["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(1e-5)
+
+
+def test_callbacks_hooked_into_backward_still_run_every_step(fashion):
+    """Steps skip Lightning's backward hooks only when nobody overrides them."""
+    import lightning as L
+
+    from fashion_lightning.training import backward_hooks_in_use, plain_backward
+
+    class GradientWatcher(L.Callback):
+        def __init__(self):
+            self.calls = 0
+
+        def on_after_backward(self, trainer, pl_module):
+            self.calls += 1
+            assert all(p.grad is not None for p in pl_module.net.parameters())
+
+    plain, _ = fit_run(fashion, "plain", "--trainer.max_epochs=1")
+    assert plain.model.steps._plain_backward is True
+    cli = build_cli(cli_args(fashion, "--trainer.max_epochs=1"), run=False)
+    watcher = GradientWatcher()
+    cli.trainer.callbacks.append(watcher)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert plain_backward(cli.model) is False
+    assert watcher.calls == cli.trainer.global_step == STEPS_PER_EPOCH
+    # ... and the CUDA-graph step, which cannot call them between backward and the update, steps aside for them.
+    assert backward_hooks_in_use(cli.model) == ["GradientWatcher.on_after_backward"]
