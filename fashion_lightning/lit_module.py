@@ -87,8 +87,8 @@ class FashionClassifier(L.LightningModule):
         self.automatic_optimization = False
         self.net = net_from_hparams(self.hparams)
         self.example_input_array = torch.zeros(1, *image_shape)
-        # The epoch's training sums [loss * images, correct, images] on the device: updated inside the CUDA graph,
-        # read once an epoch, and saved in checkpoints (a resume mid-epoch reports the whole epoch).
+        # The epoch's training sums [loss * images, correct, images] on the device: added to once per training
+        # batch, read once an epoch, saved in checkpoints (a resume mid-epoch reports the whole epoch).
         self.register_buffer("train_sums", torch.zeros(3))
         self.steps = TrainingSteps(self)
         # One metric collection per evaluation stage: validation runs inside a training epoch.
@@ -127,13 +127,10 @@ class FashionClassifier(L.LightningModule):
         return loss, logits
 
     def loss_and_correct(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """Training loss of one batch and its correct predictions (0-d), also added to ``train_sums``."""
+        """Training loss of one batch and its number of correct predictions (0-d tensors, no host sync)."""
         logits = self.net(images)  # (B, num_classes)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
-        correct = (logits.detach().argmax(dim=-1) == labels).sum().to(loss.dtype)
-        images_in_batch = torch.full_like(correct, len(labels))  # a fill kernel, no host copy: graph-safe
-        self.train_sums.add_(torch.stack((loss.detach() * len(labels), correct, images_in_batch)))
-        return loss, correct
+        return loss, (logits.detach().argmax(dim=-1) == labels).sum()
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         """One optimizer step per ``(images, labels)`` in the batch (a list of them when steps are grouped)."""

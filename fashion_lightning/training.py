@@ -122,14 +122,27 @@ class TrainingSteps:
             for index, (_, labels) in enumerate(batches):
                 optimizer.step()  # the graph made the update; this counts it and runs Lightning's hooks
                 self._log_step(losses[index], correct[index], len(labels))
-            return losses
-        losses = []
-        for index, (images, labels) in enumerate(batches):
-            loss, correct, stepped = self._eager(optimizer, images, labels, last_batch and index == len(batches) - 1)
-            losses.append(loss)
-            if stepped:
-                self._log_step(loss, correct, len(labels))
-        return torch.stack(losses)
+        else:
+            losses, correct = [], []
+            for index, (images, labels) in enumerate(batches):
+                last = last_batch and index == len(batches) - 1
+                loss, right, stepped = self._eager(optimizer, images, labels, last)
+                losses.append(loss)
+                correct.append(right)
+                if stepped:
+                    self._log_step(loss, right, len(labels))
+            losses, correct = torch.stack(losses), torch.stack(correct)
+        self._add_to_sums(losses, correct, [len(labels) for _, labels in batches])
+        return losses
+
+    def _add_to_sums(self, losses: Tensor, correct: Tensor, sizes: list[int]) -> None:
+        """Add a group's (K,) losses and correct counts to the epoch's sums, once per group (a few kernels)."""
+        if len(set(sizes)) == 1:
+            loss_sum = losses.sum() * sizes[0]  # no host-to-device copy: keeps the GPU queue running
+        else:
+            loss_sum = losses @ torch.tensor(sizes, dtype=losses.dtype).to(losses.device)  # an epoch's last group
+        total = torch.full_like(loss_sum, sum(sizes))
+        self.module.train_sums.add_(torch.stack((loss_sum, correct.sum().to(loss_sum.dtype), total)))
 
     def _within_max_steps(self, batches):
         trainer = self.module.trainer
