@@ -58,14 +58,13 @@ class FashionMNISTDataModule(L.LightningDataModule):
             ``--trainer.log_every_n_steps`` and ``--last.every_n_train_steps`` still count optimizer steps;
             the progress bar, ``--trainer.limit_train_batches``, an integer ``--trainer.val_check_interval`` and
             ``--checkpoint.every_n_train_steps`` count groups; a stop signal or ``last.ckpt`` every n steps
-            takes effect at the end of a group. ``None``: 64 on a CPU, 16 on a GPU, or 1 when one of the
-            options that count groups is set.
+            takes effect at the end of a group. ``None``: 16, or 1 when one of the options that count groups
+            is set.
     """
 
     # Lightning's work per training batch costs ~0.7 ms on a 2-core CPU (the MLP's step: ~2 ms) and ~1 ms on an
-    # H100's host, where a group is one CUDA graph (16 measured there: 0.23 s an epoch). See benchmarks/epoch_time.py.
-    AUTO_STEPS_PER_BATCH_CPU = 64
-    AUTO_STEPS_PER_BATCH_GPU = 16
+    # H100's host, where a group is one CUDA graph (0.23 s an epoch there). 64 was no faster on the CPU.
+    AUTO_STEPS_PER_BATCH = 16
 
     def __init__(
         self,
@@ -164,10 +163,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         if counting_groups:
             log.info("One optimizer step per training batch, because %s counts batches.", counting_groups)
             return 1
-        if self.trainer is None:
-            return 1
-        on_gpu = self.trainer.strategy.root_device.type == "cuda"
-        return self.AUTO_STEPS_PER_BATCH_GPU if on_gpu else self.AUTO_STEPS_PER_BATCH_CPU
+        return self.AUTO_STEPS_PER_BATCH if self.trainer is not None else 1
 
     def _options_counting_batches(self) -> str | None:
         trainer = self.trainer
