@@ -126,11 +126,11 @@ class FashionClassifier(L.LightningModule):
         metrics["images"].update(len(labels))
         return loss, logits
 
-    def loss_and_correct(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """Training loss of one batch and its number of correct predictions (0-d tensors, no host sync)."""
-        logits = self.net(images)  # (B, num_classes)
+    def loss_and_logits(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """Training loss of one batch and its detached (B, num_classes) logits (no host sync)."""
+        logits = self.net(images)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
-        return loss, (logits.detach().argmax(dim=-1) == labels).sum()
+        return loss, logits.detach()
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         """One optimizer step per ``(images, labels)`` in the batch (a list of them when steps are grouped)."""

@@ -77,11 +77,16 @@ def graph_unavailable(module) -> str | None:
     return None
 
 
+def correct_predictions(logits: Tensor, labels: Tensor) -> Tensor:
+    """How many of the (N, num_classes) logits pick their label, as a 0-d tensor (no host sync)."""
+    return (logits.argmax(dim=-1) == labels).sum()
+
+
 class TrainingSteps:
     """The optimizer steps of the module's ``training_step``: eager, or replayed as a CUDA graph.
 
     Args:
-        module: The ``FashionClassifier`` (its ``loss_and_correct``, hyperparameters and trainer).
+        module: The ``FashionClassifier`` (its ``loss_and_logits``, hyperparameters and trainer).
     """
 
     def __init__(self, module) -> None:
@@ -123,20 +128,22 @@ class TrainingSteps:
                 optimizer.step()  # the graph made the update; this counts it and runs Lightning's hooks
                 self._log_step(losses[index], correct[index], len(labels))
         else:
-            losses, correct = [], []
+            losses, logits = [], []
             for index, (images, labels) in enumerate(batches):
                 last = last_batch and index == len(batches) - 1
-                loss, right, stepped = self._eager(optimizer, images, labels, last)
+                loss, step_logits, stepped = self._eager(optimizer, images, labels, last)
                 losses.append(loss)
-                correct.append(right)
-                if stepped:
-                    self._log_step(loss, right, len(labels))
-            losses, correct = torch.stack(losses), torch.stack(correct)
+                logits.append(step_logits)
+                if stepped and self._is_logging_step():
+                    self._log_step(loss, correct_predictions(step_logits, labels), len(labels))
+            losses = torch.stack(losses)
+            # Correct predictions of the whole group at once: 3 ops per group instead of 3 per step.
+            correct = correct_predictions(torch.cat(logits), torch.cat([labels for _, labels in batches]))
         self._add_to_sums(losses, correct, [len(labels) for _, labels in batches])
         return losses
 
     def _add_to_sums(self, losses: Tensor, correct: Tensor, sizes: list[int]) -> None:
-        """Add a group's (K,) losses and correct counts to the epoch's sums, once per group (a few kernels)."""
+        """Add a group's (K,) losses and its correct predictions (per step or in all) to the epoch's sums."""
         if len(set(sizes)) == 1:
             loss_sum = losses.sum() * sizes[0]  # no host-to-device copy: keeps the GPU queue running
         else:
@@ -156,7 +163,7 @@ class TrainingSteps:
         module, hp = self.module, self.module.hparams
         if self._accumulated == 0:
             optimizer.zero_grad()
-        loss, correct = module.loss_and_correct(images, labels)
+        loss, logits = module.loss_and_logits(images, labels)
         scaled = loss / hp.accumulate_grad_batches if hp.accumulate_grad_batches > 1 else loss
         if self._plain_backward:
             scaled.backward()
@@ -164,20 +171,20 @@ class TrainingSteps:
             module.manual_backward(scaled)
         self._accumulated += 1
         if self._accumulated < hp.accumulate_grad_batches and not last:
-            return loss.detach(), correct, False
+            return loss.detach(), logits, False
         self._accumulated = 0
         if hp.gradient_clip_val:
             module.clip_gradients(
                 optimizer, gradient_clip_val=hp.gradient_clip_val, gradient_clip_algorithm=hp.gradient_clip_algorithm
             )
         optimizer.step()
-        return loss.detach(), correct, True
+        return loss.detach(), logits, True
 
     def _raw_step(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         """One update with the real optimizer and no host sync: what the CUDA graph captures."""
         hp, optimizer = self.module.hparams, self.optimizer
         optimizer.zero_grad(set_to_none=True)
-        loss, correct = self.module.loss_and_correct(images, labels)
+        loss, logits = self.module.loss_and_logits(images, labels)
         loss.backward()
         if hp.gradient_clip_val:
             params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -186,12 +193,16 @@ class TrainingSteps:
             else:
                 torch.nn.utils.clip_grad_norm_(params, hp.gradient_clip_val, foreach=True)
         optimizer.step()
-        return loss.detach(), correct
+        return loss.detach(), correct_predictions(logits, labels)
+
+    def _is_logging_step(self) -> bool:
+        every = self.module.trainer.log_every_n_steps
+        return every > 0 and self.module.global_step % every == 0
 
     def _log_step(self, loss: Tensor, correct: Tensor, images: int) -> None:
         module = self.module
-        step, every = module.global_step, module.trainer.log_every_n_steps
-        if every <= 0 or step % every:
+        step = module.global_step
+        if not self._is_logging_step():
             return
         values = {"train/loss_step": loss.clone(), "train/acc_step": correct / images}
         # Written at this optimizer step (Lightning would write once per Lightning step, at its own count).
