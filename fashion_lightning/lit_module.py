@@ -1,5 +1,6 @@
 """``FashionClassifier``: the LightningModule around a plain network (loss, metrics, optimizer, prediction)."""
 
+import copy
 import math
 from typing import Literal
 
@@ -54,7 +55,8 @@ class FashionClassifier(L.LightningModule):
         accumulate_grad_batches: Batches whose gradients are summed (each scaled by 1/n) per optimizer update.
         cuda_graph: Run the training step (forward, loss, backward, clipping, update) as one replayed CUDA graph:
             "auto" on a single CUDA device where it can, "on" (a warning says why when it cannot), "off" eager.
-            Not supported, with a log line: DDP, mixed precision, accumulate_grad_batches > 1.
+            Not supported, with a log line: DDP, mixed precision, accumulate_grad_batches > 1, a callback on
+            ``on_before_backward``/``on_after_backward``.
         num_classes: Number of classes (linked from the data module).
         image_shape: Input shape (C, H, W) (linked from the data module).
     """
@@ -100,10 +102,15 @@ class FashionClassifier(L.LightningModule):
 
     @staticmethod
     def upgrade_checkpoint(checkpoint: dict) -> dict:
-        """Let checkpoints of earlier versions load: those written before ``val_acc_best`` was the module's metric
-        lack its state, which then starts afresh."""
+        """Let checkpoints of earlier versions load and resume: states added since (``val_acc_best``, the training
+        sums) start afresh, and the optimizer-step count of automatic optimization becomes the manual one."""
         checkpoint["state_dict"].setdefault("val_acc_best.max_value", torch.tensor(-math.inf))
         checkpoint["state_dict"].setdefault("train_sums", torch.zeros(3))
+        loops = checkpoint.get("loops", {}).get("fit_loop", {})
+        automatic = loops.get("epoch_loop.automatic_optimization.optim_progress", {}).get("optimizer", {}).get("step")
+        manual = loops.get("epoch_loop.manual_optimization.optim_step_progress")
+        if automatic and manual and manual["total"]["completed"] == 0:
+            loops["epoch_loop.manual_optimization.optim_step_progress"] = copy.deepcopy(automatic)  # global_step
         for state in checkpoint.get("optimizer_states", []):
             for group in state.get("param_groups", []):
                 if group.get("capturable"):  # set by the CUDA-graph step on a GPU; eager steps anywhere need False

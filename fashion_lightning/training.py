@@ -126,7 +126,8 @@ class TrainingSteps:
             losses, correct = self.captured.run(batches)
             for index, (_, labels) in enumerate(batches):
                 optimizer.step()  # the graph made the update; this counts it and runs Lightning's hooks
-                self._log_step(losses[index], correct[index], len(labels))
+                if self._is_logging_step():
+                    self._log_step(losses[index], correct[index], len(labels))
         else:
             losses, logits = [], []
             for index, (images, labels) in enumerate(batches):
@@ -155,7 +156,7 @@ class TrainingSteps:
         trainer = self.module.trainer
         if trainer.max_steps is None or trainer.max_steps < 0:
             return batches
-        updates_left = trainer.max_steps - self.module.global_step
+        updates_left = trainer.max_steps - self.module.global_step  # >= 1: Lightning stops before 0
         return batches[: max(1, updates_left * self.module.hparams.accumulate_grad_batches)]
 
     def _eager(self, optimizer, images: Tensor, labels: Tensor, last: bool) -> tuple[Tensor, Tensor, bool]:
@@ -196,14 +197,13 @@ class TrainingSteps:
         return loss.detach(), correct_predictions(logits, labels)
 
     def _is_logging_step(self) -> bool:
+        """Whether the optimizer step just counted is one whose values are written (every ``log_every_n_steps``)."""
         every = self.module.trainer.log_every_n_steps
         return every > 0 and self.module.global_step % every == 0
 
     def _log_step(self, loss: Tensor, correct: Tensor, images: int) -> None:
         module = self.module
         step = module.global_step
-        if not self._is_logging_step():
-            return
         values = {"train/loss_step": loss.clone(), "train/acc_step": correct / images}
         # Written at this optimizer step (Lightning would write once per Lightning step, at its own count).
         for logger in module.loggers:

@@ -189,3 +189,21 @@ def test_callbacks_hooked_into_backward_still_run_every_step(fashion):
     assert watcher.calls == cli.trainer.global_step == STEPS_PER_EPOCH
     # ... and the CUDA-graph step, which cannot call them between backward and the update, steps aside for them.
     assert backward_hooks_in_use(cli.model) == ["GradientWatcher.on_after_backward"]
+
+
+def test_checkpoints_of_automatic_optimization_resume_at_their_step(fashion):
+    """Checkpoints written before the module optimized itself kept global_step in automatic optimization's count."""
+    _, logs = fit_run(fashion, "old", "--trainer.max_epochs=1")
+    checkpoint = torch.load(last_ckpt(logs), weights_only=True)
+    loops = checkpoint["loops"]["fit_loop"]
+    manual = loops["epoch_loop.manual_optimization.optim_step_progress"]
+    loops["epoch_loop.automatic_optimization.optim_progress"]["optimizer"]["step"] = manual
+    loops["epoch_loop.manual_optimization.optim_step_progress"] = {
+        "total": {"ready": 0, "completed": 0},
+        "current": {"ready": 0, "completed": 0},
+    }
+    del checkpoint["state_dict"]["train_sums"]
+    torch.save(checkpoint, last_ckpt(logs))
+    args = [a.replace(str(fashion.logs), str(logs)) for a in cli_args(fashion, "--trainer.max_epochs=2")]
+    cli = cli_main(["fit", *args, "--ckpt_path=last"])
+    assert cli.trainer.global_step == 2 * STEPS_PER_EPOCH
