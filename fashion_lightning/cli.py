@@ -6,7 +6,6 @@ import sys
 from argparse import ArgumentError
 from pathlib import Path
 
-import yaml
 from lightning import Trainer
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
@@ -33,6 +32,7 @@ from fashion_lightning.options import (
     check_explicit_model_options,
     check_optimization_options,
     check_run_options,
+    explicit_flags,
     runs_root,
 )
 from fashion_lightning.quiet import silence_known_noise
@@ -40,6 +40,7 @@ from fashion_lightning.runs import (
     VERSION_ENV_VAR,
     claim_version,
     find_last_checkpoint,
+    keep_csv_metrics,
     lock_run,
     release_locks,
     release_unused_claims,
@@ -215,33 +216,6 @@ class FashionCLI(LightningCLI):
         super().after_instantiate_classes()
         if self._checkpoint is not None and self.subcommand is not None:
             check_compatible(self._checkpoint, self.model, self.config[self.subcommand].ckpt_path)
-
-
-def explicit_flags(argv: list[str]) -> dict:
-    """``--model.*`` and the logger's ``save_dir`` as given on the command line (config files not read)."""
-    found: dict = {"fit": {}, "test": {}, "validate": {}, "predict": {}}
-    subcommand = next((a for a in argv if a in found), "fit")
-    given = found[subcommand]
-    for index, arg in enumerate(argv):
-        name, has_value, value = arg.partition("=")
-        if not has_value and index + 1 < len(argv):
-            value = argv[index + 1]
-        if name.startswith("--model."):
-            given.setdefault("model", {})[name.removeprefix("--model.")] = yaml.safe_load(value)
-        elif name in ("--trainer.logger.init_args.save_dir", "--trainer.logger.save_dir"):
-            given["trainer"] = {"logger": {"init_args": {"save_dir": value}}}
-    return found
-
-
-def keep_csv_metrics(config, run_dir: Path, step: int) -> None:
-    """CSVLogger deletes a run's ``metrics.csv`` when it opens the folder again: keep the resumed run's rows."""
-    logger = config.trainer.get("logger")
-    is_csv = hasattr(logger, "get") and str(logger.get("class_path", "")).endswith("CSVLogger")
-    metrics = run_dir / "metrics.csv"
-    if is_csv and metrics.is_file() and rank_zero_only.rank == 0:
-        kept = metrics.with_name(f"metrics.until-step-{step}.csv")
-        os.replace(metrics, kept)
-        print(f"CSVLogger starts metrics.csv afresh on resume: the rows so far are kept in {kept}")
 
 
 def cli_kwargs() -> dict:

@@ -1,6 +1,9 @@
-"""Checks of option values that look across the config, made before anything is created on disk."""
+"""Checks of option values that look across the config, made before anything is created on disk, and the flags
+given on a command line."""
 
 from pathlib import Path
+
+import yaml
 
 from fashion_lightning.errors import ConfigurationError
 
@@ -75,3 +78,19 @@ def check_explicit_model_options(explicit: dict, checkpoint: dict, path: str) ->
 
 def _normalised(value):
     return list(value) if isinstance(value, tuple | list) else value
+
+
+def explicit_flags(argv: list[str]) -> dict:
+    """``--model.*`` and the logger's ``save_dir`` as given on the command line (config files not read)."""
+    found: dict = {"fit": {}, "test": {}, "validate": {}, "predict": {}}
+    subcommand = next((a for a in argv if a in found), "fit")
+    given = found[subcommand]
+    for index, arg in enumerate(argv):
+        name, has_value, value = arg.partition("=")
+        if not has_value and index + 1 < len(argv):
+            value = argv[index + 1]
+        if name.startswith("--model."):
+            given.setdefault("model", {})[name.removeprefix("--model.")] = yaml.safe_load(value)
+        elif name in ("--trainer.logger.init_args.save_dir", "--trainer.logger.save_dir"):
+            given["trainer"] = {"logger": {"init_args": {"save_dir": value}}}
+    return found

@@ -20,7 +20,7 @@ KNOWN_WARNINGS = (
     (r"(?s).*skip_none parameter was deprecated", Warning, "lightning.pytorch.cli + jsonargparse"),
     # ModelCheckpoint warns whenever its folder has files; a resumed run writes into its own folder on purpose.
     (r"Checkpoint directory .* exists and is not empty", UserWarning, "lightning ModelCheckpoint"),
-    # CSVLogger warns the same on a resume; its metrics.csv is moved aside first (cli.keep_csv_metrics), and a
+    # CSVLogger warns the same on a resume; its metrics.csv is moved aside first (runs.keep_csv_metrics), and a
     # new run's folder is always empty (runs.claim_version).
     (r"Experiment logs directory .* exists and is not empty", UserWarning, "lightning CSVLogger"),
 )

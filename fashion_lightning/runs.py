@@ -5,7 +5,7 @@ at once in one folder both take the same number. Here a run *claims* its version
 folder exists, on every filesystem) before the logger is built. A ``fit`` holds an exclusive ``flock`` on
 ``.version_N.lock`` beside that folder (not in it: loggers expect a new run's folder empty) for as long as it runs,
 so a second ``fit --ckpt_path last`` on a run that a live process is writing is refused. The kernel releases the
-lock when the process dies, even by ``kill -9``.
+lock when the process dies, even by ``kill -9``. A resumed run keeps the CSV rows CSVLogger would delete.
 """
 
 import contextlib
@@ -13,6 +13,8 @@ import fcntl
 import os
 import re
 from pathlib import Path
+
+from lightning.pytorch.utilities import rank_zero_only
 
 from fashion_lightning.errors import ConfigurationError
 
@@ -118,3 +120,14 @@ def release_lock(run_dir: str | os.PathLike) -> None:
     fd = _held_locks.pop(Path(run_dir).absolute(), None)
     if fd is not None:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+def keep_csv_metrics(config, run_dir: Path, step: int) -> None:
+    """CSVLogger deletes a run's ``metrics.csv`` when it opens the folder again: keep the resumed run's rows."""
+    logger = config.trainer.get("logger")
+    is_csv = hasattr(logger, "get") and str(logger.get("class_path", "")).endswith("CSVLogger")
+    metrics = run_dir / "metrics.csv"
+    if is_csv and metrics.is_file() and rank_zero_only.rank == 0:
+        kept = metrics.with_name(f"metrics.until-step-{step}.csv")
+        os.replace(metrics, kept)
+        print(f"CSVLogger starts metrics.csv afresh on resume: the rows so far are kept in {kept}")
