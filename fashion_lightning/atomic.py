@@ -25,7 +25,8 @@ def atomic_open(path: str | os.PathLike) -> Iterator[IO[bytes]]:
     """Open a temporary file beside ``path`` for binary writing; on success it replaces ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".part", dir=path.parent)
+    # The writer's pid in the name: a run starting beside a live writer leaves its file alone.
+    fd, tmp_name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
@@ -60,10 +61,25 @@ def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
         return []
     removed = []
     for stale in directory.glob(f"{TEMP_PREFIX}*.part"):
+        if _writer_alive(stale):
+            continue  # another process is writing it right now (two runs sharing a data folder)
         with contextlib.suppress(OSError):  # gone already, or a read-only folder
             stale.unlink()
             removed.append(stale)
     return removed
+
+
+def _writer_alive(temporary: Path) -> bool:
+    pid = temporary.name[len(TEMP_PREFIX) :].split("-", 1)[0]
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False  # written by an earlier version, or by this process before (not being written now)
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True
 
 
 def _fsync_directory(directory: Path) -> None:

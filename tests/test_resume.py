@@ -220,3 +220,17 @@ def test_ddp_on_two_cpu_processes_fit_resume_on_one_and_two_and_exact_test(fashi
     best = last_ckpt(fashion.logs).with_name("best.ckpt")
     output = run("test", *ddp, f"--ckpt_path={best}")
     assert "on 160 images" in output  # every test image exactly once, none padded in
+
+
+def test_a_live_writers_temporary_file_is_left_alone(tmp_path):
+    """Two runs sharing a folder: the second one's clean-up must not delete what the first is writing."""
+    from fashion_lightning.atomic import remove_stale_temporaries
+
+    live = tmp_path / f"{TEMP_PREFIX}1-abc.part"  # pid 1 is always alive
+    dead_pid = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / f"{TEMP_PREFIX}{int(dead_pid.stdout)}-abc.part"
+    legacy = tmp_path / f"{TEMP_PREFIX}killed.part"
+    for path in (live, dead, legacy):
+        path.write_bytes(b"partial")
+    assert sorted(remove_stale_temporaries(tmp_path)) == sorted([dead, legacy])
+    assert live.exists()
