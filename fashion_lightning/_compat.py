@@ -1,11 +1,19 @@
-"""The one place for a non-public API this project cannot do without; each use says why and has a test.
+"""The one place for non-public APIs this project cannot do without; each use says why and has a test.
 
 - ``tensorboard_file_writer``: TensorBoard's HParams tab needs an experiment summary naming the metric tags
   (``val/acc_best``, ``test/acc``, ``test/loss``) in the run's own event file. The public ways write it
   elsewhere or wrongly: ``SummaryWriter.add_hparams`` opens a separate sub-run, and Lightning's
   ``TensorBoardLogger.log_hyperparams(params, metrics)`` also logs those metrics as scalars at step 0, which would
   put a false 0 at the start of every curve. Lightning's logger itself uses the same private call.
+- ``optimizer_step_counter``: under manual optimization, Lightning counts an optimizer step (``global_step``) only
+  when ``LightningOptimizer.step()`` runs, which also dispatches ``on_before_optimizer_step`` to every callback and
+  the module and wraps the update in a closure: ~0.15 ms a step on a 2-core CPU (~8% of the MLP's step) and more
+  than the whole step's GPU work in a CUDA graph. When nobody overrides those hooks (checked by ``TrainingSteps``),
+  the training step updates the weights itself and counts each update here, as ``LightningOptimizer.step`` does.
+  ``tests/test_training_steps.py`` checks ``global_step``, logging steps and resume against Lightning's own path.
 """
+
+from collections.abc import Callable
 
 from torch.utils.tensorboard import SummaryWriter
 
@@ -13,3 +21,18 @@ from torch.utils.tensorboard import SummaryWriter
 def tensorboard_file_writer(writer: SummaryWriter):
     """The ``FileWriter`` behind a ``SummaryWriter`` (re-opened if the writer was closed)."""
     return writer._get_file_writer()
+
+
+def optimizer_step_counter(trainer) -> Callable[[], None] | None:
+    """A function counting one optimizer step in ``trainer.global_step`` under manual optimization, as
+    ``LightningOptimizer.step`` would; ``None`` where this Lightning version keeps no such count."""
+    loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
+    progress = getattr(getattr(loop, "manual_optimization", None), "optim_step_progress", None)
+    if not (hasattr(progress, "increment_ready") and hasattr(progress, "increment_completed")):
+        return None
+
+    def count() -> None:
+        progress.increment_ready()
+        progress.increment_completed()
+
+    return count

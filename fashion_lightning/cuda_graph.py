@@ -3,9 +3,11 @@
 On a GPU the seed's step is launch-bound: ~30 kernel launches from Python cost ~0.9 ms, the kernels ~0.1 ms
 (../shared/research/gpu_probes). Captured once and replayed, the whole step costs one launch. What a graph needs:
 static input buffers (each batch is copied in), eager warm-up runs on a side stream before capture, no host sync
-inside (metrics are device-side sums), one shape (a group of other shape, such as the last of an epoch, runs
-eagerly), optimizer state on the device (``capturable``), and a new capture when the learning rate changes (it is
-baked into the kernels; schedules here change it at most once per epoch).
+inside (each step's loss and correct count stay device tensors; ``TrainingSteps`` adds them to the epoch's sums once
+per group), one shape (a group of other shape, such as the last of an epoch, runs eagerly), optimizer state on the
+device (``capturable``), and a new capture when the learning rate changes (it is baked into the kernels; schedules
+here change it at most once per epoch). The real optimizer is the one Lightning holds (schedulers, LR monitors and
+checkpoints see it); the graph steps it, and ``TrainingSteps`` counts the replayed updates in ``global_step``.
 """
 
 import logging
@@ -17,49 +19,6 @@ from torch import Tensor
 log = logging.getLogger(__name__)
 
 StepFn = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]  # (images, labels) -> (loss, correct), one update
-
-
-class ReplayedOptimizer(torch.optim.Optimizer):
-    """Stands in for the configured optimizer while its updates run inside the captured graph.
-
-    Lightning counts an optimizer step (``global_step``) and runs its ``on_before_optimizer_step`` hooks each
-    time ``step()`` is called; here ``step()`` changes nothing, because the graph replay already applied the
-    update. Everything else (``param_groups``, ``state``, ``state_dict``) is the real optimizer's, so LR
-    schedulers, LR monitors and checkpoints see no difference.
-
-    Args:
-        optimizer: The real optimizer, which the graph steps.
-    """
-
-    def __init__(self, optimizer: torch.optim.Optimizer) -> None:  # no super().__init__(): it owns no state
-        self.optimizer = optimizer
-
-    @property
-    def param_groups(self) -> list[dict]:
-        return self.optimizer.param_groups
-
-    @property
-    def state(self):
-        return self.optimizer.state
-
-    @property
-    def defaults(self) -> dict:
-        return self.optimizer.defaults
-
-    def step(self, closure=None):
-        return closure() if closure is not None else None
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        pass  # the graph resets its own gradients
-
-    def state_dict(self) -> dict:
-        return self.optimizer.state_dict()
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.optimizer.load_state_dict(state_dict)
-
-    def __repr__(self) -> str:
-        return f"ReplayedOptimizer({self.optimizer!r})"
 
 
 def make_capturable(optimizer: torch.optim.Optimizer, device: torch.device) -> None:

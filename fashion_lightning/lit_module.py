@@ -195,7 +195,7 @@ class FashionClassifier(L.LightningModule):
 
     def configure_optimizers(self):
         optimizer, scheduler = build_optimizer(self.net.parameters(), self.hparams, self.trainer.max_epochs)
-        optimizer = self.steps.configure(optimizer)  # the CUDA-graph step hands Lightning a stand-in
+        self.steps.configure(optimizer)  # direct, CUDA-graph or Lightning-optimizer steps (see TrainingSteps)
         if scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler(optimizer), "interval": "epoch"}}

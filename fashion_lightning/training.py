@@ -3,9 +3,9 @@
 The module uses Lightning's manual optimization, so that one Lightning step can run several optimizer steps (the
 data module's ``steps_per_batch``) and, on a GPU, run them as one CUDA graph. Lightning's per-step work (hooks,
 callbacks, logging, the loader) is then paid once per group instead of once per update: on a 2-core CPU it
-costs about as much as the MLP's step itself. What the user sees still counts optimizer steps: each update is
-one ``optimizer.step()`` of Lightning's optimizer (``global_step``, its hooks), per-step curves are written at
-multiples of ``log_every_n_steps`` optimizer steps, and epoch values carry ``global_step`` as their x-axis.
+costs about as much as the MLP's step itself. What the user sees still counts optimizer steps: each update counts
+in ``global_step`` (and runs Lightning's optimizer hooks where someone overrides them), per-step curves are written
+at multiples of ``log_every_n_steps`` optimizer steps, and epoch values carry ``global_step`` as their x-axis.
 """
 
 import logging
@@ -16,7 +16,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
-from fashion_lightning.cuda_graph import CapturedSteps, ReplayedOptimizer, make_capturable
+from fashion_lightning._compat import optimizer_step_counter
+from fashion_lightning.cuda_graph import CapturedSteps, make_capturable
 
 log = logging.getLogger(__name__)
 
@@ -41,40 +42,43 @@ def build_optimizer(params: Iterable[Tensor], hp, max_epochs: int | None) -> tup
     return optimizer, lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=hp.lr_step_size, gamma=hp.lr_gamma)
 
 
-BACKWARD_HOOKS = ("on_before_backward", "on_after_backward")
+# Hooks Lightning runs between a step's forward and its update. Its defaults do nothing; when someone overrides one,
+# the steps go through Lightning's optimizer so that it runs at the right moment, every step.
+STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
 
 
-def backward_hooks_in_use(module) -> list[str]:
-    """The callbacks and module hooks around ``backward`` that someone overrides (Lightning's defaults do nothing)."""
-    used = [f"{type(cb).__name__}.{name}" for cb in module.trainer.callbacks for name in BACKWARD_HOOKS
+def step_hooks_in_use(module) -> list[str]:
+    """The callbacks' and the module's overrides of the hooks around backward and the optimizer step."""
+    used = [f"{type(cb).__name__}.{name}" for cb in module.trainer.callbacks for name in STEP_HOOKS
             if getattr(type(cb), name) is not getattr(L.Callback, name)]  # fmt: skip
-    used += [f"{type(module).__name__}.{name}" for name in (*BACKWARD_HOOKS, "backward")
+    used += [f"{type(module).__name__}.{name}" for name in (*STEP_HOOKS, "backward")
              if getattr(type(module), name) is not getattr(L.LightningModule, name)]  # fmt: skip
     return used
 
 
-def plain_backward(module) -> bool:
-    """Whether ``loss.backward()`` is all that Lightning's ``manual_backward`` would do here: one process, 32-bit,
-    no hook around backward. It then skips two hook calls over every callback per step (~3% of a CPU step)."""
-    trainer = module.trainer
-    return trainer.world_size == 1 and trainer.precision == "32-true" and not backward_hooks_in_use(module)
-
-
-def graph_unavailable(module) -> str | None:
-    """Why the training step cannot run as a CUDA graph, or ``None`` when it can."""
+def lightning_steps_needed(module) -> str | None:
+    """Why the optimizer steps must go through Lightning's optimizer and ``manual_backward``, or ``None`` when
+    plain torch calls do all they would (one process, 32-bit, no hook overridden, no accumulation)."""
     hp, trainer = module.hparams, module.trainer
-    if module.device.type != "cuda":
-        return f"the model is on the {module.device.type.upper()}, not on a CUDA device"
     if trainer.world_size > 1:
-        return f"DDP over {trainer.world_size} processes all-reduces gradients outside the step"
+        return f"DDP over {trainer.world_size} processes all-reduces gradients in Lightning's backward"
     if trainer.precision != "32-true":
         return f"precision {trainer.precision} (the graph runs in 32-true)"
     if hp.accumulate_grad_batches > 1:
         return "accumulate_grad_batches > 1"
-    hooks = backward_hooks_in_use(module)
+    hooks = step_hooks_in_use(module)
     if hooks:
-        return f"{', '.join(hooks)} must run between backward and the update"
+        return f"{', '.join(hooks)} must run between the forward and the update"
+    if optimizer_step_counter(trainer) is None:
+        return "this Lightning version counts optimizer steps only through its optimizer"
     return None
+
+
+def graph_unavailable(module) -> str | None:
+    """Why the training step cannot run as a CUDA graph, or ``None`` when it can."""
+    if module.device.type != "cuda":
+        return f"the model is on the {module.device.type.upper()}, not on a CUDA device"
+    return lightning_steps_needed(module)
 
 
 def correct_predictions(logits: Tensor, labels: Tensor) -> Tensor:
@@ -83,7 +87,14 @@ def correct_predictions(logits: Tensor, labels: Tensor) -> Tensor:
 
 
 class TrainingSteps:
-    """The optimizer steps of the module's ``training_step``: eager, or replayed as a CUDA graph.
+    """The optimizer steps of the module's ``training_step``, run one of three ways:
+
+    - replayed as one CUDA graph per group (``cuda_graph``; see ``CapturedSteps``);
+    - direct: ``zero_grad``, forward, ``backward``, clipping and ``step`` as plain torch calls, each update counted
+      in ``global_step`` as Lightning's optimizer would (``_compat.optimizer_step_counter``);
+    - through Lightning's optimizer, ``manual_backward`` and ``clip_gradients`` when those do more than the plain
+      calls: DDP, mixed precision, gradient accumulation, or a hook overridden around backward or the update
+      (``lightning_steps_needed`` says which).
 
     Args:
         module: The ``FashionClassifier`` (its ``loss_and_logits``, hyperparameters and trainer).
@@ -93,64 +104,88 @@ class TrainingSteps:
         self.module = module
         self.captured: CapturedSteps | None = None
         self.optimizer: torch.optim.Optimizer | None = None  # the real one
+        self.through_lightning: str | None = None  # why the steps go through Lightning's optimizer, if they do
         self._accumulated = 0
         self._capturable = False
-        self._plain_backward = False
 
-    def configure(self, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
-        """Choose eager or graph steps for this fit; returns the optimizer to hand to Lightning."""
+    def configure(self, optimizer: torch.optim.Optimizer) -> None:
+        """Choose how this fit's steps run (``optimizer`` is the one handed to Lightning)."""
         hp = self.module.hparams
         self.optimizer, self.captured, self._capturable = optimizer, None, False
-        self._plain_backward = plain_backward(self.module)
-        reason = graph_unavailable(self.module) if hp.cuda_graph != "off" else None
-        if hp.cuda_graph == "off" or (reason and hp.cuda_graph == "auto" and self.module.device.type != "cuda"):
-            return optimizer
-        if reason:
-            message = f"The training step runs eagerly, not as a CUDA graph: {reason}."
-            if hp.cuda_graph == "on":
-                rank_zero_warn(f"--model.cuda_graph on: {message}")
-            else:
-                log.info(message)
-            return optimizer
-        self.captured = CapturedSteps(self._raw_step, optimizer)
-        return ReplayedOptimizer(optimizer)
+        self.through_lightning = lightning_steps_needed(self.module)
+        if hp.cuda_graph == "off" or (hp.cuda_graph == "auto" and self.module.device.type != "cuda"):
+            return
+        reason = graph_unavailable(self.module)
+        if reason is None:
+            self.captured = CapturedSteps(self._graph_step, optimizer)
+            return
+        message = f"The training step runs eagerly, not as a CUDA graph: {reason}."
+        if hp.cuda_graph == "on":
+            rank_zero_warn(f"--model.cuda_graph on: {message}")
+        else:
+            log.info(message)
 
     def run(self, batches: Sequence[tuple[Tensor, Tensor]], last_batch: bool) -> Tensor:
         """One update per batch (fewer with gradient accumulation); returns the losses, shape (len(batches),)."""
         batches = self._within_max_steps(batches)
-        optimizer = self.module.optimizers()  # Lightning's: each step() counts one optimizer step
         if self.captured is not None:
-            if not self._capturable:
-                make_capturable(self.optimizer, self.module.device)
-                self._capturable = True
-            losses, correct = self.captured.run(batches)
-            for index, (_, labels) in enumerate(batches):
-                optimizer.step()  # the graph made the update; this counts it and runs Lightning's hooks
-                if self._is_logging_step():
-                    self._log_step(losses[index], correct[index], len(labels))
+            losses, correct = self._replayed(batches)
+        elif self.through_lightning is None:
+            losses, correct = self._direct(batches)
         else:
-            losses, logits = [], []
-            for index, (images, labels) in enumerate(batches):
-                last = last_batch and index == len(batches) - 1
-                loss, step_logits, stepped = self._eager(optimizer, images, labels, last)
-                losses.append(loss)
-                logits.append(step_logits)
-                if stepped and self._is_logging_step():
-                    self._log_step(loss, correct_predictions(step_logits, labels), len(labels))
-            losses = torch.stack(losses)
-            # Correct predictions of the whole group at once: 3 ops per group instead of 3 per step.
-            correct = correct_predictions(torch.cat(logits), torch.cat([labels for _, labels in batches]))
+            losses, correct = self._through_lightning(batches, last_batch)
         self._add_to_sums(losses, correct, [len(labels) for _, labels in batches])
         return losses
 
+    def _replayed(self, batches) -> tuple[Tensor, Tensor]:
+        if not self._capturable:
+            make_capturable(self.optimizer, self.module.device)
+            self._capturable = True
+        losses, correct = self.captured.run(batches)  # (K,) each, on the device
+        count = optimizer_step_counter(self.module.trainer)
+        for index, (_, labels) in enumerate(batches):
+            count()
+            if self._is_logging_step():
+                self._log_step(losses[index], correct[index], len(labels))
+        return losses, correct.sum()
+
+    def _direct(self, batches) -> tuple[Tensor, Tensor]:
+        count = optimizer_step_counter(self.module.trainer)
+        losses, logits = [], []
+        for images, labels in batches:
+            loss, step_logits = self._raw_step(images, labels)
+            count()
+            losses.append(loss)
+            logits.append(step_logits)
+            if self._is_logging_step():
+                self._log_step(loss, correct_predictions(step_logits, labels), len(labels))
+        return torch.stack(losses), self._group_correct(logits, batches)
+
+    def _through_lightning(self, batches, last_batch: bool) -> tuple[Tensor, Tensor]:
+        optimizer = self.module.optimizers()  # Lightning's: each step() counts one optimizer step
+        losses, logits = [], []
+        for index, (images, labels) in enumerate(batches):
+            last = last_batch and index == len(batches) - 1
+            loss, step_logits, stepped = self._lightning_step(optimizer, images, labels, last)
+            losses.append(loss)
+            logits.append(step_logits)
+            if stepped and self._is_logging_step():
+                self._log_step(loss, correct_predictions(step_logits, labels), len(labels))
+        return torch.stack(losses), self._group_correct(logits, batches)
+
+    @staticmethod
+    def _group_correct(logits: list[Tensor], batches) -> Tensor:
+        # Correct predictions of the whole group at once: 3 ops per group instead of 3 per step.
+        return correct_predictions(torch.cat(logits), torch.cat([labels for _, labels in batches]))
+
     def _add_to_sums(self, losses: Tensor, correct: Tensor, sizes: list[int]) -> None:
-        """Add a group's (K,) losses and its correct predictions (per step or in all) to the epoch's sums."""
+        """Add a group's (K,) losses and its correct predictions (a 0-d count) to the epoch's sums."""
         if len(set(sizes)) == 1:
             loss_sum = losses.sum() * sizes[0]  # no host-to-device copy: keeps the GPU queue running
         else:
             loss_sum = losses @ torch.tensor(sizes, dtype=losses.dtype).to(losses.device)  # an epoch's last group
         total = torch.full_like(loss_sum, sum(sizes))
-        self.module.train_sums.add_(torch.stack((loss_sum, correct.sum().to(loss_sum.dtype), total)))
+        self.module.train_sums.add_(torch.stack((loss_sum, correct.to(loss_sum.dtype), total)))
 
     def _within_max_steps(self, batches):
         trainer = self.module.trainer
@@ -159,17 +194,13 @@ class TrainingSteps:
         updates_left = trainer.max_steps - self.module.global_step  # >= 1: Lightning stops before 0
         return batches[: max(1, updates_left * self.module.hparams.accumulate_grad_batches)]
 
-    def _eager(self, optimizer, images: Tensor, labels: Tensor, last: bool) -> tuple[Tensor, Tensor, bool]:
+    def _lightning_step(self, optimizer, images: Tensor, labels: Tensor, last: bool) -> tuple[Tensor, Tensor, bool]:
         """Lightning's manual optimization: precision, DDP, clipping and hooks go through its public API."""
         module, hp = self.module, self.module.hparams
         if self._accumulated == 0:
             optimizer.zero_grad()
         loss, logits = module.loss_and_logits(images, labels)
-        scaled = loss / hp.accumulate_grad_batches if hp.accumulate_grad_batches > 1 else loss
-        if self._plain_backward:
-            scaled.backward()
-        else:
-            module.manual_backward(scaled)
+        module.manual_backward(loss / hp.accumulate_grad_batches if hp.accumulate_grad_batches > 1 else loss)
         self._accumulated += 1
         if self._accumulated < hp.accumulate_grad_batches and not last:
             return loss.detach(), logits, False
@@ -182,7 +213,7 @@ class TrainingSteps:
         return loss.detach(), logits, True
 
     def _raw_step(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """One update with the real optimizer and no host sync: what the CUDA graph captures."""
+        """One update with the real optimizer and no host sync; returns the detached loss and (B, classes) logits."""
         hp, optimizer = self.module.hparams, self.optimizer
         optimizer.zero_grad(set_to_none=True)
         loss, logits = self.module.loss_and_logits(images, labels)
@@ -194,7 +225,12 @@ class TrainingSteps:
             else:
                 torch.nn.utils.clip_grad_norm_(params, hp.gradient_clip_val, foreach=True)
         optimizer.step()
-        return loss.detach(), correct_predictions(logits, labels)
+        return loss.detach(), logits
+
+    def _graph_step(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """What the CUDA graph captures: one raw update, with its loss and correct count as device tensors."""
+        loss, logits = self._raw_step(images, labels)
+        return loss, correct_predictions(logits, labels)
 
     def _is_logging_step(self) -> bool:
         """Whether the optimizer step just counted is one whose values are written (every ``log_every_n_steps``)."""

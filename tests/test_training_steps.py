@@ -6,7 +6,6 @@ import torch.nn.functional as F
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from fashion_lightning.cli import build_cli, cli_main
-from fashion_lightning.cuda_graph import ReplayedOptimizer
 from fashion_lightning.data import step_batches
 from tests.helpers import cli_args, last_ckpt, weights
 
@@ -121,24 +120,8 @@ def test_resuming_may_change_how_steps_run_but_not_what_they_compute(fashion):
         cli_main(["fit", *args, "--model.lr=0.5", f"--ckpt_path={last_ckpt(logs)}"])
 
 
-def test_replayed_optimizer_is_the_real_one_to_schedulers_and_checkpoints():
-    param = torch.nn.Parameter(torch.ones(3))
-    real = torch.optim.SGD([param], lr=0.1, momentum=0.9)
-    param.grad = torch.ones(3)
-    real.step()
-    stand_in = ReplayedOptimizer(real)
-    scheduler = torch.optim.lr_scheduler.StepLR(stand_in, step_size=1, gamma=0.5)
-    before = param.detach().clone()
-    stand_in.step()  # the graph made the update: nothing changes here
-    scheduler.step()
-    assert torch.equal(param, before)
-    assert real.param_groups[0]["lr"] == pytest.approx(0.05)
-    assert stand_in.state_dict() == real.state_dict()
-    assert isinstance(stand_in, torch.optim.Optimizer)
-
-
 def test_graph_mode_bookkeeping_under_lightning_on_cpu(fashion, monkeypatch):
-    """The graph path's stand-in optimizer and step counting, with the replay replaced by eager steps (no GPU)."""
+    """The graph path's step counting and LR changes, with the replay replaced by eager steps (no GPU)."""
     from fashion_lightning import training
     from fashion_lightning.cuda_graph import CapturedSteps
 
@@ -154,7 +137,7 @@ def test_graph_mode_bookkeeping_under_lightning_on_cpu(fashion, monkeypatch):
         patch.setattr(training, "CapturedSteps", EagerCapturedSteps)
         graph, graph_logs = fit_run(fashion, "graph", *common, "--model.cuda_graph=on")
     eager, eager_logs = fit_run(fashion, "eager", *common)
-    assert isinstance(graph.trainer.optimizers[0], ReplayedOptimizer)
+    assert type(graph.trainer.optimizers[0]) is torch.optim.SGD  # the real one: schedulers and checkpoints see it
     assert graph.model.steps.captured.replays == 6
     assert graph.trainer.global_step == eager.trainer.global_step == 2 * STEPS_PER_EPOCH
     assert graph.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(1e-3 * 0.1**2)
@@ -165,30 +148,47 @@ def test_graph_mode_bookkeeping_under_lightning_on_cpu(fashion, monkeypatch):
     assert saved["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(1e-5)
 
 
-def test_callbacks_hooked_into_backward_still_run_every_step(fashion):
-    """Steps skip Lightning's backward hooks only when nobody overrides them."""
+def test_callbacks_hooked_around_the_update_run_every_step_and_change_nothing(fashion):
+    """Steps skip Lightning's optimizer and backward hooks only when nobody overrides them; both ways train, count
+    and log the same."""
     import lightning as L
 
-    from fashion_lightning.training import backward_hooks_in_use, plain_backward
+    from fashion_lightning.training import step_hooks_in_use
 
     class GradientWatcher(L.Callback):
         def __init__(self):
-            self.calls = 0
+            self.calls = {"on_after_backward": 0, "on_before_optimizer_step": 0}
 
         def on_after_backward(self, trainer, pl_module):
-            self.calls += 1
+            self.calls["on_after_backward"] += 1
+
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            self.calls["on_before_optimizer_step"] += 1
             assert all(p.grad is not None for p in pl_module.net.parameters())
 
-    plain, _ = fit_run(fashion, "plain", "--trainer.max_epochs=1")
-    assert plain.model.steps._plain_backward is True
-    cli = build_cli(cli_args(fashion, "--trainer.max_epochs=1"), run=False)
+    common = ["--trainer.max_epochs=2", "--trainer.log_every_n_steps=3", "--data.steps_per_batch=3"]
+    direct, direct_logs = fit_run(fashion, "direct", *common)
+    assert direct.model.steps.through_lightning is None
+    watched_logs = fashion.root / "watched"
+    args = [a.replace(str(fashion.logs), str(watched_logs)) for a in cli_args(fashion, *common)]
+    cli = build_cli(args, run=False)
     watcher = GradientWatcher()
     cli.trainer.callbacks.append(watcher)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    assert plain_backward(cli.model) is False
-    assert watcher.calls == cli.trainer.global_step == STEPS_PER_EPOCH
-    # ... and the CUDA-graph step, which cannot call them between backward and the update, steps aside for them.
-    assert backward_hooks_in_use(cli.model) == ["GradientWatcher.on_after_backward"]
+    assert "GradientWatcher.on_before_optimizer_step must run" in cli.model.steps.through_lightning
+    assert watcher.calls == dict.fromkeys(watcher.calls, 2 * STEPS_PER_EPOCH)
+    assert cli.trainer.global_step == direct.trainer.global_step == 2 * STEPS_PER_EPOCH
+    # ... and the CUDA graph, which cannot call them between backward and the update, steps aside for them.
+    assert step_hooks_in_use(cli.model) == [
+        "GradientWatcher.on_after_backward",
+        "GradientWatcher.on_before_optimizer_step",
+    ]
+    a, b = weights(last_ckpt(direct_logs)), weights(last_ckpt(watched_logs))
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    for tag in ("train/loss_step", "train/acc", "val/acc"):
+        assert scalars(direct_logs, tag) == scalars(watched_logs, tag), tag
+    assert [step for step, _ in scalars(direct_logs, "train/loss_step")] == list(range(3, 17, 3))
 
 
 def test_checkpoints_of_automatic_optimization_resume_at_their_step(fashion):
