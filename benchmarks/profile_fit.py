@@ -18,6 +18,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--sort", default="tottime", help="tottime or cumulative")
     parser.add_argument("extra", nargs="*", help="more fit flags, after --")
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="fashion-profile-")
@@ -49,7 +50,7 @@ def main() -> None:
         cli_main(fit)
         profile.disable()
     report = io.StringIO()
-    pstats.Stats(profile, stream=report).sort_stats("tottime").print_stats(args.top)
+    pstats.Stats(profile, stream=report).sort_stats(args.sort).print_stats(args.top)
     print(report.getvalue())
 
 

@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 from torchvision.transforms.functional import to_tensor
 
-from fashion_lightning.data import CLASS_NAMES, batch_as_is, random_crop_flip
+from fashion_lightning.data import CLASS_NAMES, ResumableSampler, batch_as_is, random_crop_flip
 from fashion_lightning.datamodule import FashionMNISTDataModule
 from fashion_lightning.errors import ConfigurationError, DataUnavailableError
 from fashion_lightning.raw_files import cache_path, load_split
@@ -126,6 +126,20 @@ def test_works_with_an_injected_distributed_sampler(fashion):
         loader = DataLoader(dataset, batch_size=32, sampler=sampler, collate_fn=batch_as_is)
         seen += [y for _, y in loader]
     assert sum(len(y) for y in seen) == len(dataset)
+
+
+@pytest.mark.parametrize(
+    ("items", "replicas", "shuffle"), [(160, 1, True), (10, 3, True), (10, 3, False), (3, 8, True)]
+)
+def test_sampler_order_is_distributed_samplers(items, replicas, shuffle):
+    """Same shards, padding and per-epoch order as ``DistributedSampler``, computed as tensors."""
+    for rank in range(replicas):
+        ours = ResumableSampler(range(items), batch_size=4, num_replicas=replicas, rank=rank, shuffle=shuffle, seed=7)
+        torch_sampler = DistributedSampler(range(items), num_replicas=replicas, rank=rank, shuffle=shuffle, seed=7)
+        for epoch in (0, 5):
+            ours.set_epoch(epoch)
+            torch_sampler.set_epoch(epoch)
+            assert torch.cat(list(ours)).tolist() == list(torch_sampler)
 
 
 def test_eval_loader_under_three_ranks_covers_test_exactly_once(fashion):

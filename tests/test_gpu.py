@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from fashion_lightning.cli import build_cli, cli_main
-from fashion_lightning.data import step_batches
+from fashion_lightning.data import split_into_steps, step_batches
 from tests.helpers import TEST_COUNT, cli_args, fit_command, last_ckpt, wait_for, weights
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -112,7 +112,10 @@ def test_graph_steps_equal_the_seeds_loop(fashion):
     net = type(cli.model.net)().cuda()
     net.load_state_dict(cli.model.net.state_dict())
     optimizer = torch.optim.SGD(net.parameters(), lr=1e-3)
-    batches = [batch for group in cli.datamodule.train_dataloader() for batch in step_batches(group)]
+    step_size = cli.datamodule.hparams.batch_size
+    batches = [
+        b for group in cli.datamodule.train_dataloader() for b in step_batches(split_into_steps(group, step_size))
+    ]
     for _ in range(steps // 8):
         for images, labels in batches:  # the seed's loop: unshuffled, batch by batch
             loss = torch.nn.functional.cross_entropy(net(images.cuda()), labels.cuda())

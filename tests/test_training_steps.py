@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from fashion_lightning.cli import build_cli, cli_main
-from fashion_lightning.data import step_batches
+from fashion_lightning.data import split_into_steps, step_batches
 from tests.helpers import cli_args, last_ckpt, weights
 
 STEPS_PER_EPOCH = 8  # the tiny training split: 256 images in batches of 32
@@ -80,7 +80,7 @@ def test_clipping_and_accumulation_equal_plain_pytorch(fashion):
     net = type(cli.model.net)(hidden_dims=cli.model.hparams.hidden_dims)
     net.load_state_dict(cli.model.net.state_dict())
     optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
-    batches = [b for group in cli.datamodule.train_dataloader() for b in step_batches(group)]
+    batches = [b for group in cli.datamodule.train_dataloader() for b in step_batches(split_into_steps(group, 32))]
     for index, (images, labels) in enumerate(batches):
         (F.cross_entropy(net(images), labels) / accumulate).backward()
         if (index + 1) % accumulate == 0 or index + 1 == len(batches):
