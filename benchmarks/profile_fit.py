@@ -29,7 +29,7 @@ def main() -> None:
         f"--trainer.accelerator={accelerator}",
         "--trainer.devices=1",
         "--trainer.max_epochs=1",
-        "--trainer.limit_val_batches=0",
+        "--trainer.limit_val_batches=1.0",
         f"--trainer.default_root_dir={workdir}",
         f"--trainer.logger.init_args.save_dir={workdir}",
         *args.extra,

@@ -2,6 +2,8 @@
 
 from collections.abc import Sequence
 
+import torch
+
 # Figures are built with matplotlib's object API, never pyplot: no global backend or figure state, so the
 # same code renders for TensorBoard in a training process and inline in a notebook.
 from matplotlib.figure import Figure
@@ -40,17 +42,31 @@ def confusion_matrix_figure(confusion: Tensor, class_names: Sequence[str] = CLAS
 
 
 def image_grid_figure(images: Tensor, titles: Sequence[str], columns: int = 8) -> Figure:
-    """Images (N, 1, 28, 28) in [0, 1] in a grid, each with its title (e.g. "pred: Shirt / true: T-shirt")."""
-    images = images.detach().cpu()
-    rows = max(1, -(-len(images) // columns))
+    """Images (N, 1, 28, 28) in [0, 1] in a grid, each with its title (e.g. "pred: Shirt / true: T-shirt").
+
+    The grid is one mosaic image on one set of axes, titles drawn as text: a subplot per image costs ~15 ms each
+    to build, which made the misclassified grid the slowest part of an epoch on a CPU.
+    """
+    images = images.detach().cpu()[:, 0]  # (N, H, W)
+    count, height, width = images.shape
+    rows = max(1, -(-count // columns))
+    gap, title_space = 4, height * 2 // 3  # pixels between images, and above each image for its title
+    cell_height, cell_width = height + title_space, width + gap
+    mosaic = torch.zeros(rows * cell_height, columns * cell_width)  # 0: white in "gray_r"
+    for index in range(count):
+        row, col = divmod(index, columns)
+        top, left = row * cell_height + title_space, col * cell_width + gap // 2
+        mosaic[top : top + height, left : left + width] = images[index]
     figure = Figure(figsize=(columns * 1.4, rows * 1.7), dpi=80)
-    axes = figure.subplots(rows, columns, squeeze=False)
-    for index, axis in enumerate(axes.flat):
-        axis.axis("off")
-        if index < len(images):
-            axis.imshow(images[index, 0].numpy(), cmap="gray_r", vmin=0, vmax=1)
-            axis.set_title(titles[index], fontsize=7)
-    figure.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.9, hspace=0.6)
+    axes = figure.add_axes((0.01, 0.01, 0.98, 0.98))
+    axes.imshow(mosaic.numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest", aspect="auto")
+    axes.axis("off")
+    for index, title in enumerate(titles[:count]):
+        row, col = divmod(index, columns)
+        axes.text(
+            col * cell_width + cell_width / 2, row * cell_height + title_space - 2, title,
+            ha="center", va="bottom", fontsize=7,
+        )  # fmt: skip
     return figure
 
 
