@@ -53,7 +53,7 @@ def check_optimization_options(config) -> None:
         config.data.steps_per_batch = 1
 
 
-HOW_TO_RUN = {"cuda_graph"}  # model options that change how a step runs, not what it computes
+HOW_TO_RUN = {"cuda_graph", "compile"}  # model options that change how a step runs, not what it computes
 
 
 def check_explicit_model_options(explicit: dict, checkpoint: dict, path: str) -> None:

@@ -78,6 +78,8 @@ def graph_unavailable(module) -> str | None:
     """Why the training step cannot run as a CUDA graph, or ``None`` when it can."""
     if module.device.type != "cuda":
         return f"the model is on the {module.device.type.upper()}, not on a CUDA device"
+    if module.hparams.compile:
+        return "the network is compiled (--model.compile)"
     return lightning_steps_needed(module)
 
 
@@ -104,6 +106,7 @@ class TrainingSteps:
         self.module = module
         self.captured: CapturedSteps | None = None
         self.optimizer: torch.optim.Optimizer | None = None  # the real one
+        self.net: torch.nn.Module | None = None  # the module's network, compiled if asked (--model.compile)
         self.through_lightning: str | None = None  # why the steps go through Lightning's optimizer, if they do
         self._accumulated = 0
         self._capturable = False
@@ -112,6 +115,8 @@ class TrainingSteps:
         """Choose how this fit's steps run (``optimizer`` is the one handed to Lightning)."""
         hp = self.module.hparams
         self.optimizer, self.captured, self._capturable = optimizer, None, False
+        # Compiled lazily, at the first step; a torch.compile wrapper shares the network's parameters.
+        self.net = torch.compile(self.module.net) if hp.compile else self.module.net
         self.through_lightning = lightning_steps_needed(self.module)
         if hp.cuda_graph == "off" or (hp.cuda_graph == "auto" and self.module.device.type != "cuda"):
             return
@@ -199,7 +204,7 @@ class TrainingSteps:
         module, hp = self.module, self.module.hparams
         if self._accumulated == 0:
             optimizer.zero_grad()
-        loss, logits = module.loss_and_logits(images, labels)
+        loss, logits = module.loss_and_logits(images, labels, self.net)
         module.manual_backward(loss / hp.accumulate_grad_batches if hp.accumulate_grad_batches > 1 else loss)
         self._accumulated += 1
         if self._accumulated < hp.accumulate_grad_batches and not last:
@@ -216,7 +221,7 @@ class TrainingSteps:
         """One update with the real optimizer and no host sync; returns the detached loss and (B, classes) logits."""
         hp, optimizer = self.module.hparams, self.optimizer
         optimizer.zero_grad(set_to_none=True)
-        loss, logits = self.module.loss_and_logits(images, labels)
+        loss, logits = self.module.loss_and_logits(images, labels, self.net)
         loss.backward()
         if hp.gradient_clip_val:
             params = [p for group in optimizer.param_groups for p in group["params"]]

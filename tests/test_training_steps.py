@@ -207,3 +207,17 @@ def test_checkpoints_of_automatic_optimization_resume_at_their_step(fashion):
     args = [a.replace(str(fashion.logs), str(logs)) for a in cli_args(fashion, "--trainer.max_epochs=2")]
     cli = cli_main(["fit", *args, "--ckpt_path=last"])
     assert cli.trainer.global_step == 2 * STEPS_PER_EPOCH
+
+
+@pytest.mark.slow
+def test_compiled_steps_train_like_eager_ones(fashion):
+    """--model.compile runs the training steps through torch.compile; the checkpoint is the plain network's."""
+    common = ["--trainer.max_epochs=1", "--data.steps_per_batch=4"]
+    eager, eager_logs = fit_run(fashion, "eager", *common)
+    compiled, compiled_logs = fit_run(fashion, "compiled", *common, "--model.compile=true")
+    assert isinstance(compiled.model.steps.net, torch._dynamo.eval_frame.OptimizedModule)
+    assert compiled.trainer.global_step == eager.trainer.global_step == STEPS_PER_EPOCH
+    a, b = weights(last_ckpt(eager_logs)), weights(last_ckpt(compiled_logs))
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-5), name  # compiled kernels may round differently
