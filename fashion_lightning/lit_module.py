@@ -58,8 +58,8 @@ class FashionClassifier(L.LightningModule):
             Not supported, with a log line: DDP, mixed precision, accumulate_grad_batches > 1, ``compile``, a
             callback on ``on_before_backward``/``on_after_backward``/``on_before_optimizer_step``.
         compile: Run the training steps' network through ``torch.compile`` (forward and backward; evaluation and
-            the checkpoint's keys stay the plain network's). It pays on long runs: on a 2-core CPU it took ~20 s to
-            compile the MLP and made its step ~5-8% faster. On a GPU the CUDA-graph step is faster still and steps
+            the checkpoint's keys stay the plain network's). For long runs only: compiling the MLP takes ~20 s on a
+            2-core CPU, and its gain there was not clear (README, Performance). On a GPU the CUDA-graph step steps
             aside for it.
         num_classes: Number of classes (linked from the data module).
         image_shape: Input shape (C, H, W) (linked from the data module).

@@ -116,7 +116,8 @@ class TrainingSteps:
         hp = self.module.hparams
         self.optimizer, self.captured, self._capturable = optimizer, None, False
         # Compiled lazily, at the first step; a torch.compile wrapper shares the network's parameters.
-        self.net = torch.compile(self.module.net) if hp.compile else self.module.net
+        # dynamic=False: one static graph per batch shape (64, and the last of an epoch), not a slower dynamic one
+        self.net = torch.compile(self.module.net, dynamic=False) if hp.compile else self.module.net
         self.through_lightning = lightning_steps_needed(self.module)
         if hp.cuda_graph == "off" or (hp.cuda_graph == "auto" and self.module.device.type != "cuda"):
             return
