@@ -8,6 +8,7 @@ in ``global_step`` (and runs Lightning's optimizer hooks where someone overrides
 at multiples of ``log_every_n_steps`` optimizer steps, and epoch values carry ``global_step`` as their x-axis.
 """
 
+import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
 
@@ -136,10 +137,8 @@ class TrainingSteps:
         batches = self._within_max_steps(batches)
         if self.captured is not None:
             losses, correct = self._replayed(batches)
-        elif self.through_lightning is None:
-            losses, correct = self._direct(batches)
         else:
-            losses, correct = self._through_lightning(batches, last_batch)
+            losses, correct = self._eager(batches, last_batch)
         self._add_to_sums(losses, correct, [len(labels) for _, labels in batches])
         return losses
 
@@ -155,34 +154,27 @@ class TrainingSteps:
                 self._log_step(losses[index], correct[index], len(labels))
         return losses, correct.sum()
 
-    def _direct(self, batches) -> tuple[Tensor, Tensor]:
-        count = optimizer_step_counter(self.module.trainer)
-        losses, logits = [], []
-        for images, labels in batches:
-            loss, step_logits = self._raw_step(images, labels)
-            count()
-            losses.append(loss)
-            logits.append(step_logits)
-            if self._is_logging_step():
-                self._log_step(loss, correct_predictions(step_logits, labels), len(labels))
-        return torch.stack(losses), self._group_correct(logits, batches)
+    def _eager(self, batches, last_batch: bool) -> tuple[Tensor, Tensor]:
+        """Direct steps, or steps through Lightning's optimizer; returns the (K,) losses and the correct count."""
+        if self.through_lightning is None:
+            count = optimizer_step_counter(self.module.trainer)
 
-    def _through_lightning(self, batches, last_batch: bool) -> tuple[Tensor, Tensor]:
-        optimizer = self.module.optimizers()  # Lightning's: each step() counts one optimizer step
+            def step(images: Tensor, labels: Tensor, last: bool) -> tuple[Tensor, Tensor, bool]:
+                loss, logits = self._raw_step(images, labels)
+                count()
+                return loss, logits, True
+        else:
+            step = functools.partial(self._lightning_step, self.module.optimizers())  # each step() counts one
         losses, logits = [], []
         for index, (images, labels) in enumerate(batches):
-            last = last_batch and index == len(batches) - 1
-            loss, step_logits, stepped = self._lightning_step(optimizer, images, labels, last)
+            loss, step_logits, stepped = step(images, labels, last_batch and index == len(batches) - 1)
             losses.append(loss)
             logits.append(step_logits)
             if stepped and self._is_logging_step():
                 self._log_step(loss, correct_predictions(step_logits, labels), len(labels))
-        return torch.stack(losses), self._group_correct(logits, batches)
-
-    @staticmethod
-    def _group_correct(logits: list[Tensor], batches) -> Tensor:
         # Correct predictions of the whole group at once: 3 ops per group instead of 3 per step.
-        return correct_predictions(torch.cat(logits), torch.cat([labels for _, labels in batches]))
+        correct = correct_predictions(torch.cat(logits), torch.cat([labels for _, labels in batches]))
+        return torch.stack(losses), correct
 
     def _add_to_sums(self, losses: Tensor, correct: Tensor, sizes: list[int]) -> None:
         """Add a group's (K,) losses and its correct predictions (a 0-d count) to the epoch's sums."""
