@@ -18,6 +18,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from fashion_lightning._compat import optimizer_step_counter
+from fashion_lightning.compiled import compile_failures_explained, compile_network
 from fashion_lightning.cuda_graph import CapturedSteps, make_capturable
 
 log = logging.getLogger(__name__)
@@ -116,9 +117,7 @@ class TrainingSteps:
         """Choose how this fit's steps run (``optimizer`` is the one handed to Lightning)."""
         hp = self.module.hparams
         self.optimizer, self.captured, self._capturable = optimizer, None, False
-        # Compiled lazily, at the first step; a torch.compile wrapper shares the network's parameters.
-        # dynamic=False: one static graph per batch shape (64, and the last of an epoch), not a slower dynamic one
-        self.net = torch.compile(self.module.net, dynamic=False) if hp.compile else self.module.net
+        self.net = compile_network(self.module.net) if hp.compile else self.module.net
         self.through_lightning = lightning_steps_needed(self.module)
         if hp.cuda_graph == "off" or (hp.cuda_graph == "auto" and self.module.device.type != "cuda"):
             return
@@ -137,8 +136,11 @@ class TrainingSteps:
         batches = self._within_max_steps(batches)
         if self.captured is not None:
             losses, correct = self._replayed(batches)
-        else:
+        elif self.net is self.module.net:
             losses, correct = self._eager(batches, last_batch)
+        else:
+            with compile_failures_explained():
+                losses, correct = self._eager(batches, last_batch)
         self._add_to_sums(losses, correct, [len(labels) for _, labels in batches])
         return losses
 

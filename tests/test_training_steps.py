@@ -1,5 +1,8 @@
 """Grouped optimizer steps, the module's own clipping and accumulation, and the CUDA-graph option off a GPU."""
 
+import os
+import subprocess
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,7 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from fashion_lightning.cli import build_cli, cli_main
 from fashion_lightning.data import split_into_steps, step_batches
-from tests.helpers import cli_args, last_ckpt, weights
+from tests.helpers import cli_args, fit_command, last_ckpt, weights
 
 STEPS_PER_EPOCH = 8  # the tiny training split: 256 images in batches of 32
 
@@ -210,8 +213,10 @@ def test_checkpoints_of_automatic_optimization_resume_at_their_step(fashion):
 
 
 @pytest.mark.slow
-def test_compiled_steps_train_like_eager_ones(fashion):
+def test_compiled_steps_train_like_eager_ones(fashion, monkeypatch):
     """--model.compile runs the training steps through torch.compile; the checkpoint is the plain network's."""
+    # A cache of this test's own: what other runs left in the machine's shared /tmp/torchinductor_<user> plays no part.
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(fashion.root / "inductor"))
     common = ["--trainer.max_epochs=1", "--data.steps_per_batch=4"]
     eager, eager_logs = fit_run(fashion, "eager", *common)
     compiled, compiled_logs = fit_run(fashion, "compiled", *common, "--model.compile=true")
@@ -221,3 +226,17 @@ def test_compiled_steps_train_like_eager_ones(fashion):
     assert a.keys() == b.keys()
     for name in a:
         assert torch.allclose(a[name], b[name], atol=1e-5), name  # compiled kernels may round differently
+
+
+@pytest.mark.slow
+def test_a_compile_that_cannot_build_is_one_paragraph_and_keeps_the_run(fashion):
+    """No working C++ compiler: --model.compile stops with what to do, not inductor's traceback."""
+    env = {**os.environ, "CXX": str(fashion.root / "no-such-g++"), "TORCHINDUCTOR_CACHE_DIR": str(fashion.root / "ind")}
+    command = fit_command(fashion, fashion.logs, "--trainer.max_epochs=1", "--model.compile=true")
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: --model.compile: torch.compile could not build the training step")
+    assert "Train without --model.compile" in error
+    assert str(fashion.root / "ind") in error  # names the cache folder it used

@@ -1,0 +1,34 @@
+"""``--model.compile``: the training steps' network through ``torch.compile``, and its build failures explained."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+from fashion_lightning.errors import ConfigurationError
+
+
+def compile_network(net: torch.nn.Module) -> torch.nn.Module:
+    """``net`` compiled lazily, at its first call; the wrapper shares ``net``'s parameters.
+
+    ``dynamic=False``: one static graph per batch shape (64, and an epoch's last), not a slower dynamic one.
+    """
+    return torch.compile(net, dynamic=False)
+
+
+@contextmanager
+def compile_failures_explained() -> Iterator[None]:
+    """Turn a failed build (no C++ compiler, a full or read-only cache folder) into a paragraph saying what to do."""
+    try:
+        yield
+    except torch._dynamo.exc.BackendCompilerFailed as error:  # raised at a batch shape's first step
+        from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+        cause = str(error.inner_exception).strip().splitlines()
+        raise ConfigurationError(
+            "--model.compile: torch.compile could not build the training step "
+            f"({type(error.inner_exception).__name__}: {cause[0] if cause else 'no message'}). "
+            "Train without --model.compile (the default runs the same steps eagerly), or give inductor what it "
+            "needs: a working C++ compiler (g++, or the one named in $CXX) and a writable cache folder with free "
+            f"space ({cache_dir()}, set by TORCHINDUCTOR_CACHE_DIR). Checkpoints saved so far are kept."
+        ) from None
