@@ -1,5 +1,6 @@
 """TensorBoard's own reader and a real TensorBoard server find every curve, image and hparam of a short run."""
 
+import io
 import json
 import socket
 import subprocess
@@ -7,10 +8,14 @@ import sys
 import time
 import urllib.request
 
+import numpy as np
 import pytest
+import torch
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import IMAGES, SCALARS, EventAccumulator
 
 from fashion_lightning.cli import cli_main
+from fashion_lightning.plots import BLUES, confusion_matrix_image, image_grid
 from tests.helpers import cli_args
 
 EPOCHS = 3
@@ -58,6 +63,9 @@ def test_reader_finds_every_scalar_image_and_hparam(run_dir):
         "misclassified/val",
         "confusion_matrix/test",
     }
+    picture = Image.open(io.BytesIO(events.Images("confusion_matrix/val")[-1].encoded_image_string))
+    assert picture.mode == "RGB"
+    assert picture.width > 10 * 44  # ten columns of cells, labels beside them
     hparams = events.PluginTagToContent("hparams")
     assert "_hparams_/experiment" in hparams
     experiment = hparams["_hparams_/experiment"].decode(errors="ignore")
@@ -65,6 +73,40 @@ def test_reader_finds_every_scalar_image_and_hparam(run_dir):
         assert name in experiment, name
     best = max(event.value for event in events.Scalars("val/acc"))
     assert events.Scalars("val/acc_best")[-1].value == pytest.approx(best)
+
+
+def bounding_box(pixels: np.ndarray, color) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) of the pixels of exactly ``color`` in an (H, W, 3) array."""
+    rows, cols = np.nonzero((pixels == np.asarray(color, dtype=np.uint8)).all(axis=-1))
+    return rows.min(), cols.min(), rows.max() + 1, cols.max() + 1
+
+
+def test_confusion_matrix_picture_puts_each_count_in_its_cell_shaded_by_size():
+    counts = torch.zeros(10, 10, dtype=torch.long)
+    counts.fill_diagonal_(20)
+    counts[3, 5] = 40  # true class 3 predicted as 5: the largest count, the darkest cell
+    pixels = np.asarray(confusion_matrix_image(counts, title="val", cell=44))
+    top, left, bottom, right = bounding_box(pixels, BLUES[0].astype(np.uint8))  # zero counts: the lightest blue
+    assert (bottom - top, right - left) == (440, 440)  # the zero cells span the whole 10 x 10 matrix
+    dark_top, dark_left, dark_bottom, dark_right = bounding_box(pixels, BLUES[-1].astype(np.uint8))
+    assert (dark_bottom - dark_top, dark_right - dark_left) == (44, 44)  # one cell (its white digits inside)
+    assert ((dark_top - top) // 44, (dark_left - left) // 44) == (3, 5)  # row: true class, column: predicted
+    middle = pixels[top + 7 * 44 + 3, left + 7 * 44 + 3]  # a diagonal cell, half the largest count
+    assert tuple(pixels[top + 3, left + 44 + 3]) == tuple(BLUES[0])  # an empty cell
+    assert (BLUES[-1] < middle).all()
+    assert (middle < BLUES[0]).all()
+
+
+def test_image_grid_lays_images_out_in_rows_under_their_titles():
+    images = torch.zeros(10, 1, 28, 28)
+    images[9] = 1.0  # the last image all ink: a black square on the second row
+    picture = np.asarray(image_grid(images, [f"image {i}" for i in range(10)], columns=8, scale=3))
+    ink = (picture == 0).all(axis=-1)  # black pixels: the inked image, and bits of the titles' letters
+    rows, cols = np.nonzero(ink.sum(axis=1) >= 84)[0], np.nonzero(ink.sum(axis=0) >= 84)[0]
+    assert (len(rows), len(cols)) == (84, 84)  # one solid square: 28 pixels, 3 times larger
+    assert rows.min() > picture.shape[0] // 2  # image 9 of 8 a row: second row, second column
+    assert picture.shape[1] // 8 <= cols.min() < 2 * picture.shape[1] // 8
+    assert (picture[: rows.min() - 40] != 0).any(axis=-1).mean() > 0.9  # the first row: blank images, white
 
 
 def free_port() -> int:

@@ -4,19 +4,16 @@ Everything here is rendered once per validation or test (never per step), on pro
 """
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from fashion_lightning._compat import tensorboard_file_writer
 from fashion_lightning.data import CLASS_NAMES, step_batches
-
-try:
-    from fashion_lightning.plots import confusion_matrix_figure, image_grid_figure
-except ImportError:  # matplotlib missing: curves and HParams still work, figures are skipped
-    confusion_matrix_figure = image_grid_figure = None
+from fashion_lightning.plots import confusion_matrix_image, image_grid
 
 HPARAM_METRICS = ("val/acc_best", "test/acc", "test/loss")
 
@@ -60,14 +57,11 @@ class TensorBoardExtras(L.Callback):
 
     @rank_zero_only
     def _log_samples(self, trainer) -> None:
-        if image_grid_figure is None:
-            rank_zero_warn("matplotlib is not installed: TensorBoard gets no images (pip install matplotlib).")
-            return
         loader = trainer.datamodule.train_dataloader()
         images, labels = step_batches(next(iter(loader)))[0]
         images, labels = images[: self.num_samples], labels[: self.num_samples]
-        figure = image_grid_figure(images, [CLASS_NAMES[label] for label in labels.tolist()])
-        self._writer(trainer).add_figure("samples/train", figure, global_step=0)
+        grid = image_grid(images, [CLASS_NAMES[label] for label in labels.tolist()])
+        _add_image(self._writer(trainer), "samples/train", grid, step=0)
 
     def _start(self, pl_module) -> None:
         self._confusion = MulticlassConfusionMatrix(len(CLASS_NAMES), validate_args=False).to(pl_module.device)
@@ -112,14 +106,19 @@ class TensorBoardExtras(L.Callback):
     @rank_zero_only
     def _render(self, trainer, stage: str, confusion: Tensor, misclassified: bool) -> None:
         writer = self._writer(trainer)
-        if writer is None or confusion_matrix_figure is None:
+        if writer is None:
             return
         step = trainer.global_step
-        writer.add_figure(f"confusion_matrix/{stage}", confusion_matrix_figure(confusion, title=stage), step)
+        _add_image(writer, f"confusion_matrix/{stage}", confusion_matrix_image(confusion, title=stage), step)
         if misclassified and self._wrong_images:
-            grid = image_grid_figure(torch.stack(self._wrong_images), self._wrong_titles)
-            writer.add_figure(f"misclassified/{stage}", grid, step)
+            grid = image_grid(torch.stack(self._wrong_images), self._wrong_titles)
+            _add_image(writer, f"misclassified/{stage}", grid, step)
         writer.flush()
+
+
+def _add_image(writer, tag: str, image, step: int) -> None:
+    """A ``PIL.Image`` (RGB) as a TensorBoard image."""
+    writer.add_image(tag, np.asarray(image), global_step=step, dataformats="HWC")
 
 
 def _flat(hparams, prefix: str) -> dict:
