@@ -8,13 +8,14 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_out}
 mkdir -p "$OUT"
-# The machine's python3 has torch, lightning, torchmetrics, tensorboard; the rest travels as wheels.
+# The machine's python3 has torch, lightning, torchmetrics, tensorboard, pillow (TensorBoard's pictures need 10.1+:
+# versions.txt shows it); the rest travels as wheels.
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
     .device_wheels/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 
 export FASHION_MNIST_DIR=$PWD/.device_data
-python3 -c "import torch, lightning, torchmetrics; print(torch.__version__, lightning.__version__, torchmetrics.__version__, torch.cuda.get_device_name())" | tee "$OUT/versions.txt"
+python3 -c "import torch, lightning, torchmetrics, PIL; print(torch.__version__, lightning.__version__, torchmetrics.__version__, 'pillow', PIL.__version__, torch.cuda.get_device_name())" | tee "$OUT/versions.txt"
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee -a "$OUT/versions.txt"
 timeout 170 python3 -m pytest -q -p no:cacheprovider -m gpu --durations=6 tests/test_gpu.py 2>&1 | tail -40 | tee "$OUT/gpu_tests.txt"
 # the seed loop (6-7 s an epoch there) is left out so that two rounds of the rest fit in the limit
