@@ -1,5 +1,12 @@
-"""``--model.compile``: the training steps' network through ``torch.compile``, and its build failures explained."""
+"""``--model.compile``: the training steps' network through ``torch.compile``, and its build failures explained.
 
+A failed build reaches the training step as ``torch._dynamo.exc.BackendCompilerFailed``, the exception that
+PyTorch's torch.compile troubleshooting guide names; torch has no public alias for it, so it is caught here only.
+"""
+
+import getpass
+import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -22,13 +29,20 @@ def compile_failures_explained() -> Iterator[None]:
     try:
         yield
     except torch._dynamo.exc.BackendCompilerFailed as error:  # raised at a batch shape's first step
-        from torch._inductor.runtime.cache_dir_utils import cache_dir
-
         cause = str(error.inner_exception).strip().splitlines()
         raise ConfigurationError(
             "--model.compile: torch.compile could not build the training step "
             f"({type(error.inner_exception).__name__}: {cause[0] if cause else 'no message'}). "
             "Train without --model.compile (the default runs the same steps eagerly), or give inductor what it "
             "needs: a working C++ compiler (g++, or the one named in $CXX) and a writable cache folder with free "
-            f"space ({cache_dir()}, set by TORCHINDUCTOR_CACHE_DIR). Checkpoints saved so far are kept."
+            f"space ({inductor_cache_dir()}, set by TORCHINDUCTOR_CACHE_DIR). Checkpoints saved so far are kept."
         ) from None
+
+
+def inductor_cache_dir() -> str:
+    """Where inductor builds: ``$TORCHINDUCTOR_CACHE_DIR``, else its documented default."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # a container user without a name
+        user = f"uid_{os.getuid()}"
+    return os.environ.get("TORCHINDUCTOR_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"torchinductor_{user}"))
