@@ -111,7 +111,7 @@ def _slanted(image: Image.Image, label: str, anchor: tuple[int, int], text_font)
     width = int(text_font.getlength(label)) + 4
     strip = Image.new("L", (width, 16), 0)
     ImageDraw.Draw(strip).text((width - 2, 8), label, fill=255, font=text_font, anchor="rm")
-    strip = strip.rotate(45, expand=True, resample=Image.BICUBIC)
+    strip = strip.rotate(45, expand=True, resample=Image.Resampling.BICUBIC)
     image.paste(BLACK, (anchor[0] - strip.width + 8, anchor[1]), strip)
 
 
