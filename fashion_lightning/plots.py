@@ -70,9 +70,11 @@ def confusion_matrix_image(
         for col, count in enumerate(count_row):
             color = WHITE if shade[row, col] > 0.5 else BLACK
             draw.text((left + col * cell + cell // 2, y), str(count), fill=color, font=font(11), anchor="mm")
-    for col, name in enumerate(class_names):
-        _slanted(image, name, (left + col * cell + cell // 2, top + classes * cell + 4), text)
-    _vertical(image, "true (per-class accuracy)", (4, top + classes * cell // 2), text)
+    for col, name in enumerate(class_names):  # at 45 degrees, each ending under its column: no overlaps
+        mask = _rotated_text(name, text, 45)
+        image.paste(BLACK, (left + col * cell + cell // 2 - mask.width + 8, top + classes * cell + 4), mask)
+    mask = _rotated_text("true (per-class accuracy)", text, 90)  # upwards, along the rows
+    image.paste(BLACK, (4, top + classes * cell // 2 - mask.height // 2), mask)
     draw.text((left + classes * cell // 2, image.height - 4), "predicted", fill=BLACK, font=text, anchor="md")
     return image
 
@@ -106,19 +108,9 @@ def image_grid(images: Tensor, titles: Sequence[str], columns: int = 8, scale: i
     return image
 
 
-def _slanted(image: Image.Image, label: str, anchor: tuple[int, int], text_font) -> None:
-    """Write ``label`` at 45 degrees, its end at ``anchor`` (x, y): tick labels that do not overlap."""
-    width = int(text_font.getlength(label)) + 4
-    strip = Image.new("L", (width, 16), 0)
-    ImageDraw.Draw(strip).text((width - 2, 8), label, fill=255, font=text_font, anchor="rm")
-    strip = strip.rotate(45, expand=True, resample=Image.Resampling.BICUBIC)
-    image.paste(BLACK, (anchor[0] - strip.width + 8, anchor[1]), strip)
-
-
-def _vertical(image: Image.Image, label: str, center: tuple[int, int], text_font) -> None:
-    """Write ``label`` upwards, centered on ``center`` (x of its left edge, y of its middle)."""
+def _rotated_text(label: str, text_font, degrees: int) -> Image.Image:
+    """``label`` as a mask (mode "L", 255 = ink), turned ``degrees`` counter-clockwise: paste black through it."""
     width = int(text_font.getlength(label)) + 4
     strip = Image.new("L", (width, 16), 0)
     ImageDraw.Draw(strip).text((2, 8), label, fill=255, font=text_font, anchor="lm")
-    strip = strip.rotate(90, expand=True)
-    image.paste(BLACK, (center[0], center[1] - strip.height // 2), strip)
+    return strip.rotate(degrees, expand=True, resample=Image.Resampling.BICUBIC)
