@@ -16,8 +16,8 @@ order that rotates from round to round, on the real data:
 Prints each variant's median over rounds and, for each ratio, the median and range of the per-round ratios.
 
 Runs in separate processes are seconds apart, and this machine's speed changes within seconds (per-round ratios of
-0.7-1.8 for the same code). So on a CPU, fit's process also runs the floor, interleaved: before every 8th training
-batch (groups of 16 steps), the floor trains 128 steps of its own, timed apart and taken out of fit's time. Both then
+0.7-1.8 for the same code). So on a CPU, fit's process also runs the floor, interleaved: each time fit has trained 128
+optimizer steps, the floor trains 128 steps of its own, timed apart and taken out of fit's time. Both then
 run under the same conditions, a fraction of a second apart (finer interleaving would make each evict the other's
 weights from the caches); the interleaved ratio (fit / floor per step, epoch by epoch, warm-up dropped) is the one
 the CPU target is about. Likewise, before each fit epoch, a framework-free loop runs one epoch doing the same work
@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 BATCH = 64
-INTERLEAVE_CHUNK = 8  # training batches of fit between two runs of the floor (8 x 16 steps: ~0.3 s on a CPU)
+INTERLEAVE_STEPS = 128  # optimizer steps of fit between two runs of the floor (~0.3 s on a CPU)
 
 
 def seed_network() -> nn.Module:
@@ -244,14 +244,18 @@ def run_fit(data_dir: str, epochs: int, device: str, *extra: str) -> dict:
     marks = []
 
     class Interleaved(L.Callback):
-        """Before each epoch, one epoch of the free loop; before every CHUNK-th training batch, the floor trains as
-        many steps as the next CHUNK batches hold. Both are timed apart and taken out of fit's times."""
+        """Before each epoch, one epoch of the free loop; before a training batch, once fit has trained as many
+        optimizer steps as the floor did last time, the floor trains the next INTERLEAVE_STEPS. Both are timed apart
+        and taken out of fit's times."""
+
+        owed = 0  # optimizer steps fit has yet to train to match the floor's
 
         def on_train_epoch_start(self, trainer, pl_module) -> None:
             self._close_epoch()
             loop_s.append(loop.epoch())
             floor_s.append(0.0)
             floor_steps.append(0)
+            self.owed = 0
             marks.append(time.perf_counter())
 
         def on_train_end(self, trainer, pl_module) -> None:
@@ -263,10 +267,11 @@ def run_fit(data_dir: str, epochs: int, device: str, *extra: str) -> dict:
                 whole_s.append(time.perf_counter() - marks[-1] - floor_s[-1])
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-            if batch_idx % INTERLEAVE_CHUNK == 0:
-                count = INTERLEAVE_CHUNK * len(step_batches(batch))
-                floor_s[-1] += floor.steps(count)
-                floor_steps[-1] += count
+            if self.owed <= 0:
+                floor_s[-1] += floor.steps(INTERLEAVE_STEPS)
+                floor_steps[-1] += INTERLEAVE_STEPS
+                self.owed += INTERLEAVE_STEPS
+            self.owed -= len(step_batches(batch))
 
     accelerator = "gpu" if device.startswith("cuda") else "cpu"
     common = [f"--data.data_dir={data_dir}", f"--trainer.accelerator={accelerator}", "--trainer.devices=1"]

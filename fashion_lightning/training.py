@@ -20,6 +20,7 @@ from torch import Tensor
 from fashion_lightning._compat import optimizer_step_counter
 from fashion_lightning.compiled import compile_failures_explained, compile_network
 from fashion_lightning.cuda_graph import CapturedSteps, make_capturable
+from fashion_lightning.step_log import StepLog
 
 log = logging.getLogger(__name__)
 
@@ -149,11 +150,12 @@ class TrainingSteps:
             make_capturable(self.optimizer, self.module.device)
             self._capturable = True
         losses, correct = self.captured.run(batches)  # (K,) each, on the device
-        count = optimizer_step_counter(self.module.trainer)
+        count, step_log = optimizer_step_counter(self.module.trainer), StepLog(self.module)
         for index, (_, labels) in enumerate(batches):
             count()
-            if self._is_logging_step():
-                self._log_step(losses[index], correct[index], len(labels))
+            if step_log.next_is_due():
+                step_log.write(losses[index], correct[index], len(labels))
+        step_log.show()
         return losses, correct.sum()
 
     def _eager(self, batches, last_batch: bool) -> tuple[Tensor, Tensor]:
@@ -167,13 +169,15 @@ class TrainingSteps:
                 return loss, logits, True
         else:
             step = functools.partial(self._lightning_step, self.module.optimizers())  # each step() counts one
+        step_log = StepLog(self.module)
         losses, logits = [], []
         for index, (images, labels) in enumerate(batches):
             loss, step_logits, stepped = step(images, labels, last_batch and index == len(batches) - 1)
             losses.append(loss)
             logits.append(step_logits)
-            if stepped and self._is_logging_step():
-                self._log_step(loss, correct_predictions(step_logits, labels), len(labels))
+            if stepped and step_log.next_is_due():
+                step_log.write(loss, correct_predictions(step_logits, labels), len(labels))
+        step_log.show()
         # Correct predictions of the whole group at once: 3 ops per group instead of 3 per step.
         correct = correct_predictions(torch.cat(logits), torch.cat([labels for _, labels in batches]))
         return torch.stack(losses), correct
@@ -231,20 +235,6 @@ class TrainingSteps:
         """What the CUDA graph captures: one raw update, with its loss and correct count as device tensors."""
         loss, logits = self._raw_step(images, labels)
         return loss, correct_predictions(logits, labels)
-
-    def _is_logging_step(self) -> bool:
-        """Whether the optimizer step just counted is one whose values are written (every ``log_every_n_steps``)."""
-        every = self.module.trainer.log_every_n_steps
-        return every > 0 and self.module.global_step % every == 0
-
-    def _log_step(self, loss: Tensor, correct: Tensor, images: int) -> None:
-        module = self.module
-        step = module.global_step
-        values = {"train/loss_step": loss.clone(), "train/acc_step": correct / images}
-        # Written at this optimizer step (Lightning would write once per Lightning step, at its own count).
-        for logger in module.loggers:
-            logger.log_metrics({name: float(value) for name, value in values.items()}, step=step)
-        module.log_dict(values, prog_bar=True, logger=False)
 
     def log_epoch_metrics(self) -> None:
         """Log ``train/loss`` and ``train/acc`` over the epoch (all processes) and reset the sums."""
