@@ -23,16 +23,17 @@ def tensorboard_file_writer(writer: SummaryWriter):
     return writer._get_file_writer()
 
 
-def optimizer_step_counter(trainer) -> Callable[[], None] | None:
-    """A function counting one optimizer step in ``trainer.global_step`` under manual optimization, as
-    ``LightningOptimizer.step`` would; ``None`` where this Lightning version keeps no such count."""
+def optimizer_step_counter(trainer) -> Callable[[int], None] | None:
+    """A function counting optimizer steps (``steps``, default 1) in ``trainer.global_step`` under manual
+    optimization, as ``LightningOptimizer.step`` would; ``None`` where this Lightning version keeps no such count."""
     loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
     progress = getattr(getattr(loop, "manual_optimization", None), "optim_step_progress", None)
     if not (hasattr(progress, "increment_ready") and hasattr(progress, "increment_completed")):
         return None
 
-    def count() -> None:
-        progress.increment_ready()
-        progress.increment_completed()
+    def count(steps: int = 1) -> None:
+        for _ in range(steps):
+            progress.increment_ready()
+            progress.increment_completed()
 
     return count

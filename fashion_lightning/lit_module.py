@@ -13,7 +13,8 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from fashion_lightning.data import step_batches
 from fashion_lightning.model import net_from_hparams
-from fashion_lightning.training import TrainingSteps, build_optimizer
+from fashion_lightning.optimizers import build_optimizer
+from fashion_lightning.training import TrainingSteps
 
 STAGES = ("val", "test")  # training keeps device-side sums instead (see TrainingSteps)
 

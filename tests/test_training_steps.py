@@ -54,6 +54,22 @@ def test_max_steps_stops_inside_a_group(fashion):
     assert cli.trainer.global_step == 5
 
 
+def test_a_step_that_fails_inside_a_group_leaves_the_updates_before_it_counted(fashion):
+    cli = build_cli(cli_args(fashion, "--data.steps_per_batch=4", "--trainer.num_sanity_val_steps=0"), run=False)
+    net, calls = cli.model.net, []
+
+    def forward_failing_at_the_third(images):
+        calls.append(len(images))
+        if len(calls) == 3:
+            raise RuntimeError("out of memory, say")
+        return type(net).forward(net, images)
+
+    net.forward = forward_failing_at_the_third
+    with pytest.raises(RuntimeError, match="out of memory"):
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert cli.trainer.global_step == 2  # the two updates made before it, as Lightning's own optimizer counts
+
+
 def test_automatic_grouping_and_when_it_steps_aside(fashion, caplog):
     cli = build_cli(cli_args(fashion), run=False)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
