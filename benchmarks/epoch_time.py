@@ -9,7 +9,7 @@ order that rotates from round to round, on the real data:
   (a) seed:  torchvision FashionMNIST + ToTensor + DataLoader(batch 64), the seed's train()/test() loops;
   (b) floor: the same MLP and SGD step over pre-made tensor batches, no framework;
   (c) fit:   ``cli_main(["fit", ...])`` with the shipped defaults (logger, metrics, checkpoints, progress bar;
-             16 optimizer steps per Lightning step; on a GPU, the steps replayed as one CUDA graph);
+             64 optimizer steps per Lightning step on a CPU; on a GPU 16, replayed as one CUDA graph);
   (d) graph: (GPU only) the floor's whole step (forward, loss, backward, SGD) captured in one CUDA graph;
   (e) fit_k1:    (GPU only) fit with one optimizer step per Lightning step (--data.steps_per_batch 1);
   (f) fit_eager: (GPU only) fit with one eager step per Lightning step (also --model.cuda_graph off).

@@ -7,6 +7,7 @@ import pytest
 import torch
 import yaml
 
+from fashion_lightning.callbacks import StepProgressBar
 from fashion_lightning.cli import build_cli, cli_main
 from fashion_lightning.lit_module import FashionClassifier
 from tests.helpers import TEST_COUNT, cli_args
@@ -149,6 +150,17 @@ def test_default_commands_print_no_warnings(fashion):
         output = result.stdout + result.stderr
         for noise in ("Warning", "warn(", "deprecated", "Tip:"):
             assert noise not in output, f"{command[0]} printed {noise!r}:\n{output[-3000:]}"
+
+
+def test_the_default_bar_redraws_every_320_optimizer_steps_however_they_are_grouped(fashion):
+    # The tiny split has 8 steps an epoch: batches of 1, of 4, and of all 8 (64 asked).
+    for steps_per_batch, refresh_rate in ((1, 320), (4, 80), (64, 40)):
+        args = cli_args(fashion, "--trainer.enable_progress_bar=true", f"--data.steps_per_batch={steps_per_batch}")
+        cli = build_cli([*args, "--trainer.max_epochs=1"], run=False)
+        bar = cli.trainer.progress_bar_callback
+        assert isinstance(bar, StepProgressBar)
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        assert bar.refresh_rate == refresh_rate, steps_per_batch
 
 
 def without_logger_dir(args: list[str]) -> list[str]:

@@ -73,7 +73,7 @@ def test_a_step_that_fails_inside_a_group_leaves_the_updates_before_it_counted(f
 def test_automatic_grouping_and_when_it_steps_aside(fashion, caplog):
     cli = build_cli(cli_args(fashion), run=False)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    assert cli.datamodule.steps_per_batch() == cli.datamodule.AUTO_STEPS_PER_BATCH
+    assert cli.datamodule.steps_per_batch() == cli.datamodule.AUTO_STEPS_PER_BATCH["cpu"] == 64
     assert cli.trainer.global_step == STEPS_PER_EPOCH * cli.trainer.max_epochs
     with caplog.at_level("INFO"):
         cli, _ = fit_run(fashion, "limited", "--trainer.limit_train_batches=3", "--trainer.max_epochs=1")

@@ -1,8 +1,10 @@
-"""The Trainer callbacks, one concern per module; the CLI always installs all but the prediction writer."""
+"""The Trainer callbacks, one concern per module; the CLI always installs all but the prediction writer (for
+`predict` only) and the progress bar (unless another is configured)."""
 
 from fashion_lightning.callbacks.last_checkpoint import LastCheckpoint
 from fashion_lightning.callbacks.monitoring import EpochTimer, FiniteLossGuard, RunSummary
 from fashion_lightning.callbacks.prediction_writer import PredictionWriter
+from fashion_lightning.callbacks.progress_bar import StepProgressBar
 from fashion_lightning.callbacks.resume import ResumableRun
 from fashion_lightning.callbacks.tensorboard_extras import TensorBoardExtras
 
@@ -13,5 +15,6 @@ __all__ = [
     "PredictionWriter",
     "ResumableRun",
     "RunSummary",
+    "StepProgressBar",
     "TensorBoardExtras",
 ]
