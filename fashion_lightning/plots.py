@@ -1,8 +1,8 @@
 """Pictures shared by TensorBoard and the notebook: a confusion matrix, and image grids with titles.
 
 Drawn with Pillow, not matplotlib: the matplotlib figures (over 100 text artists) took 0.1-0.2 s to render after
-every validation, about a tenth of a CPU epoch; these take a few milliseconds. Both return RGB ``PIL.Image``s, which
-``TensorBoardExtras`` logs with ``add_image`` and a notebook shows inline.
+every validation, about a tenth of a CPU epoch; these take a few milliseconds. Both return ``PIL.Image``s (the matrix
+in RGB, the gray image grids in mode "L"), which ``TensorBoardExtras`` logs as PNGs and a notebook shows inline.
 """
 
 from collections.abc import Sequence
@@ -80,7 +80,8 @@ def confusion_matrix_image(
 
 
 def image_grid(images: Tensor, titles: Sequence[str], columns: int = 8, scale: int = 3) -> Image.Image:
-    """Images (N, 1, H, W) in [0, 1], dark on white, ``scale`` times larger, each under its title (may hold "\\n")."""
+    """Images (N, 1, H, W) in [0, 1], dark on white, ``scale`` times larger, each under its title (may hold "\\n");
+    a grayscale (mode "L") picture."""
     pictures = images.detach().cpu()[:, 0].clamp(0, 1)  # (N, H, W)
     count, height, width = pictures.shape
     rows = max(1, -(-count // columns))
@@ -90,7 +91,7 @@ def image_grid(images: Tensor, titles: Sequence[str], columns: int = 8, scale: i
     cell_width = max(width * scale, widest) + 8
     title_height = lines * 13 + 4
     cell_height = title_height + height * scale + 6
-    image = Image.new("RGB", (columns * cell_width, rows * cell_height), WHITE)
+    image = Image.new("L", (columns * cell_width, rows * cell_height), 255)
     # (N, H, W) in [0, 1] -> (N, H * scale, W * scale) gray levels, 1 = black (Fashion-MNIST's ink is bright)
     gray = ((1 - pictures) * 255).round().to(torch.uint8).repeat_interleave(scale, 1).repeat_interleave(scale, 2)
     draw = ImageDraw.Draw(image)
@@ -102,7 +103,7 @@ def image_grid(images: Tensor, titles: Sequence[str], columns: int = 8, scale: i
         )
         if index < len(titles):
             draw.multiline_text(
-                (left + cell_width // 2, top + title_height - 2), titles[index], fill=BLACK, font=text,
+                (left + cell_width // 2, top + title_height - 2), titles[index], fill=0, font=text,
                 anchor="md", align="center", spacing=2,
             )  # fmt: skip
     return image

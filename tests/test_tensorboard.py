@@ -66,6 +66,12 @@ def test_reader_finds_every_scalar_image_and_hparam(run_dir):
     picture = Image.open(io.BytesIO(events.Images("confusion_matrix/val")[-1].encoded_image_string))
     assert picture.mode == "RGB"
     assert picture.width > 10 * 44  # ten columns of cells, labels beside them
+    grid = Image.open(io.BytesIO(events.Images("misclassified/val")[-1].encoded_image_string))
+    assert grid.mode == "L"
+    assert (grid.width, grid.height) == (
+        events.Images("misclassified/val")[-1].width,
+        events.Images("misclassified/val")[-1].height,
+    )
     hparams = events.PluginTagToContent("hparams")
     assert "_hparams_/experiment" in hparams
     experiment = hparams["_hparams_/experiment"].decode(errors="ignore")
@@ -100,13 +106,15 @@ def test_confusion_matrix_picture_puts_each_count_in_its_cell_shaded_by_size():
 def test_image_grid_lays_images_out_in_rows_under_their_titles():
     images = torch.zeros(10, 1, 28, 28)
     images[9] = 1.0  # the last image all ink: a black square on the second row
-    picture = np.asarray(image_grid(images, [f"image {i}" for i in range(10)], columns=8, scale=3))
-    ink = (picture == 0).all(axis=-1)  # black pixels: the inked image, and bits of the titles' letters
+    grid = image_grid(images, [f"image {i}" for i in range(10)], columns=8, scale=3)
+    assert grid.mode == "L"
+    picture = np.asarray(grid)  # (H, W) gray levels
+    ink = picture == 0  # black pixels: the inked image, and bits of the titles' letters
     rows, cols = np.nonzero(ink.sum(axis=1) >= 84)[0], np.nonzero(ink.sum(axis=0) >= 84)[0]
     assert (len(rows), len(cols)) == (84, 84)  # one solid square: 28 pixels, 3 times larger
     assert rows.min() > picture.shape[0] // 2  # image 9 of 8 a row: second row, second column
     assert picture.shape[1] // 8 <= cols.min() < 2 * picture.shape[1] // 8
-    assert (picture[: rows.min() - 40] != 0).any(axis=-1).mean() > 0.9  # the first row: blank images, white
+    assert (picture[: rows.min() - 40] != 0).mean() > 0.9  # the first row: blank images, white
 
 
 def free_port() -> int:

@@ -3,11 +3,14 @@
 Everything here is rendered once per validation or test (never per step), on process 0 only.
 """
 
+import io
+
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
+from PIL import Image
+from tensorboard.compat.proto.summary_pb2 import Summary
 from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
@@ -113,12 +116,21 @@ class TensorBoardExtras(L.Callback):
         if misclassified and self._wrong_images:
             grid = image_grid(torch.stack(self._wrong_images), self._wrong_titles)
             _add_image(writer, f"misclassified/{stage}", grid, step)
-        writer.flush()
+        # No flush here: Lightning flushes the writer when it logs the stage's metrics, right after this hook.
 
 
-def _add_image(writer, tag: str, image, step: int) -> None:
-    """A ``PIL.Image`` (RGB) as a TensorBoard image."""
-    writer.add_image(tag, np.asarray(image), global_step=step, dataformats="HWC")
+def _add_image(writer, tag: str, image: Image.Image, step: int) -> None:
+    """A ``PIL.Image`` (mode "L" or "RGB") as a TensorBoard image, PNG-encoded once at zlib level 1.
+
+    ``SummaryWriter.add_image`` takes an array, converts it to float and back and encodes it at level 6: 2-3x the
+    time (~10 ms a picture on a 2-core CPU, after every validation) for PNGs a tenth smaller.
+    """
+    png = io.BytesIO()
+    image.save(png, format="PNG", compress_level=1)
+    picture = Summary.Image(
+        height=image.height, width=image.width, colorspace=len(image.getbands()), encoded_image_string=png.getvalue()
+    )
+    tensorboard_file_writer(writer).add_summary(Summary(value=[Summary.Value(tag=tag, image=picture)]), step)
 
 
 def _flat(hparams, prefix: str) -> dict:
