@@ -105,6 +105,7 @@ class FashionClassifier(L.LightningModule):
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)
         self.evaluated_images: dict[str, int] = {}  # images behind the last epoch metrics, all processes
+        self.latest_step_values: dict[str, float] = {}  # the last train/loss_step and train/acc_step written
 
     @staticmethod
     def upgrade_checkpoint(checkpoint: dict) -> dict:

@@ -134,7 +134,6 @@ class TrainingSteps:
         for index, (_, labels) in enumerate(batches):
             if step_log.next_is_due():
                 step_log.write(losses[index], correct[index], len(labels))
-        step_log.show()
         return losses, correct.sum()
 
     def _eager(self, batches, last_batch: bool) -> tuple[Tensor, Tensor]:
@@ -148,7 +147,6 @@ class TrainingSteps:
         for loss, step_logits, (_, labels), update in zip(losses, logits, batches, updated, strict=True):
             if update and step_log.next_is_due():
                 step_log.write(loss, correct_predictions(step_logits, labels), len(labels))
-        step_log.show()
         # Correct predictions of the whole group at once: 3 ops per group instead of 3 per step.
         correct = correct_predictions(torch.cat(logits), torch.cat([labels for _, labels in batches]))
         return torch.stack(losses), correct

@@ -152,15 +152,19 @@ def test_default_commands_print_no_warnings(fashion):
             assert noise not in output, f"{command[0]} printed {noise!r}:\n{output[-3000:]}"
 
 
-def test_the_default_bar_redraws_every_320_optimizer_steps_however_they_are_grouped(fashion):
+def test_the_default_bar_redraws_every_320_optimizer_steps_and_shows_the_last_step_values(fashion):
     # The tiny split has 8 steps an epoch: batches of 1, of 4, and of all 8 (64 asked).
     for steps_per_batch, refresh_rate in ((1, 320), (4, 80), (64, 40)):
         args = cli_args(fashion, "--trainer.enable_progress_bar=true", f"--data.steps_per_batch={steps_per_batch}")
+        args.append("--trainer.log_every_n_steps=2")  # the tiny split's 8 steps hold no multiple of the default 50
         cli = build_cli([*args, "--trainer.max_epochs=1"], run=False)
         bar = cli.trainer.progress_bar_callback
         assert isinstance(bar, StepProgressBar)
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
         assert bar.refresh_rate == refresh_rate, steps_per_batch
+    shown = bar.get_metrics(cli.trainer, cli.model)  # beside the values logged for the bar, the last step values
+    assert {"v_num", "val/acc", "train/loss"} <= set(shown)
+    assert {name: shown[name] for name in ("train/loss_step", "train/acc_step")} == cli.model.latest_step_values
 
 
 def without_logger_dir(args: list[str]) -> list[str]:

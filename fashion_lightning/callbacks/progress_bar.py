@@ -10,7 +10,9 @@ class StepProgressBar(TQDMProgressBar):
 
     Lightning's default bar redraws every training batch, ~0.3 ms a redraw. Its bar counts batches, and a batch here
     holds ``--data.steps_per_batch`` optimizer steps (by default 16 on a GPU, where an epoch takes ~0.25 s, and 64
-    on a CPU), so no fixed ``refresh_rate`` suits both: this one follows the batches it sees.
+    on a CPU), so no fixed ``refresh_rate`` suits both: this one follows the batches it sees. Beside the values
+    logged with ``prog_bar=True`` it shows the module's ``latest_step_values`` (``train/loss_step``,
+    ``train/acc_step``; see ``StepLog``).
 
     Args:
         refresh_steps: Optimizer steps between two redraws (where a batch holds more, every batch is drawn).
@@ -31,3 +33,6 @@ class StepProgressBar(TQDMProgressBar):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         self.steps_per_batch = max(self.steps_per_batch, len(step_batches(batch)))
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def get_metrics(self, trainer, pl_module) -> dict[str, int | str | float | dict[str, float]]:
+        return {**super().get_metrics(trainer, pl_module), **getattr(pl_module, "latest_step_values", {})}
