@@ -20,9 +20,11 @@ Runs in separate processes are seconds apart, and this machine's speed changes w
 optimizer steps, the floor trains 128 steps of its own, timed apart and taken out of fit's time. Both then
 run under the same conditions, a fraction of a second apart (finer interleaving would make each evict the other's
 weights from the caches); the interleaved ratio (fit / floor per step, epoch by epoch, warm-up dropped) is the one
-the CPU target is about. Likewise, before each fit epoch, a framework-free loop runs one epoch doing the same work
-(train, validate, write the best and last checkpoints): fit's whole epoch (from one epoch's start to the next's, the
-floor's time taken out) over it is the whole-epoch ratio.
+the CPU target is about. Likewise a framework-free loop doing the same work as a fit epoch (shuffled training,
+validation, the best and the last checkpoint written) trains 128 steps beside each of the floor's, and validates and
+writes its checkpoints right after each fit epoch: fit's whole epoch (from one epoch's start to the next's, the
+others' time taken out) over the free loop's (its time per step times fit's steps, plus its validation and
+checkpoints) is the whole-epoch ratio.
 """
 
 import argparse
@@ -38,7 +40,7 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 BATCH = 64
 INTERLEAVE_STEPS = 128  # optimizer steps of fit between two runs of the floor (~0.3 s on a CPU)
@@ -127,7 +129,8 @@ class Floor:
 
 class FreeLoop:
     """A framework-free loop doing what one ``fit`` epoch does with the defaults: 55,000 shuffled training images
-    in steps of 64, validation on the 5,000 held out (loss, accuracy), the best and the last checkpoint written."""
+    in steps of 64, validation on the 5,000 held out (loss, accuracy), the best and the last checkpoint written.
+    Its training runs in pieces (``train_steps``), its validation and checkpoints apart (``epoch_end``)."""
 
     def __init__(self, data_dir: str, device: str, workdir: str) -> None:
         from fashion_lightning.data import split_train_val, to_unit_float
@@ -140,19 +143,31 @@ class FreeLoop:
         self.model = seed_network().to(device)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=1e-3)
         self.device, self.workdir, self.best = device, Path(workdir), 0.0
+        self.order: list[Tensor] = []  # the rest of this epoch's shuffled batches of indices
 
-    def epoch(self) -> float:
-        """Seconds for one epoch: train, validate, save."""
+    def train_steps(self, count: int) -> float:
+        """Seconds to train the next ``count`` shuffled batches (a new order at each epoch's start)."""
         model, optimizer = self.model, self.optimizer
+        images, labels = self.train
         _sync(self.device)
         start = time.perf_counter()
         model.train()
-        images, labels = self.train
-        for index in torch.randperm(len(labels), device=self.device).split(BATCH):
+        for _ in range(count):
+            if not self.order:
+                self.order = list(torch.randperm(len(labels), device=self.device).split(BATCH))[::-1]
+            index = self.order.pop()
             loss = nn.functional.cross_entropy(model(images.index_select(0, index)), labels.index_select(0, index))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+        _sync(self.device)
+        return time.perf_counter() - start
+
+    def epoch_end(self) -> float:
+        """Seconds to validate and write the best and the last checkpoint."""
+        model, optimizer = self.model, self.optimizer
+        _sync(self.device)
+        start = time.perf_counter()
         model.eval()
         with torch.no_grad():
             correct, loss_sum = 0, 0.0
@@ -240,36 +255,38 @@ def run_fit(data_dir: str, epochs: int, device: str, *extra: str) -> dict:
     workdir = tempfile.mkdtemp(prefix="fashion-bench-")
     floor = Floor(data_dir, device) if device == "cpu" else None
     loop = FreeLoop(data_dir, device, workdir) if device == "cpu" else None
-    floor_s, floor_steps, loop_s, whole_s = [], [], [], []  # per epoch
-    marks = []
+    epochs_seen: list[dict] = []  # per fit epoch: what ran beside it, and fit's whole epoch
 
     class Interleaved(L.Callback):
-        """Before each epoch, one epoch of the free loop; before a training batch, once fit has trained as many
-        optimizer steps as the floor did last time, the floor trains the next INTERLEAVE_STEPS. Both are timed apart
-        and taken out of fit's times."""
+        """Each time fit has trained INTERLEAVE_STEPS optimizer steps, the floor and the free loop train as many;
+        when fit's epoch has ended (validation, checkpoints), the free loop validates and writes its checkpoints.
+        All of it is timed apart and taken out of fit's times."""
 
         owed = 0  # optimizer steps fit has yet to train to match the floor's
 
         def on_train_epoch_start(self, trainer, pl_module) -> None:
             self._close_epoch()
-            loop_s.append(loop.epoch())
-            floor_s.append(0.0)
-            floor_steps.append(0)
+            epochs_seen.append(dict.fromkeys(("floor_s", "floor_steps", "free_s", "free_steps"), 0))
             self.owed = 0
-            marks.append(time.perf_counter())
+            epochs_seen[-1]["start"] = time.perf_counter()
 
         def on_train_end(self, trainer, pl_module) -> None:
             self._close_epoch()
 
         @staticmethod
         def _close_epoch() -> None:  # fit's whole epoch: from one epoch's start to the next's
-            if marks:
-                whole_s.append(time.perf_counter() - marks[-1] - floor_s[-1])
+            if epochs_seen:
+                epoch = epochs_seen[-1]
+                epoch["whole_s"] = time.perf_counter() - epoch["start"] - epoch["floor_s"] - epoch["free_s"]
+                epoch["free_end_s"] = loop.epoch_end()
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
             if self.owed <= 0:
-                floor_s[-1] += floor.steps(INTERLEAVE_STEPS)
-                floor_steps[-1] += INTERLEAVE_STEPS
+                epoch = epochs_seen[-1]
+                epoch["floor_s"] += floor.steps(INTERLEAVE_STEPS)
+                epoch["free_s"] += loop.train_steps(INTERLEAVE_STEPS)
+                epoch["floor_steps"] += INTERLEAVE_STEPS
+                epoch["free_steps"] += INTERLEAVE_STEPS
                 self.owed += INTERLEAVE_STEPS
             self.owed -= len(step_batches(batch))
 
@@ -295,7 +312,8 @@ def run_fit(data_dir: str, epochs: int, device: str, *extra: str) -> dict:
         results = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
         test_s = time.perf_counter() - start
     steps = cli.trainer.global_step // epochs  # optimizer steps: 860 (the defaults hold out 5,000 images)
-    train_s = [epoch - floor for epoch, floor in zip(timer.train_epoch_seconds, floor_s or [0.0] * epochs, strict=True)]
+    beside = [e["floor_s"] + e["free_s"] for e in epochs_seen] or [0.0] * epochs  # inside EpochTimer's spans
+    train_s = [epoch - other for epoch, other in zip(timer.train_epoch_seconds, beside, strict=True)]
     return {
         "train_s": train_s,
         "test_s": [test_s],
@@ -303,10 +321,11 @@ def run_fit(data_dir: str, epochs: int, device: str, *extra: str) -> dict:
         "steps": steps,
         # fit / floor per step, epoch by epoch (both trained the same steps; the warm-up epoch dropped)
         "interleaved": [
-            (fit / steps) / (floor / count) for fit, floor, count in zip(train_s, floor_s, floor_steps, strict=False)
+            (fit / steps) / (e["floor_s"] / e["floor_steps"]) for fit, e in zip(train_s, epochs_seen, strict=False)
         ][1:],
-        # fit's whole epoch (train, validation, checkpoints, TensorBoard) / the free loop's, epoch by epoch
-        "whole": [fit / free for fit, free in zip(whole_s, loop_s, strict=False)][1:],
+        # fit's whole epoch (train, validation, checkpoints, TensorBoard) / the free loop's, epoch by epoch: the free
+        # loop's training scaled to fit's steps, plus its validation and checkpoints
+        "whole": [e["whole_s"] / (e["free_s"] / e["free_steps"] * steps + e["free_end_s"]) for e in epochs_seen][1:],
     }
 
 
