@@ -154,8 +154,9 @@ class TrainingSteps:
     def _direct(self, batches) -> tuple[list[Tensor], list[Tensor]]:
         """Plain torch updates, counted in ``global_step`` once the group is done (also when one fails).
 
-        The loop holds nothing but the steps: in a running fit on a 2-core CPU, Python run between two steps costs
-        ~30 us a step (its caches are cold after the matrix products), so counting and logging follow the group.
+        The loop holds nothing but the steps: in a running fit on a 2-core CPU, counting and the logging check cost
+        ~30 us a step when run between the steps (Python's caches are cold after the matrix products), so they
+        follow the group.
         """
         losses, logits = [], []
         try:
