@@ -266,7 +266,7 @@ def run_fit(data_dir: str, epochs: int, device: str, *extra: str) -> dict:
 
         def on_train_epoch_start(self, trainer, pl_module) -> None:
             self._close_epoch()
-            epochs_seen.append(dict.fromkeys(("floor_s", "floor_steps", "free_s", "free_steps"), 0))
+            epochs_seen.append(dict.fromkeys(("floor_s", "free_s", "steps_beside"), 0))
             self.owed = 0
             epochs_seen[-1]["start"] = time.perf_counter()
 
@@ -285,8 +285,7 @@ def run_fit(data_dir: str, epochs: int, device: str, *extra: str) -> dict:
                 epoch = epochs_seen[-1]
                 epoch["floor_s"] += floor.steps(INTERLEAVE_STEPS)
                 epoch["free_s"] += loop.train_steps(INTERLEAVE_STEPS)
-                epoch["floor_steps"] += INTERLEAVE_STEPS
-                epoch["free_steps"] += INTERLEAVE_STEPS
+                epoch["steps_beside"] += INTERLEAVE_STEPS  # each of the floor and the free loop
                 self.owed += INTERLEAVE_STEPS
             self.owed -= len(step_batches(batch))
 
@@ -321,11 +320,11 @@ def run_fit(data_dir: str, epochs: int, device: str, *extra: str) -> dict:
         "steps": steps,
         # fit / floor per step, epoch by epoch (both trained the same steps; the warm-up epoch dropped)
         "interleaved": [
-            (fit / steps) / (e["floor_s"] / e["floor_steps"]) for fit, e in zip(train_s, epochs_seen, strict=False)
+            (fit / steps) / (e["floor_s"] / e["steps_beside"]) for fit, e in zip(train_s, epochs_seen, strict=False)
         ][1:],
         # fit's whole epoch (train, validation, checkpoints, TensorBoard) / the free loop's, epoch by epoch: the free
         # loop's training scaled to fit's steps, plus its validation and checkpoints
-        "whole": [e["whole_s"] / (e["free_s"] / e["free_steps"] * steps + e["free_end_s"]) for e in epochs_seen][1:],
+        "whole": [e["whole_s"] / (e["free_s"] / e["steps_beside"] * steps + e["free_end_s"]) for e in epochs_seen][1:],
     }
 
 
