@@ -154,7 +154,7 @@ def test_graph_mode_bookkeeping_under_lightning_on_cpu(fashion, monkeypatch):
             return self._eager(batches)
 
     common = ["--trainer.max_epochs=2", "--data.steps_per_batch=3", "--model.lr_scheduler=step"]
-    common.append("--model.lr_step_size=1")
+    common += ["--model.lr_step_size=1", "--trainer.log_every_n_steps=2"]
     with monkeypatch.context() as patch:
         patch.setattr(training, "graph_unavailable", lambda module: None)
         patch.setattr(training, "CapturedSteps", EagerCapturedSteps)
@@ -169,6 +169,11 @@ def test_graph_mode_bookkeeping_under_lightning_on_cpu(fashion, monkeypatch):
         assert torch.equal(a[name], b[name]), name
     saved = torch.load(last_ckpt(graph_logs), weights_only=True)
     assert saved["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(1e-5)
+    # The replay's values are logged at the same optimizer steps as the eager steps', with the same numbers.
+    for tag in ("train/loss_step", "train/acc_step", "train/loss", "train/acc"):
+        assert scalars(graph_logs, tag) == scalars(eager_logs, tag), tag
+    assert [step for step, _ in scalars(graph_logs, "train/loss_step")] == list(range(2, 17, 2))
+    assert graph.model.latest_step_values == eager.model.latest_step_values
 
 
 def test_callbacks_hooked_around_the_update_run_every_step_and_change_nothing(fashion):
