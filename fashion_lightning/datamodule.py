@@ -167,7 +167,8 @@ class FashionMNISTDataModule(L.LightningDataModule):
             return 1
         if self.trainer is None:
             return 1
-        return self.AUTO_STEPS_PER_BATCH.get(self.trainer.strategy.root_device.type, 16)
+        device = self.trainer.strategy.root_device.type
+        return self.AUTO_STEPS_PER_BATCH.get(device, self.AUTO_STEPS_PER_BATCH["cuda"])  # other accelerators: as GPUs
 
     def _options_counting_batches(self) -> str | None:
         trainer = self.trainer

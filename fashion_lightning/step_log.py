@@ -1,5 +1,7 @@
 """``StepLog``: a group's per-step training values, written at optimizer steps (see ``TrainingSteps``)."""
 
+from collections.abc import Callable, Sequence
+
 from torch import Tensor
 
 
@@ -23,10 +25,27 @@ class StepLog:
         self.every = module.trainer.log_every_n_steps
         self.step = module.global_step  # optimizer steps counted before the group
 
-    def next_is_due(self) -> bool:
-        """Count the optimizer step just taken; whether its values are to be written."""
-        self.step += 1
-        return self.every > 0 and self.step % self.every == 0
+    def write_due(
+        self,
+        losses: Sequence[Tensor],
+        batches: Sequence[tuple[Tensor, Tensor]],
+        correct_of: Callable[[int], Tensor],
+        updated: Sequence[bool] | None = None,
+    ) -> None:
+        """Count the group's updates and write the values of each ``log_every_n_steps``-th.
+
+        Args:
+            losses: The group's 0-d losses, one per batch (a list, or a (K,) tensor).
+            batches: The group's ``(images, labels)``.
+            correct_of: The correct predictions of the i-th batch (0-d tensor); called for the written steps only.
+            updated: Which batches ended in an update (with gradient accumulation); ``None``: all.
+        """
+        for index, (_, labels) in enumerate(batches):
+            if updated is not None and not updated[index]:
+                continue
+            self.step += 1
+            if self.every > 0 and self.step % self.every == 0:
+                self.write(losses[index], correct_of(index), len(labels))
 
     def write(self, loss: Tensor, correct: Tensor, images: int) -> None:
         """Write one step's loss and accuracy at its optimizer step (``correct`` of ``images``, 0-d tensors)."""

@@ -131,9 +131,7 @@ class TrainingSteps:
         step_log = StepLog(self.module)
         losses, correct = self.captured.run(batches)  # (K,) each, on the device
         optimizer_step_counter(self.module.trainer)(len(batches))
-        for index, (_, labels) in enumerate(batches):
-            if step_log.next_is_due():
-                step_log.write(losses[index], correct[index], len(labels))
+        step_log.write_due(losses, batches, correct.__getitem__)
         return losses, correct.sum()
 
     def _eager(self, batches, last_batch: bool) -> tuple[Tensor, Tensor]:
@@ -141,12 +139,10 @@ class TrainingSteps:
         step_log = StepLog(self.module)  # reads global_step before the group's updates count
         if self.through_lightning is None:
             losses, logits = self._direct(batches)
-            updated = [True] * len(losses)
+            updated = None  # every batch ended in an update
         else:
             losses, logits, updated = self._through_lightning(batches, last_batch)
-        for loss, step_logits, (_, labels), update in zip(losses, logits, batches, updated, strict=True):
-            if update and step_log.next_is_due():
-                step_log.write(loss, correct_predictions(step_logits, labels), len(labels))
+        step_log.write_due(losses, batches, lambda i: correct_predictions(logits[i], batches[i][1]), updated)
         # Correct predictions of the whole group at once: 3 ops per group instead of 3 per step.
         correct = correct_predictions(torch.cat(logits), torch.cat([labels for _, labels in batches]))
         return torch.stack(losses), correct
