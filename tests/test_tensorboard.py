@@ -66,12 +66,10 @@ def test_reader_finds_every_scalar_image_and_hparam(run_dir):
     picture = Image.open(io.BytesIO(events.Images("confusion_matrix/val")[-1].encoded_image_string))
     assert picture.mode == "RGB"
     assert picture.width > 10 * 44  # ten columns of cells, labels beside them
-    grid = Image.open(io.BytesIO(events.Images("misclassified/val")[-1].encoded_image_string))
+    logged_grid = events.Images("misclassified/val")[-1]
+    grid = Image.open(io.BytesIO(logged_grid.encoded_image_string))
     assert grid.mode == "L"
-    assert (grid.width, grid.height) == (
-        events.Images("misclassified/val")[-1].width,
-        events.Images("misclassified/val")[-1].height,
-    )
+    assert (grid.width, grid.height) == (logged_grid.width, logged_grid.height)
     hparams = events.PluginTagToContent("hparams")
     assert "_hparams_/experiment" in hparams
     experiment = hparams["_hparams_/experiment"].decode(errors="ignore")
