@@ -60,12 +60,25 @@ class FashionMNISTTensors(Dataset):
         return to_unit_float(self.images[index]), self.labels[index]
 
     def __getitems__(self, indices: list[int] | Tensor) -> tuple[Tensor, Tensor]:
-        index = torch.as_tensor(indices, device=self.images.device)
+        index = indices_on(self.images.device, indices)
         # index_select: a third of the time of images[index] (advanced indexing) on a CPU for 1,024 images
         return to_unit_float(self.images.index_select(0, index)), self.labels.index_select(0, index)
 
     def to(self, device: torch.device | str) -> "FashionMNISTTensors":
         return FashionMNISTTensors(self.images.to(device), self.labels.to(device))
+
+
+def indices_on(device: torch.device, indices: list[int] | Tensor) -> Tensor:
+    """The indices as a tensor on ``device``, copied there without waiting for the GPU.
+
+    A plain copy from pageable host memory to a GPU waits for all the work queued on it (``cudaStreamSynchronize``):
+    with the dataset on the GPU, each batch's fetch would wait for the previous steps' replay to finish and leave
+    the GPU idle while the host prepares the next. From pinned memory the copy is queued like a kernel.
+    """
+    index = torch.as_tensor(indices)
+    if device.type != "cuda" or index.is_cuda:
+        return index.to(device)
+    return index.pin_memory().to(device, non_blocking=True)
 
 
 def to_unit_float(images: Tensor) -> Tensor:
