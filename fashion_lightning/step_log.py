@@ -1,14 +1,15 @@
-"""``StepLog``: a group's per-step training values, written at optimizer steps (see ``TrainingSteps``)."""
+"""``StepLog``: the per-step training values, written at optimizer steps (see ``TrainingSteps``)."""
 
 from collections.abc import Callable, Sequence
 
+import torch
 from torch import Tensor
 
 
 class StepLog:
-    """The per-step values of one group of optimizer steps: ``train/loss_step`` and ``train/acc_step`` written to
-    the loggers at every ``log_every_n_steps``-th optimizer step, the last ones kept in the module's
-    ``latest_step_values`` for the progress bar (``StepProgressBar`` shows them).
+    """The per-step values of the training steps: ``train/loss_step`` and ``train/acc_step`` written to the loggers
+    at every ``log_every_n_steps``-th optimizer step, the last ones kept in the module's ``latest_step_values`` for
+    the progress bar (``StepProgressBar`` shows them).
 
     Lightning's own step logging runs once per Lightning step, at its count; this one runs at optimizer steps. It
     reads ``global_step`` and ``log_every_n_steps`` once per group and counts on from there: checked after every
@@ -16,14 +17,26 @@ class StepLog:
     matrix products). Nor does it go through ``self.log``, which costs ~0.6 ms a value there (Lightning moves its
     whole result record to the device on every call), as much as the rest of the group's bookkeeping.
 
+    Values are read a group late. On a GPU, reading a loss waits for the steps queued before it (a host sync: the
+    GPU then idles while the host prepares the next group), so a group's values are copied to pinned host memory
+    without waiting and written once the copy is done, seen at a later group or at the epoch's end (``flush``).
+    A run stopped by an error or a signal may leave the last group's values unwritten.
+
     Args:
         module: The ``FashionClassifier`` whose trainer counts the steps.
     """
 
     def __init__(self, module) -> None:
         self.module = module
-        self.every = module.trainer.log_every_n_steps
-        self.step = module.global_step  # optimizer steps counted before the group
+        self.every = 0
+        self.step = 0
+        # (optimizer steps, images per step, (n, 2) [loss, correct] on the host, the copy's CUDA event or None)
+        self._pending: list[tuple[list[int], list[int], Tensor, torch.cuda.Event | None]] = []
+
+    def start_group(self) -> None:
+        """Read ``global_step`` and ``log_every_n_steps`` before a group's updates count."""
+        self.every = self.module.trainer.log_every_n_steps
+        self.step = self.module.global_step
 
     def write_due(
         self,
@@ -32,24 +45,53 @@ class StepLog:
         correct_of: Callable[[int], Tensor],
         updated: Sequence[bool] | None = None,
     ) -> None:
-        """Count the group's updates and write the values of each ``log_every_n_steps``-th.
+        """Count the group's updates, keep the values of each ``log_every_n_steps``-th, and write the values of
+        earlier groups that have reached the host.
 
         Args:
             losses: The group's 0-d losses, one per batch (a list, or a (K,) tensor).
             batches: The group's ``(images, labels)``.
-            correct_of: The correct predictions of the i-th batch (0-d tensor); called for the written steps only.
+            correct_of: The correct predictions of the i-th batch (0-d tensor); called for the kept steps only.
             updated: Which batches ended in an update (with gradient accumulation); ``None``: all.
         """
+        self.flush(wait=False)
+        steps, images, values = [], [], []
         for index, (_, labels) in enumerate(batches):
             if updated is not None and not updated[index]:
                 continue
             self.step += 1
             if self.every > 0 and self.step % self.every == 0:
-                self.write(losses[index], correct_of(index), len(labels))
+                steps.append(self.step)
+                images.append(len(labels))
+                values.append(torch.stack((losses[index].float(), correct_of(index).float())))
+        if steps:
+            self._pending.append((steps, images, *to_host(torch.stack(values))))
 
-    def write(self, loss: Tensor, correct: Tensor, images: int) -> None:
-        """Write one step's loss and accuracy at its optimizer step (``correct`` of ``images``, 0-d tensors)."""
-        values = {"train/loss_step": float(loss), "train/acc_step": float(correct) / images}
+    def flush(self, wait: bool = True) -> None:
+        """Write the kept values in step order; with ``wait=False`` only those already on the host."""
+        while self._pending:
+            steps, images, values, copied = self._pending[0]
+            if copied is not None:
+                if not (wait or copied.query()):
+                    return
+                copied.synchronize()
+            del self._pending[0]
+            for step, count, (loss, correct) in zip(steps, images, values.tolist(), strict=True):
+                self._write(step, {"train/loss_step": loss, "train/acc_step": correct / count})
+
+    def _write(self, step: int, values: dict[str, float]) -> None:
         for logger in self.module.loggers:
-            logger.log_metrics(values, step=self.step)
+            logger.log_metrics(values, step=step)
         self.module.latest_step_values = values
+
+
+def to_host(values: Tensor) -> tuple[Tensor, torch.cuda.Event | None]:
+    """``values`` on the host: from a GPU a copy into pinned memory, queued behind the steps, with the event that
+    marks it done; on the CPU the tensor itself and ``None``."""
+    if not values.is_cuda:
+        return values, None
+    host = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
+    host.copy_(values, non_blocking=True)
+    copied = torch.cuda.Event()
+    copied.record()
+    return host, copied

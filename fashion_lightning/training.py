@@ -90,6 +90,7 @@ class TrainingSteps:
         self.optimizer: torch.optim.Optimizer | None = None  # the real one
         self.net: torch.nn.Module | None = None  # the module's network, compiled if asked (--model.compile)
         self.through_lightning: str | None = None  # why the steps go through Lightning's optimizer, if they do
+        self.step_log = StepLog(module)
         self._accumulated = 0
         self._capturable = False
 
@@ -128,21 +129,21 @@ class TrainingSteps:
         if not self._capturable:
             make_capturable(self.optimizer, self.module.device)
             self._capturable = True
-        step_log = StepLog(self.module)
+        self.step_log.start_group()
         losses, correct = self.captured.run(batches)  # (K,) each, on the device
         optimizer_step_counter(self.module.trainer)(len(batches))
-        step_log.write_due(losses, batches, correct.__getitem__)
+        self.step_log.write_due(losses, batches, correct.__getitem__)
         return losses, correct.sum()
 
     def _eager(self, batches, last_batch: bool) -> tuple[Tensor, Tensor]:
         """Direct steps, or steps through Lightning's optimizer; returns the (K,) losses and the correct count."""
-        step_log = StepLog(self.module)  # reads global_step before the group's updates count
+        self.step_log.start_group()  # reads global_step before the group's updates count
         if self.through_lightning is None:
             losses, logits = self._direct(batches)
             updated = None  # every batch ended in an update
         else:
             losses, logits, updated = self._through_lightning(batches, last_batch)
-        step_log.write_due(losses, batches, lambda i: correct_predictions(logits[i], batches[i][1]), updated)
+        self.step_log.write_due(losses, batches, lambda i: correct_predictions(logits[i], batches[i][1]), updated)
         # Correct predictions of the whole group at once: 3 ops per group instead of 3 per step.
         correct = correct_predictions(torch.cat(logits), torch.cat([labels for _, labels in batches]))
         return torch.stack(losses), correct
@@ -179,10 +180,11 @@ class TrainingSteps:
 
     def _add_to_sums(self, losses: Tensor, correct: Tensor, sizes: list[int]) -> None:
         """Add a group's (K,) losses and its correct predictions (a 0-d count) to the epoch's sums."""
+        # Python numbers, no tensor of sizes: a host-to-device copy would wait for the queued steps on a GPU.
         if len(set(sizes)) == 1:
-            loss_sum = losses.sum() * sizes[0]  # no host-to-device copy: keeps the GPU queue running
-        else:
-            loss_sum = losses @ torch.tensor(sizes, dtype=losses.dtype).to(losses.device)  # an epoch's last group
+            loss_sum = losses.sum() * sizes[0]
+        else:  # an epoch's last group, its last batch shorter
+            loss_sum = torch.stack([loss * size for loss, size in zip(losses, sizes, strict=True)]).sum()
         total = torch.full_like(loss_sum, sum(sizes))
         self.module.train_sums.add_(torch.stack((loss_sum, correct.to(loss_sum.dtype), total)))
 
@@ -234,6 +236,7 @@ class TrainingSteps:
     def log_epoch_metrics(self) -> None:
         """Log ``train/loss`` and ``train/acc`` over the epoch (all processes) and reset the sums."""
         module = self.module
+        self.step_log.flush()
         sums = module.train_sums.clone()  # [loss * images, correct, images]
         if module.trainer.world_size > 1:
             sums = module.trainer.strategy.reduce(sums, reduce_op="sum")

@@ -6,12 +6,13 @@ import subprocess
 import time
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 
 from fashion_lightning.cli import build_cli, cli_main
 from fashion_lightning.data import split_into_steps, step_batches
-from tests.helpers import TEST_COUNT, cli_args, fit_command, last_ckpt, wait_for, weights
+from tests.helpers import TEST_COUNT, cli_args, fit_command, last_ckpt, scalar_steps, wait_for, weights
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
@@ -133,6 +134,46 @@ def test_graph_steps_equal_the_seeds_loop(fashion):
     ("flag", "reason"),
     [("--trainer.precision=16-mixed", "precision 16-mixed"), ("--model.accumulate_grad_batches=2", "accumulate")],
 )
+class NoSyncAfterTheCapture(L.Callback):
+    """CUDA's sync debug mode at "error" from the first training batch after the graph's capture (a capture
+    synchronizes) until validation: fetching, augmenting, replaying, counting and logging never wait for the GPU."""
+
+    def __init__(self) -> None:
+        self.batches = 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        captured = pl_module.steps.captured
+        if captured is not None and captured.graph is not None:
+            torch.cuda.set_sync_debug_mode("error")
+            self.batches += 1
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        torch.cuda.set_sync_debug_mode("default")
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        torch.cuda.set_sync_debug_mode("default")
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def test_training_batches_never_wait_for_the_gpu(fashion):
+    # 256 images in batches of 48 (5 and one of 16), 2 steps a group: groups of 2, 2 and a shorter last one, which
+    # runs eagerly; the graph is captured in epoch 2. Every step's values are logged, from pinned host memory.
+    flags = ["--data.batch_size=48", "--data.steps_per_batch=2", "--trainer.max_epochs=3"]
+    flags += ["--trainer.log_every_n_steps=1", "--model.dropout=0.2", "--data.augment=true"]
+    cli = build_cli(gpu_args(fashion, *flags), run=False)
+    watch = NoSyncAfterTheCapture()
+    cli.trainer.callbacks.insert(0, watch)  # first in every hook: before the callbacks that time epochs (and sync)
+    try:
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert watch.batches >= 3  # (5: epoch 2 after the capture, all of epoch 3)
+    assert cli.model.steps.captured.replays >= 3
+    assert scalar_steps(fashion.logs, "train/loss_step") == list(range(1, 3 * 6 + 1))  # 6 steps an epoch
+
+
 def test_graph_falls_back_to_eager_steps_saying_why(fashion, flag, reason):
     with pytest.warns(UserWarning, match=f"runs eagerly, not as a CUDA graph: {reason}"):
         cli, _ = gpu_run(fashion, "fallback", "--model.cuda_graph=on", "--trainer.max_epochs=1", flag)
