@@ -66,6 +66,7 @@ class FiniteLossGuard(L.Callback):
     def __init__(self, check_every_n_steps: int = 50) -> None:
         self.check_every_n_steps = check_every_n_steps
         self._first_bad_step: torch.Tensor | None = None
+        self._read_at = 0  # the global_step of the last read
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
@@ -78,7 +79,10 @@ class FiniteLossGuard(L.Callback):
             return
         bad_step = torch.where(torch.isfinite(loss.detach()), torch.iinfo(torch.int64).max, step)
         self._first_bad_step = bad_step if self._first_bad_step is None else self._first_bad_step.minimum(bad_step)
-        if step % self.check_every_n_steps == 0:
+        # A training batch may hold several optimizer steps (--data.steps_per_batch): read when a multiple of n was
+        # passed (with 16 a batch, "step % n == 0" would read every 400 steps)
+        if step // self.check_every_n_steps > self._read_at // self.check_every_n_steps:
+            self._read_at = step
             self.check(trainer)
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
