@@ -130,10 +130,6 @@ def test_graph_steps_equal_the_seeds_loop(fashion):
         assert torch.allclose(trained[name], value.cpu(), atol=1e-5), name
 
 
-@pytest.mark.parametrize(
-    ("flag", "reason"),
-    [("--trainer.precision=16-mixed", "precision 16-mixed"), ("--model.accumulate_grad_batches=2", "accumulate")],
-)
 class NoSyncAfterTheCapture(L.Callback):
     """CUDA's sync debug mode at "error" from the first training batch after the graph's capture (a capture
     synchronizes) until validation: fetching, augmenting, replaying, counting and logging never wait for the GPU."""
@@ -174,6 +170,10 @@ def test_training_batches_never_wait_for_the_gpu(fashion):
     assert scalar_steps(fashion.logs, "train/loss_step") == list(range(1, 3 * 6 + 1))  # 6 steps an epoch
 
 
+@pytest.mark.parametrize(
+    ("flag", "reason"),
+    [("--trainer.precision=16-mixed", "precision 16-mixed"), ("--model.accumulate_grad_batches=2", "accumulate")],
+)
 def test_graph_falls_back_to_eager_steps_saying_why(fashion, flag, reason):
     with pytest.warns(UserWarning, match=f"runs eagerly, not as a CUDA graph: {reason}"):
         cli, _ = gpu_run(fashion, "fallback", "--model.cuda_graph=on", "--trainer.max_epochs=1", flag)
