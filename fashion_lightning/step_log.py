@@ -5,6 +5,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from fashion_lightning.host_copy import HostCopy
+
 
 class StepLog:
     """The per-step values of the training steps: ``train/loss_step`` and ``train/acc_step`` written to the loggers
@@ -17,10 +19,9 @@ class StepLog:
     matrix products). Nor does it go through ``self.log``, which costs ~0.6 ms a value there (Lightning moves its
     whole result record to the device on every call), as much as the rest of the group's bookkeeping.
 
-    Values are read a group late. On a GPU, reading a loss waits for the steps queued before it (a host sync: the
-    GPU then idles while the host prepares the next group), so a group's values are copied to pinned host memory
-    without waiting and written once the copy is done, seen at a later group or at the epoch's end (``flush``).
-    A run stopped by an error or a signal may leave the last group's values unwritten.
+    Values are read a group late: on a GPU, reading a loss at once would wait for the steps queued before it, so a
+    group's values travel as a ``HostCopy`` and are written once a later group finds them on the host, or at the
+    epoch's end (``flush``). A run stopped by an error or a signal may leave its last group's values unwritten.
 
     Args:
         module: The ``FashionClassifier`` whose trainer counts the steps.
@@ -30,8 +31,8 @@ class StepLog:
         self.module = module
         self.every = 0
         self.step = 0
-        # (optimizer steps, images per step, (n, 2) [loss, correct] on the host, the copy's CUDA event or None)
-        self._pending: list[tuple[list[int], list[int], Tensor, torch.cuda.Event | None]] = []
+        # (optimizer steps, images per step, their (n, 2) [loss, correct] on their way to the host)
+        self._pending: list[tuple[list[int], list[int], HostCopy]] = []
 
     def start_group(self) -> None:
         """Read ``global_step`` and ``log_every_n_steps`` before a group's updates count."""
@@ -65,33 +66,19 @@ class StepLog:
                 images.append(len(labels))
                 values.append(torch.stack((losses[index].float(), correct_of(index).float())))
         if steps:
-            self._pending.append((steps, images, *to_host(torch.stack(values))))
+            self._pending.append((steps, images, HostCopy(torch.stack(values))))
 
     def flush(self, wait: bool = True) -> None:
         """Write the kept values in step order; with ``wait=False`` only those already on the host."""
         while self._pending:
-            steps, images, values, copied = self._pending[0]
-            if copied is not None:
-                if not (wait or copied.query()):
-                    return
-                copied.synchronize()
+            steps, images, values = self._pending[0]
+            if not (wait or values.ready()):
+                return
             del self._pending[0]
-            for step, count, (loss, correct) in zip(steps, images, values.tolist(), strict=True):
+            for step, count, (loss, correct) in zip(steps, images, values.wait().tolist(), strict=True):
                 self._write(step, {"train/loss_step": loss, "train/acc_step": correct / count})
 
     def _write(self, step: int, values: dict[str, float]) -> None:
         for logger in self.module.loggers:
             logger.log_metrics(values, step=step)
         self.module.latest_step_values = values
-
-
-def to_host(values: Tensor) -> tuple[Tensor, torch.cuda.Event | None]:
-    """``values`` on the host: from a GPU a copy into pinned memory, queued behind the steps, with the event that
-    marks it done; on the CPU the tensor itself and ``None``."""
-    if not values.is_cuda:
-        return values, None
-    host = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
-    host.copy_(values, non_blocking=True)
-    copied = torch.cuda.Event()
-    copied.record()
-    return host, copied

@@ -10,6 +10,7 @@ import lightning as L
 import pytest
 import torch
 
+from fashion_lightning.callbacks import FiniteLossGuard
 from fashion_lightning.cli import build_cli, cli_main
 from fashion_lightning.data import split_into_steps, step_batches
 from tests.helpers import TEST_COUNT, cli_args, fit_command, last_ckpt, scalar_steps, wait_for, weights
@@ -132,7 +133,8 @@ def test_graph_steps_equal_the_seeds_loop(fashion):
 
 class NoSyncAfterTheCapture(L.Callback):
     """CUDA's sync debug mode at "error" from the first training batch after the graph's capture (a capture
-    synchronizes) until validation: fetching, augmenting, replaying, counting and logging never wait for the GPU."""
+    synchronizes) until validation: fetching, augmenting, replaying, counting, logging and the NaN guard never wait
+    for the GPU."""
 
     def __init__(self) -> None:
         self.batches = 0
@@ -159,6 +161,8 @@ def test_training_batches_never_wait_for_the_gpu(fashion):
     flags = ["--data.batch_size=48", "--data.steps_per_batch=2", "--trainer.max_epochs=3"]
     flags += ["--trainer.log_every_n_steps=1", "--model.dropout=0.2", "--data.augment=true"]
     cli = build_cli(gpu_args(fashion, *flags), run=False)
+    guard = next(cb for cb in cli.trainer.callbacks if isinstance(cb, FiniteLossGuard))
+    guard.check_every_n_steps = 2  # its flag sent to the host at every group, read once there
     watch = NoSyncAfterTheCapture()
     cli.trainer.callbacks.insert(0, watch)  # first in every hook: before the callbacks that time epochs (and sync)
     try:

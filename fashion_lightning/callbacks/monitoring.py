@@ -10,6 +10,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from fashion_lightning.callbacks.resume import last_checkpoint_path
 from fashion_lightning.data import step_batches
 from fashion_lightning.errors import NonFiniteLossError
+from fashion_lightning.host_copy import HostCopy
 
 
 class EpochTimer(L.Callback):
@@ -56,17 +57,21 @@ class EpochTimer(L.Callback):
 class FiniteLossGuard(L.Callback):
     """Stop training on a NaN or infinite loss, naming the step, before a bad checkpoint can be written.
 
-    On CPU every step is checked. On a GPU a check would stall the pipeline, so non-finite steps are
-    accumulated on the device and read every ``check_every_n_steps`` steps and before every checkpoint.
+    On CPU every step is checked. On a GPU reading the loss would stall the pipeline, so the first non-finite
+    step is kept on the device, sent to the host every ``check_every_n_steps`` steps without waiting (read at a
+    later batch, once there) and read at once before every checkpoint.
 
     Args:
-        check_every_n_steps: How often the device-side flag is read on GPUs.
+        check_every_n_steps: How often the device-side flag is sent to the host on GPUs.
     """
+
+    NONE = torch.iinfo(torch.int64).max  # the first bad step while there is none
 
     def __init__(self, check_every_n_steps: int = 50) -> None:
         self.check_every_n_steps = check_every_n_steps
-        self._first_bad_step: torch.Tensor | None = None
-        self._read_at = 0  # the global_step of the last read
+        self._first_bad_step: torch.Tensor | None = None  # 0-d int64 on the device
+        self._sent: HostCopy | None = None  # the flag on its way to the host
+        self._sent_at = 0  # the global_step when it was last sent
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
@@ -77,21 +82,28 @@ class FiniteLossGuard(L.Callback):
             if not math.isfinite(loss.item()):
                 self._raise(trainer, step)
             return
-        bad_step = torch.where(torch.isfinite(loss.detach()), torch.iinfo(torch.int64).max, step)
+        bad_step = torch.where(torch.isfinite(loss.detach()), self.NONE, step)
         self._first_bad_step = bad_step if self._first_bad_step is None else self._first_bad_step.minimum(bad_step)
-        # A training batch may hold several optimizer steps (--data.steps_per_batch): read when a multiple of n was
-        # passed (with 16 a batch, "step % n == 0" would read every 400 steps)
-        if step // self.check_every_n_steps > self._read_at // self.check_every_n_steps:
-            self._read_at = step
-            self.check(trainer)
+        if self._sent is not None and self._sent.ready():
+            self._raise_if_bad(trainer, int(self._sent.wait()))
+            self._sent = None
+        # A training batch may hold several optimizer steps (--data.steps_per_batch): send when a multiple of n was
+        # passed (with 16 a batch, "step % n == 0" would hold every 400 steps)
+        if self._sent is None and step // self.check_every_n_steps > self._sent_at // self.check_every_n_steps:
+            self._sent_at = step
+            self._sent = HostCopy(self._first_bad_step)
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
         self.check(trainer)
 
     def check(self, trainer) -> None:
-        """Raise if a non-finite loss was seen since the start."""
-        if self._first_bad_step is not None and int(self._first_bad_step) != torch.iinfo(torch.int64).max:
-            self._raise(trainer, int(self._first_bad_step))
+        """Raise if a non-finite loss was seen since the start (waits for the GPU)."""
+        if self._first_bad_step is not None:
+            self._raise_if_bad(trainer, int(self._first_bad_step))
+
+    def _raise_if_bad(self, trainer, first_bad_step: int) -> None:
+        if first_bad_step != self.NONE:
+            self._raise(trainer, first_bad_step)
 
     @staticmethod
     def _raise(trainer, step: int) -> None:
