@@ -98,6 +98,7 @@ class TrainingSteps:
         """Choose how this fit's steps run (``optimizer`` is the one handed to Lightning)."""
         hp = self.module.hparams
         self.optimizer, self.captured, self._capturable = optimizer, None, False
+        self.step_log = StepLog(self.module)  # nothing left over from an interrupted fit
         self.net = compile_network(self.module.net) if hp.compile else self.module.net
         self.through_lightning = lightning_steps_needed(self.module)
         if hp.cuda_graph == "off" or (hp.cuda_graph == "auto" and self.module.device.type != "cuda"):

@@ -58,19 +58,30 @@ def test_max_steps_stops_inside_a_group(fashion):
 
 
 def test_a_step_that_fails_inside_a_group_leaves_the_updates_before_it_counted(fashion):
-    cli = build_cli(cli_args(fashion, "--data.steps_per_batch=4", "--trainer.num_sanity_val_steps=0"), run=False)
+    flags = ["--data.steps_per_batch=2", "--trainer.num_sanity_val_steps=0", "--trainer.log_every_n_steps=1"]
+    cli = build_cli(cli_args(fashion, *flags), run=False)
     net, calls = cli.model.net, []
 
-    def forward_failing_at_the_third(images):
+    def forward_failing_at_the_sixth(images):
         calls.append(len(images))
-        if len(calls) == 3:
+        if len(calls) == 6:  # the second step of the third group
             raise RuntimeError("out of memory, say")
         return type(net).forward(net, images)
 
-    net.forward = forward_failing_at_the_third
+    net.forward = forward_failing_at_the_sixth
     with pytest.raises(RuntimeError, match="out of memory"):
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    assert cli.trainer.global_step == 2  # the two updates made before it, as Lightning's own optimizer counts
+    assert cli.trainer.global_step == 5  # the group's update made before it, as Lightning's own optimizer counts
+    # The same module fitted again (a notebook after the error): the new run gets its own step values only, not
+    # the second group's, which were still on their way to the logger when the first run stopped.
+    del net.forward
+    logs = fashion.root / "again"
+    args = [a.replace(str(fashion.logs), str(logs)) for a in cli_args(fashion, *flags, "--trainer.max_steps=4")]
+    again = build_cli(args, run=False)
+    again.trainer.fit(cli.model, datamodule=again.datamodule)
+    events = EventAccumulator(str(logs / "fashion" / "version_0"), purge_orphaned_data=False)  # all, in order
+    events.Reload()
+    assert [event.step for event in events.Scalars("train/loss_step")] == [1, 2, 3, 4]
 
 
 def test_automatic_grouping_and_when_it_steps_aside(fashion, caplog):

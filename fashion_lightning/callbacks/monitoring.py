@@ -73,6 +73,9 @@ class FiniteLossGuard(L.Callback):
         self._sent: HostCopy | None = None  # the flag on its way to the host
         self._sent_at = 0  # the global_step when it was last sent
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._first_bad_step, self._sent, self._sent_at = None, None, trainer.global_step  # (a resumed run's step)
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is None:
