@@ -63,8 +63,8 @@ class FashionMNISTDataModule(L.LightningDataModule):
     """
 
     # Lightning's work per training batch (fetch loop, transfer, callback hooks, the call into training_step) costs
-    # ~1 ms on a 2-core CPU, where the MLP's step takes ~3 ms: all around the steps came to 5.2% of their time at 16
-    # steps a batch and 2.1% at 64 (benchmarks/step_overhead.py; README, Performance). On an H100's host it costs
+    # ~1 ms on a 2-core CPU, where the MLP's step takes ~3 ms: all around the steps came to 4.5% of their time at 16
+    # steps a batch and 2.6% at 64 (benchmarks/step_overhead.py; README, Performance). On an H100's host it costs
     # ~1 ms, and a group of 16 is one CUDA graph (0.23 s an epoch there).
     AUTO_STEPS_PER_BATCH = {"cuda": 16, "cpu": 64}
 
