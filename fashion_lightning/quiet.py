@@ -18,6 +18,9 @@ KNOWN_WARNINGS = (
     (r"(?s).*``ArgumentParser.add_instantiator`` was deprecated", Warning, "lightning.pytorch.cli + jsonargparse"),
     (r"(?s).*``instantiate_classes`` was deprecated", Warning, "lightning.pytorch.cli + jsonargparse"),
     (r"(?s).*skip_none parameter was deprecated", Warning, "lightning.pytorch.cli + jsonargparse"),
+    # LightningCLI warns when it is given args while sys.argv holds arguments (Lightning #16807). cli_main(args)
+    # from a notebook or a test is the documented way to run from Python; the kernel's argv is not the user's.
+    (r"LightningCLI's args parameter is intended to run from within Python", UserWarning, "lightning.pytorch.cli"),
     # ModelCheckpoint warns whenever its folder has files; a resumed run writes into its own folder on purpose.
     (r"Checkpoint directory .* exists and is not empty", UserWarning, "lightning ModelCheckpoint"),
     # CSVLogger warns the same on a resume; its metrics.csv is moved aside first (runs.keep_csv_metrics), and a

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -150,6 +151,18 @@ def test_default_commands_print_no_warnings(fashion):
         output = result.stdout + result.stderr
         for noise in ("Warning", "warn(", "deprecated", "Tip:"):
             assert noise not in output, f"{command[0]} printed {noise!r}:\n{output[-3000:]}"
+
+
+def test_cli_main_from_a_notebook_does_not_warn_about_the_kernels_argv(fashion, monkeypatch, capsys):
+    # A Jupyter kernel's own arguments are in sys.argv; cli_main(args) replaces them, as documented.
+    monkeypatch.setattr(sys, "argv", ["ipykernel_launcher.py", "-f", "/tmp/kernel-1.json"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main(["fit", *cli_args(fashion), "--print_config"])
+    assert exit_info.value.code == 0
+    assert "max_epochs: 5" in capsys.readouterr().out
+    assert [str(w.message) for w in caught if "sys.argv" in str(w.message)] == []
 
 
 def test_the_default_bar_redraws_every_320_optimizer_steps_and_shows_the_last_step_values(fashion):
