@@ -1,5 +1,6 @@
 """The quickstart notebook executes top to bottom (real data when installed, the tiny set otherwise)."""
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -25,6 +26,11 @@ def test_notebook_executes(tmp_path, monkeypatch):
         output.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs
     )
     assert "Predicted: " in outputs
+    stderr = "".join(
+        o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", []) if o.get("name") == "stderr"
+    )
+    # A quiet console in a notebook too: no warning (Python's and Lightning's both start with "file.py:line: ").
+    assert not re.search(r"\.py:\d+: ", stderr), stderr
     assert "test accuracy:" in outputs
     images = [o for cell in notebook.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) >= 3  # samples, curves, confusion matrix
