@@ -1,9 +1,7 @@
 """The Optuna side of ``fashion-lightning sweep``: the study, the trial loop, recovery of killed trials, the report."""
 
-import contextlib
 import os
 import random
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -27,16 +25,6 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
-@contextlib.contextmanager
-def trial_command_line():
-    """A trial's arguments are its whole command line: LightningCLI would warn about the sweep's own argv."""
-    saved, sys.argv = sys.argv, sys.argv[:1]
-    try:
-        yield
-    finally:
-        sys.argv = saved
-
-
 class _Parsed(Exception):  # noqa: N818 (a signal, not an error)
     def __init__(self, config) -> None:
         self.config = config
@@ -50,9 +38,9 @@ class _DryCLI(FashionCLI):
 
 
 def resolved_fit_config(fit_args: list[str]):
+    # (A trial's arguments are its whole command line: quiet.py silences LightningCLI's warning about the sweep's.)
     try:
-        with trial_command_line():
-            _DryCLI(FashionClassifier, FashionMNISTDataModule, **cli_kwargs(), args=["fit", *fit_args])
+        _DryCLI(FashionClassifier, FashionMNISTDataModule, **cli_kwargs(), args=["fit", *fit_args])
     except _Parsed as parsed:
         return parsed.config
     raise AssertionError("unreachable: _DryCLI always stops")
@@ -98,10 +86,7 @@ def run_trial(trial: optuna.Trial, study: optuna.Study, options: dict, fit_args:
     kwargs["trainer_defaults"]["callbacks"] += callbacks
     name = [f"--trainer.logger.init_args.name={options['study_name']}"]
     try:
-        with trial_command_line():
-            FashionCLI(
-                FashionClassifier, FashionMNISTDataModule, **kwargs, args=["fit", *fit_args, *name, *flags, *resume]
-            )
+        FashionCLI(FashionClassifier, FashionMNISTDataModule, **kwargs, args=["fit", *fit_args, *name, *flags, *resume])
     except BaseException:
         release_unused_claims()
         raise

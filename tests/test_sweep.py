@@ -45,6 +45,7 @@ def test_three_trial_sweep_reports_and_writes_a_config_that_retrains_the_best(fa
         sweep_command(fashion, storage, "--n_trials=3", "--trainer.max_epochs=1"), capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "sys.argv" not in result.stderr  # LightningCLI's warning about the sweep's own command line
     study, done = finished_trials(storage)
     assert len(done) == 3
     assert sorted(t.number for t in study.trials) == [0, 1, 2]
