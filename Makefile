@@ -35,7 +35,7 @@ test-system:
 
 train: setup data
 	$(BIN)/fashion-lightning fit
-	$(BIN)/fashion-lightning test --ckpt_path "$$(ls -td lightning_logs/fashion/version_*/ | head -1)checkpoints/best.ckpt"
+	$(BIN)/fashion-lightning test --ckpt_path best
 
 test: setup data test-system
 	$(BIN)/python -m pytest

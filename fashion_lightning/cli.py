@@ -26,7 +26,7 @@ from fashion_lightning.callbacks import (
 )
 from fashion_lightning.checkpointing import AtomicCheckpointIO, check_compatible, load_checkpoint
 from fashion_lightning.datamodule import FashionMNISTDataModule
-from fashion_lightning.errors import ConfigurationError, FashionLightningError
+from fashion_lightning.errors import FashionLightningError
 from fashion_lightning.lit_module import FashionClassifier
 from fashion_lightning.options import (
     HOW_TO_RUN,
@@ -40,11 +40,11 @@ from fashion_lightning.quiet import silence_known_noise
 from fashion_lightning.runs import (
     VERSION_ENV_VAR,
     claim_version,
-    find_last_checkpoint,
     keep_csv_metrics,
     lock_run,
     release_locks,
     release_unused_claims,
+    resolve_ckpt_path,
     run_version,
 )
 from fashion_lightning.tools import TOOLS, run_tool
@@ -108,7 +108,8 @@ class FashionCLI(LightningCLI):
         config = self.config[subcommand]
         explicit = self._explicit_options(parser, args).get(subcommand) or {}
         self._follow_default_root_dir(config, explicit)
-        config.ckpt_path = self._resolve_ckpt_path(config.ckpt_path, runs_root(config))
+        best_file = f"{config.checkpoint.filename or 'best'}.ckpt"
+        config.ckpt_path = resolve_ckpt_path(config.ckpt_path, runs_root(config), subcommand, best_file)
         if config.ckpt_path:
             self._checkpoint = FashionClassifier.upgrade_checkpoint(load_checkpoint(config.ckpt_path))
             check_explicit_model_options(explicit.get("model") or {}, self._checkpoint, config.ckpt_path)
@@ -139,22 +140,6 @@ class FashionCLI(LightningCLI):
         save_dir_given = hasattr(given, "get") and "save_dir" in (given.get("init_args") or {})
         if root and logger_has_save_dir and not save_dir_given:
             logger.init_args.save_dir = str(Path(root) / LOG_ROOT)
-
-    @staticmethod
-    def _resolve_ckpt_path(ckpt_path: str | None, root: Path | None) -> str | None:
-        if ckpt_path != "last":
-            return ckpt_path
-        if root is None:
-            raise ConfigurationError(
-                "--ckpt_path last needs a logger that keeps runs in version_N folders (TensorBoardLogger or "
-                "CSVLogger, with save_dir and name); with this logger, pass the checkpoint's path instead."
-            )
-        found = find_last_checkpoint(root)
-        if found is None:
-            print(f"--ckpt_path last: there is no last.ckpt under {root}/; starting a new run from scratch.")
-            return None
-        print(f"--ckpt_path last: resuming {found}")
-        return str(found)
 
     def _continue_run(self, config, subcommand: str) -> None:
         found, root = run_version(config.ckpt_path), runs_root(config)

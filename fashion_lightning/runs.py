@@ -43,13 +43,58 @@ def versions(runs_root: str | os.PathLike) -> list[int]:
     return sorted(int(match.group(1)) for match in found if match)
 
 
-def find_last_checkpoint(runs_root: str | os.PathLike) -> Path | None:
-    """The ``last.ckpt`` of the highest ``version_N`` under ``runs_root`` that has one (not the newest mtime)."""
+def find_checkpoint(runs_root: str | os.PathLike, file_name: str = "last.ckpt") -> Path | None:
+    """``checkpoints/<file_name>`` of the highest ``version_N`` under ``runs_root`` that has one (not the newest
+    mtime)."""
     for version in reversed(versions(runs_root)):
-        last = Path(runs_root) / f"version_{version}" / "checkpoints" / "last.ckpt"
-        if last.is_file():
-            return last
+        found = Path(runs_root) / f"version_{version}" / "checkpoints" / file_name
+        if found.is_file():
+            return found
     return None
+
+
+def resolve_ckpt_path(ckpt_path: str | None, runs_root: Path | None, subcommand: str, best_file: str) -> str | None:
+    """``--ckpt_path last`` (fit: resume the newest run) and ``best`` (validate, test, predict: the newest run's best
+    checkpoint) as paths; any other value as given.
+
+    Args:
+        ckpt_path: The option's value.
+        runs_root: ``<save_dir>/<name>`` of the logger's runs, ``None`` when the logger keeps no ``version_N`` folders.
+        subcommand: "fit", "validate", "test" or "predict".
+        best_file: The best checkpoint's file name (``--checkpoint.filename`` + ".ckpt").
+    """
+    if ckpt_path not in ("last", "best"):
+        return ckpt_path
+    if ckpt_path == "best" and subcommand == "fit":
+        raise ConfigurationError(
+            "--ckpt_path best is for validate, test and predict (the newest run's best checkpoint). To continue the "
+            "newest run, use --ckpt_path last; to train on from a best checkpoint, pass its path."
+        )
+    if runs_root is None:
+        raise ConfigurationError(
+            f"--ckpt_path {ckpt_path} needs a logger that keeps runs in version_N folders (TensorBoardLogger or "
+            "CSVLogger, with save_dir and name); with this logger, pass the checkpoint's path instead."
+        )
+    if ckpt_path == "best":
+        if "{" in best_file:
+            raise ConfigurationError(
+                f"--ckpt_path best looks for a fixed file name, but --checkpoint.filename is a template "
+                f"({best_file}); pass the checkpoint's path instead."
+            )
+        found = find_checkpoint(runs_root, best_file)
+        if found is None:
+            raise ConfigurationError(
+                f"--ckpt_path best: no run under {runs_root}/ has checkpoints/{best_file}. Train one first "
+                "(fashion-lightning fit), or pass a checkpoint's path."
+            )
+        print(f"--ckpt_path best: {found}")
+        return str(found)
+    found = find_checkpoint(runs_root)
+    if found is None:
+        print(f"--ckpt_path last: there is no last.ckpt under {runs_root}/; starting a new run from scratch.")
+        return None
+    print(f"--ckpt_path last: resuming {found}")
+    return str(found)
 
 
 def claim_version(runs_root: str | os.PathLike) -> int:

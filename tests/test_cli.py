@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -69,6 +70,24 @@ def test_validate_and_predict_from_checkpoint(fitted):
     predicted = torch.cat([batch["predicted"] for batch in batches])
     assert predicted.shape == (TEST_COUNT,)
     assert predicted.max() < 10
+
+
+def test_ckpt_path_best_evaluates_the_newest_runs_best_checkpoint(fitted, capsys):
+    cli_main(["fit", *cli_args(fitted, "--trainer.max_epochs=1")])  # version_1, the newest run
+    best = run_dir(fitted, 1) / "checkpoints" / "best.ckpt"
+    cli = cli_main(["test", *cli_args(fitted, "--ckpt_path=best")])
+    assert Path(cli.trainer.ckpt_path) == best
+    assert (run_dir(fitted, 1) / "config.test.yaml").is_file()  # the test logs into the run it came from
+    assert f"--ckpt_path best: {best}" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", *cli_args(fitted, "--ckpt_path=best")])
+    assert exit_info.value.code == 2
+    assert "To continue the newest run, use --ckpt_path last" in capsys.readouterr().err
+    elsewhere = f"--trainer.logger.init_args.save_dir={fitted.root / 'no_runs'}"
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["validate", *cli_args(fitted, elsewhere, "--ckpt_path=best")])
+    assert exit_info.value.code == 2
+    assert "no run under" in capsys.readouterr().err
 
 
 def test_checkpoint_rebuilds_its_model_alone(fitted):

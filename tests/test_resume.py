@@ -15,7 +15,7 @@ from fashion_lightning.atomic import TEMP_PREFIX, atomic_open
 from fashion_lightning.checkpointing import AtomicCheckpointIO
 from fashion_lightning.cli import build_cli, cli_main
 from fashion_lightning.lit_module import FashionClassifier
-from fashion_lightning.runs import find_last_checkpoint, run_version, versions
+from fashion_lightning.runs import find_checkpoint, run_version, versions
 from tests.helpers import assert_same_weights, cli_args, fit_command, last_ckpt, scalar_steps, wait_for, weights
 
 
@@ -139,7 +139,7 @@ def test_last_checkpoint_is_found_by_version_not_by_mtime(tmp_path):
         path.parent.mkdir(parents=True)
         path.write_bytes(b"x")
     os.utime(tmp_path / "version_2" / "checkpoints" / "last.ckpt", (2e9, 2e9))  # newer mtime, older run
-    assert find_last_checkpoint(tmp_path) == tmp_path / "version_10" / "checkpoints" / "last.ckpt"
+    assert find_checkpoint(tmp_path) == tmp_path / "version_10" / "checkpoints" / "last.ckpt"
     assert run_version(tmp_path / "version_10" / "checkpoints" / "best.ckpt") == (tmp_path, 10)
     assert run_version(tmp_path / "elsewhere.ckpt") is None
 
