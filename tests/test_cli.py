@@ -88,6 +88,9 @@ def test_ckpt_path_best_evaluates_the_newest_runs_best_checkpoint(fitted, capsys
         cli_main(["validate", *cli_args(fitted, elsewhere, "--ckpt_path=best")])
     assert exit_info.value.code == 2
     assert "no run under" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main(["test", *cli_args(fitted, "--checkpoint.filename={epoch}-best", "--ckpt_path=best")])
+    assert "--checkpoint.filename is a template ({epoch}-best.ckpt)" in capsys.readouterr().err
 
 
 def test_checkpoint_rebuilds_its_model_alone(fitted):
