@@ -46,9 +46,13 @@ def test_system_copy_is_tried_after_user_dirs(fashion, monkeypatch):
 
 
 def test_prepared_files_are_used_without_any_source(fashion):
-    ensure_raw_files(fashion.data_dir, fashion.source_dir, download=False)
+    first = ensure_raw_files(fashion.data_dir, fashion.source_dir, download=False)
+    before = {key: (path.stat().st_mtime_ns, path.read_bytes()) for key, path in first.items()}
     shutil.rmtree(fashion.source_dir)
-    ensure_raw_files(fashion.data_dir, source_dir=None, download=False)  # no error: data_dir already holds them
+    again = ensure_raw_files(fashion.data_dir, source_dir=None, download=False)  # data_dir already holds them
+    assert again == first
+    assert {key: (path.stat().st_mtime_ns, path.read_bytes()) for key, path in again.items()} == before
+    assert all(path.parent == raw_dir(fashion.data_dir) for path in again.values())
 
 
 def test_downloads_from_torchvisions_mirror_when_no_copy(fashion, monkeypatch):
