@@ -1,4 +1,5 @@
-"""Run folders: ``<save_dir>/<name>/version_N/``, claimed atomically, locked while a ``fit`` writes them.
+"""Run folders: ``<save_dir>/<name>/version_N/``, claimed atomically, locked while a ``fit`` writes them, searched
+for ``--ckpt_path last`` and ``best``.
 
 Loggers with this layout (TensorBoard, CSV) pick the next ``version_N`` by listing the folder, so two runs started
 at once in one folder both take the same number. Here a run *claims* its version with ``mkdir`` (which fails if the
@@ -75,25 +76,22 @@ def resolve_ckpt_path(ckpt_path: str | None, runs_root: Path | None, subcommand:
             f"--ckpt_path {ckpt_path} needs a logger that keeps runs in version_N folders (TensorBoardLogger or "
             "CSVLogger, with save_dir and name); with this logger, pass the checkpoint's path instead."
         )
-    if ckpt_path == "best":
-        if "{" in best_file:
-            raise ConfigurationError(
-                f"--ckpt_path best looks for a fixed file name, but --checkpoint.filename is a template "
-                f"({best_file}); pass the checkpoint's path instead."
-            )
-        found = find_checkpoint(runs_root, best_file)
-        if found is None:
-            raise ConfigurationError(
-                f"--ckpt_path best: no run under {runs_root}/ has checkpoints/{best_file}. Train one first "
-                "(fashion-lightning fit), or pass a checkpoint's path."
-            )
-        print(f"--ckpt_path best: {found}")
-        return str(found)
-    found = find_checkpoint(runs_root)
-    if found is None:
+    if ckpt_path == "best" and "{" in best_file:
+        raise ConfigurationError(
+            f"--ckpt_path best looks for a fixed file name, but --checkpoint.filename is a template ({best_file}); "
+            "pass the checkpoint's path instead."
+        )
+    file_name = best_file if ckpt_path == "best" else "last.ckpt"
+    found = find_checkpoint(runs_root, file_name)
+    if found is None and subcommand == "fit":
         print(f"--ckpt_path last: there is no last.ckpt under {runs_root}/; starting a new run from scratch.")
         return None
-    print(f"--ckpt_path last: resuming {found}")
+    if found is None:  # evaluating nothing would report an untrained model
+        raise ConfigurationError(
+            f"--ckpt_path {ckpt_path}: no run under {runs_root}/ has checkpoints/{file_name}. Train one first "
+            "(fashion-lightning fit), or pass a checkpoint's path."
+        )
+    print(f"--ckpt_path {ckpt_path}: {'resuming' if subcommand == 'fit' else 'using'} {found}")
     return str(found)
 
 

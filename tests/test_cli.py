@@ -78,16 +78,19 @@ def test_ckpt_path_best_evaluates_the_newest_runs_best_checkpoint(fitted, capsys
     cli = cli_main(["test", *cli_args(fitted, "--ckpt_path=best")])
     assert Path(cli.trainer.ckpt_path) == best
     assert (run_dir(fitted, 1) / "config.test.yaml").is_file()  # the test logs into the run it came from
-    assert f"--ckpt_path best: {best}" in capsys.readouterr().out
+    assert f"--ckpt_path best: using {best}" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["fit", *cli_args(fitted, "--ckpt_path=best")])
     assert exit_info.value.code == 2
     assert "To continue the newest run, use --ckpt_path last" in capsys.readouterr().err
     elsewhere = f"--trainer.logger.init_args.save_dir={fitted.root / 'no_runs'}"
-    with pytest.raises(SystemExit) as exit_info:
-        cli_main(["validate", *cli_args(fitted, elsewhere, "--ckpt_path=best")])
-    assert exit_info.value.code == 2
-    assert "no run under" in capsys.readouterr().err
+    for keyword in ("best", "last"):  # nothing to evaluate: an error, not an untrained model's numbers
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main(["validate", *cli_args(fitted, elsewhere, f"--ckpt_path={keyword}")])
+        assert exit_info.value.code == 2
+        assert f"no run under {fitted.root / 'no_runs' / 'fashion'}/ has checkpoints/{keyword}.ckpt" in (
+            capsys.readouterr().err
+        )
     with pytest.raises(SystemExit):
         cli_main(["test", *cli_args(fitted, "--checkpoint.filename={epoch}-best", "--ckpt_path=best")])
     assert "--checkpoint.filename is a template ({epoch}-best.ckpt)" in capsys.readouterr().err
