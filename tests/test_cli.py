@@ -72,7 +72,7 @@ def test_validate_and_predict_from_checkpoint(fitted):
     assert predicted.max() < 10
 
 
-def test_ckpt_path_best_evaluates_the_newest_runs_best_checkpoint(fitted, capsys):
+def test_evaluating_with_ckpt_path_best_or_last_takes_the_newest_runs_file(fitted, capsys):
     cli_main(["fit", *cli_args(fitted, "--trainer.max_epochs=1")])  # version_1, the newest run
     best = run_dir(fitted, 1) / "checkpoints" / "best.ckpt"
     cli = cli_main(["test", *cli_args(fitted, "--ckpt_path=best")])
