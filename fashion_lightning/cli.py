@@ -170,6 +170,8 @@ class FashionCLI(LightningCLI):
         root = runs_root(config)
         if root is None or config.trainer.logger.init_args.get("version") is not None:
             return
+        if config.trainer.get("fast_dev_run"):
+            return  # Lightning then logs and saves nothing: no run folder
         if rank_zero_only.rank == 0:
             version = claim_version(root)
             os.environ[VERSION_ENV_VAR] = str(version)  # DDP ranks started by Lightning's launcher inherit it

@@ -29,10 +29,13 @@ def test_all_configs_are_found():
     [c if c.name != "default.yaml" else pytest.param(c, marks=same_lightning) for c in CONFIGS],
     ids=lambda c: c.stem,
 )
-def test_config_runs_a_fast_dev_run(fashion, config):
+def test_config_runs_a_fast_dev_run(fashion, config, capsys):
     cli = cli_main(["fit", f"--config={config}", *cli_args(fashion, "--trainer.fast_dev_run=true")])
     assert cli.trainer.state.finished
     assert cli.trainer.global_step == 1
+    # Lightning's fast_dev_run logs and saves nothing: no run folder is left behind, and the summary says so.
+    assert not (fashion.logs / "fashion").exists() or not any((fashion.logs / "fashion").iterdir())
+    assert "fast_dev_run: nothing was logged or saved" in capsys.readouterr().out
 
 
 def _printed_config(*args: str) -> dict:

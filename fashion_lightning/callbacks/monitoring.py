@@ -123,6 +123,9 @@ class RunSummary(L.Callback):
 
     @rank_zero_only
     def on_fit_end(self, trainer, pl_module) -> None:
+        if trainer.fast_dev_run:
+            print("\nfast_dev_run: nothing was logged or saved (it checks that the code runs, on a few batches).")
+            return
         lines = ["", "Run summary"]
         checkpoint = trainer.checkpoint_callback
         if checkpoint is not None and checkpoint.best_model_score is not None:
