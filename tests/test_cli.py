@@ -218,6 +218,19 @@ def test_default_root_dir_holds_the_runs(fashion, tmp_path, monkeypatch):
     assert not (tmp_path / "lightning_logs").exists()
 
 
+def test_without_a_logger_checkpoints_go_to_default_root_dir_and_the_summary_names_them(fashion, capsys):
+    root = fashion.root / "no_logger"
+    args = [a for a in without_logger_dir(cli_args(fashion)) if not a.startswith("--trainer.default_root_dir")]
+    args += ["--trainer.logger=false", f"--trainer.default_root_dir={root}"]
+    cli_main(["fit", *args, "--trainer.max_epochs=1"])
+    last = root / "checkpoints" / "last.ckpt"
+    assert last.is_file()
+    assert (root / "checkpoints" / "best.ckpt").is_file()
+    assert f"resume: --ckpt_path {last}" in capsys.readouterr().out  # "last" needs version_N folders
+    cli = cli_main(["fit", *args, "--trainer.max_epochs=2", f"--ckpt_path={last}"])
+    assert cli.trainer.current_epoch == 2  # resumed after epoch 1
+
+
 def test_csv_logger_fits_resumes_and_tests(fashion, capsys):
     csv = [
         "--trainer.logger=CSVLogger",
