@@ -170,6 +170,9 @@ class FashionClassifier(L.LightningModule):
             result["label"] = labels
         return result
 
+    def on_train_start(self) -> None:
+        self.steps.check_logging_interval()
+
     def on_train_epoch_end(self) -> None:
         self.steps.log_epoch_metrics()
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])

@@ -21,6 +21,10 @@ KNOWN_WARNINGS = (
     # LightningCLI warns when it is given args while sys.argv holds arguments (Lightning #16807). cli_main(args)
     # from a notebook or a test is the documented way to run from Python; the kernel's argv is not the user's.
     (r"LightningCLI's args parameter is intended to run from within Python", UserWarning, "lightning.pytorch.cli"),
+    # Lightning compares its training batches with log_every_n_steps, but a batch here holds --data.steps_per_batch
+    # optimizer steps and step values are written at optimizer steps; TrainingSteps.check_logging_interval warns on
+    # those instead.
+    (r"The number of training batches \(\d+\) is smaller than the logging interval", UserWarning, "lightning fit_loop"),
     # ModelCheckpoint warns whenever its folder has files; a resumed run writes into its own folder on purpose.
     (r"Checkpoint directory .* exists and is not empty", UserWarning, "lightning ModelCheckpoint"),
     # CSVLogger warns the same on a resume; its metrics.csv is moved aside first (runs.keep_csv_metrics), and a

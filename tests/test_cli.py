@@ -160,8 +160,9 @@ def test_no_data_no_network_is_one_clear_error(fashion):
 
 @pytest.mark.slow
 def test_default_commands_print_no_warnings(fashion):
-    # As a user runs them (subprocesses, Python's default warning filters). log_every_n_steps=1 only because the
-    # tiny fixture has fewer batches than the default interval, which Lightning rightly warns about.
+    # As a user runs them (subprocesses, Python's default warning filters). log_every_n_steps=1 only because an
+    # epoch of the tiny fixture holds 8 optimizer steps, fewer than the default interval, which is rightly warned
+    # about (see test_the_logging_interval_warning_counts_optimizer_steps_not_batches).
     base = [sys.executable, "-m", "fashion_lightning"]
     args = cli_args(fashion, "--trainer.log_every_n_steps=1", "--trainer.enable_progress_bar=true")
     best = run_dir(fashion) / "checkpoints" / "best.ckpt"
@@ -176,6 +177,22 @@ def test_default_commands_print_no_warnings(fashion):
         output = result.stdout + result.stderr
         for noise in ("Warning", "warn(", "deprecated", "Tip:"):
             assert noise not in output, f"{command[0]} printed {noise!r}:\n{output[-3000:]}"
+
+
+def test_the_logging_interval_warning_counts_optimizer_steps_not_batches(fashion):
+    # The tiny split: 8 optimizer steps an epoch, in 2 training batches of 4. Lightning compares its batches with
+    # log_every_n_steps, but step values are written every log_every_n_steps optimizer steps (StepLog).
+    args = cli_args(fashion, "--data.steps_per_batch=4", "--trainer.max_epochs=1")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli_main(["fit", *args, "--trainer.log_every_n_steps=5"])  # 2 batches < 5 <= 8 steps: nothing to warn about
+        assert [str(w.message) for w in caught if "log_every_n_steps" in str(w.message)] == []
+        cli_main(["fit", *args, "--trainer.log_every_n_steps=50"])
+    assert [str(w.message) for w in caught if "log_every_n_steps" in str(w.message)] == [
+        "An epoch holds 8 optimizer steps, fewer than --trainer.log_every_n_steps 50: train/loss_step and "
+        "train/acc_step are written every 50 optimizer steps. Set a lower --trainer.log_every_n_steps to see them "
+        "within an epoch."
+    ]
 
 
 def test_cli_main_from_a_notebook_does_not_warn_about_the_kernels_argv(fashion, monkeypatch, capsys):
