@@ -14,6 +14,7 @@ import base64
 import binascii
 import io
 import math
+import multiprocessing
 import os
 import signal
 from importlib import resources
@@ -97,6 +98,10 @@ class FashionAPI(ls.LitAPI if ls else object):
         self.source, self.top_k = source, min(top_k, len(CLASS_NAMES))
 
     def setup(self, device: str) -> None:
+        if multiprocessing.parent_process() is not None:  # in LitServe's inference worker process
+            # A terminal's Ctrl-C reaches every process of the group. The worker leaves the shutdown to the main
+            # process, which ends it, instead of stopping mid-read of its queue with a KeyboardInterrupt traceback.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.predictor = load_predictor(self.source, device)
 
     def decode_request(self, request: PredictRequest) -> dict:

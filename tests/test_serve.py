@@ -186,10 +186,14 @@ def test_an_export_is_served_like_the_checkpoint(trained, fmt):
         running.stop()
 
 
-def test_sigterm_stops_the_server_and_its_worker_processes(trained):
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_a_signal_stops_the_server_and_its_worker_processes_quietly(trained, stop):
     running = Server(trained.checkpoint)
-    os.killpg(running.process.pid, signal.SIGTERM)
-    running.process.wait(timeout=60)
+    os.killpg(running.process.pid, stop)  # to the whole group, as a terminal's Ctrl-C or a service manager does
+    output, _ = running.process.communicate(timeout=60)
+    assert running.process.returncode == 0
+    assert "Traceback" not in output
+    assert "WARNING" not in output
     deadline = time.monotonic() + 30
     while True:  # the whole process group, LitServe's inference workers included, is gone
         try:
