@@ -54,6 +54,24 @@ def test_ctrl_c_saves_last_ckpt_exits_130_and_resumes_exactly(fashion, reference
 
 
 @pytest.mark.slow
+def test_ctrl_c_in_a_terminal_with_loader_workers_stops_once(fashion):
+    # A terminal's Ctrl-C reaches the whole process group: the loader's worker processes (forked after the handlers
+    # were installed) leave the stop to the main process.
+    logs = fashion.root / "group"
+    command = fit_command(fashion, logs, "--trainer.max_epochs=50", "--data.num_workers=2")
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    wait_for(last_ckpt(logs), process)
+    os.killpg(process.pid, signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output[-2000:]
+    assert output.count("Ctrl-C: stopping after this step") == 1, output[-2000:]
+    assert "Traceback" not in output
+    assert "Stopped by SIGINT; resume with --ckpt_path last." in output
+
+
+@pytest.mark.slow
 def test_two_runs_started_together_get_their_own_folders_and_checkpoints(fashion):
     logs = fashion.root / "shared"
     commands = [fit_command(fashion, logs, "--trainer.max_epochs=2", f"--model.lr={lr}") for lr in (0.01, 0.02)]

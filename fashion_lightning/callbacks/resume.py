@@ -62,6 +62,7 @@ class ResumableRun(L.Callback):
 
     def __init__(self) -> None:
         self._forwarded = False
+        self._pid = os.getpid()
         self._previous_handlers: dict[int, object] = {}
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -75,6 +76,7 @@ class ResumableRun(L.Callback):
         if stage != "fit":
             return
         self._forwarded = False
+        self._pid = os.getpid()  # loader workers forked later inherit the handlers (see _request_stop)
         # Installed before Lightning registers its own handlers (which then leave SIGUSR1 alone and compose
         # their SIGTERM handler with ours). Ctrl-C and SIGUSR1 are turned into Lightning's SIGTERM stop at the
         # next step boundary (on_train_batch_end), never in the middle of a step; Lightning's default Ctrl-C
@@ -93,6 +95,8 @@ class ResumableRun(L.Callback):
 
     def _request_stop(self, signum, frame) -> None:
         global stop_signal
+        if os.getpid() != self._pid:
+            return  # a loader worker (a terminal's Ctrl-C reaches the whole group): the main process stops the run
         if stop_signal == signal.SIGINT and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: the user does not want to wait for the step to end
         stop_signal = stop_signal or signum
