@@ -258,7 +258,9 @@ def cli_main(args: ArgsType = None) -> FashionCLI | None:
         sys.exit(getattr(err, "exit_code", 2))
     except SIGTERMException:
         signum = resume.stop_signal or signal.SIGTERM
-        rank_zero_info(f"Stopped by {signal.Signals(signum).name}; resume with --ckpt_path last.")
+        sweeping = isinstance(argv, list) and argv[:1] == ["sweep"]
+        how = "run the same sweep command again to continue the trial" if sweeping else "resume with --ckpt_path last"
+        rank_zero_info(f"Stopped by {signal.Signals(signum).name}; {how}.")
         sys.exit(128 + signum)
     except KeyboardInterrupt:
         release_unused_claims()

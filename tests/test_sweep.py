@@ -72,17 +72,23 @@ def test_three_trial_sweep_reports_and_writes_a_config_that_retrains_the_best(fa
 
 
 @pytest.mark.slow
-def test_kill_9_in_the_middle_of_a_trial_then_the_same_command_continues_it(fashion):
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_a_trial_stopped_in_the_middle_is_continued_by_the_same_command(fashion, stop):
     storage = f"sqlite:///{fashion.root / 's.db'}"
     command = sweep_command(fashion, storage, "--n_trials=3", "--trainer.max_epochs=4", "--last.every_n_train_steps=1")
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    # The second trial's first step is saved (checkpoints appear whole: written aside, then renamed): kill it now,
+    output = fashion.root / "sweep.log"
+    with open(output, "w") as log:  # (a file, not a pipe that nobody reads while the sweep runs)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    # The second trial's first step is saved (checkpoints appear whole: written aside, then renamed): stop it now,
     # while 31 of its steps are left. (A fixed pause here raced the trial's end once figures got faster.)
     wait_for(fashion.logs / "t" / "version_1" / "checkpoints" / "last.ckpt", process, timeout=300)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    os.killpg(process.pid, stop)  # Ctrl-C: to the whole group, as a terminal sends it
+    process.wait(timeout=120)
+    if stop == signal.SIGINT:
+        assert process.returncode == 130
+        assert "Stopped by SIGINT; run the same sweep command again" in output.read_text()
     study = optuna.load_study(study_name="t", storage=storage)
-    [killed] = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]  # left RUNNING by kill -9
+    [killed] = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]  # left RUNNING by the stop
     killed_run = Path(killed.user_attrs["run_dir"])
     steps_at_kill = torch.load(killed_run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
     assert steps_at_kill < 4 * 8
