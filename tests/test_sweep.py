@@ -46,6 +46,7 @@ def test_three_trial_sweep_reports_and_writes_a_config_that_retrains_the_best(fa
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "sys.argv" not in result.stderr  # LightningCLI's warning about the sweep's own command line
+    assert result.stdout.count("(resume: run the same sweep command)") == 3  # each trial's summary
     study, done = finished_trials(storage)
     assert len(done) == 3
     assert sorted(t.number for t in study.trials) == [0, 1, 2]

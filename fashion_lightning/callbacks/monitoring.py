@@ -120,7 +120,15 @@ class FiniteLossGuard(L.Callback):
 
 
 class RunSummary(L.Callback):
-    """Print where a run's checkpoints and logs went, with its best and final metrics."""
+    """Print where a run's checkpoints and logs went, with its best and final metrics.
+
+    Args:
+        resume: How to resume the run, shown beside ``last.ckpt``; ``None``: ``--ckpt_path last`` (or the file's
+            path, when the run has no ``version_N`` folder for ``last`` to find).
+    """
+
+    def __init__(self, resume: str | None = None) -> None:
+        self.resume = resume
 
     @rank_zero_only
     def on_fit_end(self, trainer, pl_module) -> None:
@@ -134,8 +142,8 @@ class RunSummary(L.Callback):
             lines.append(f"  best checkpoint: {checkpoint.best_model_path}")
         last = last_checkpoint_path(trainer)
         if last is not None and last.is_file():
-            resume = "last" if run_version(last) is not None else last  # "last" finds version_N folders only
-            lines.append(f"  last checkpoint: {last}  (resume: --ckpt_path {resume})")
+            resume = self.resume or f"--ckpt_path {'last' if run_version(last) is not None else last}"
+            lines.append(f"  last checkpoint: {last}  (resume: {resume})")
         if trainer.logger is not None and trainer.logger.log_dir:
             lines.append(f"  logs: {trainer.logger.log_dir}")
             lines.append(f"  watch: tensorboard --logdir {trainer.logger.save_dir}")
