@@ -175,8 +175,9 @@ class FashionClassifier(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self.steps.log_epoch_metrics()
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
-        self.log("step", float(self.global_step))  # the x-axis of epoch values: optimizer steps (see TrainingSteps)
+        # sync_dist: the same number on every process (it only keeps Lightning from warning under DDP)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], sync_dist=True)
+        self.log("step", float(self.global_step), sync_dist=True)  # the x-axis of epoch values: optimizer steps
         scheduler = self.lr_schedulers()
         if scheduler is not None:  # per epoch; stepped before last.ckpt is written, so a resume continues it
             scheduler.step()
@@ -187,7 +188,7 @@ class FashionClassifier(L.LightningModule):
             self.val_acc_best.update(values["val/acc"])
             self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
             if self.trainer.state.fn == "fit":  # x-axis: optimizer steps, as for the training curves
-                self.log("step", float(self.global_step))
+                self.log("step", float(self.global_step), sync_dist=True)
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch_metrics("test")

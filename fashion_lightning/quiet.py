@@ -25,6 +25,9 @@ KNOWN_WARNINGS = (
     # optimizer steps and step values are written at optimizer steps; TrainingSteps.check_logging_interval warns on
     # those instead.
     (r"The number of training batches \(\d+\) is smaller than the logging interval", UserWarning, "lightning fit_loop"),
+    # Strategy.all_gather (resume.py gathers every process's RNG state with it) calls a torch.distributed function
+    # that torch 2.14 deprecates; Lightning 2.6.6 has no other path.
+    (r"torch\.distributed\.nn\.functional\.all_gather is deprecated", FutureWarning, "lightning.fabric + torch"),
     # ModelCheckpoint warns whenever its folder has files; a resumed run writes into its own folder on purpose.
     (r"Checkpoint directory .* exists and is not empty", UserWarning, "lightning ModelCheckpoint"),
     # CSVLogger warns the same on a resume; its metrics.csv is moved aside first (runs.keep_csv_metrics), and a

@@ -258,5 +258,6 @@ class TrainingSteps:
         if module.trainer.world_size > 1:
             sums = module.trainer.strategy.reduce(sums, reduce_op="sum")
         images = sums[2].clamp(min=1)
-        module.log_dict({"train/loss": sums[0] / images, "train/acc": sums[1] / images}, prog_bar=True)
+        # (reduced above: sync_dist=True averages the same numbers, only to keep Lightning from warning under DDP)
+        module.log_dict({"train/loss": sums[0] / images, "train/acc": sums[1] / images}, prog_bar=True, sync_dist=True)
         module.train_sums.zero_()

@@ -207,7 +207,10 @@ def test_ddp_on_two_cpu_processes_fit_resume_on_one_and_two_and_exact_test(fashi
         command = [sys.executable, "-m", "fashion_lightning", subcommand, *cli_args(fashion, *extra)]
         result = subprocess.run(command, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]
-        return result.stdout + result.stderr
+        output = result.stdout + result.stderr
+        for noise in ("It is recommended to use `self.log(", "is deprecated"):  # a quiet console under DDP too
+            assert noise not in output, output[-3000:]
+        return output
 
     ddp = ["--trainer.strategy=ddp", "--trainer.devices=2"]
     run("fit", *ddp, "--trainer.max_epochs=1")

@@ -47,7 +47,8 @@ class EpochTimer(L.Callback):
         self._start = None
         self.train_epoch_seconds.append(seconds)
         samples_per_s = self._samples * trainer.world_size / seconds
-        pl_module.log_dict({"time/train_epoch_s": seconds, "time/samples_per_s": samples_per_s}, sync_dist=False)
+        # sync_dist: under DDP, the mean over processes of their epoch times (samples_per_s counts all processes)
+        pl_module.log_dict({"time/train_epoch_s": seconds, "time/samples_per_s": samples_per_s}, sync_dist=True)
 
     @staticmethod
     def _sync(pl_module) -> None:
