@@ -10,7 +10,7 @@ from lightning import Trainer
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from fashion_lightning.callbacks import (
@@ -116,6 +116,11 @@ class FashionCLI(LightningCLI):
             # Lightning then copies the checkpoint's hyperparameters over the config; how a step runs stays the user's.
             self._how_to_run = {k: v for k, v in (explicit.get("model") or {}).items() if k in HOW_TO_RUN}
             self._continue_run(config, subcommand)
+        elif subcommand != "fit":
+            rank_zero_warn(
+                f"No --ckpt_path: {subcommand} runs on an untrained model (random weights). Pass --ckpt_path best "
+                "(the newest run's best checkpoint) or a checkpoint's path."
+            )
 
     @staticmethod
     def _explicit_options(parser: LightningArgumentParser, args: ArgsType):

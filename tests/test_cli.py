@@ -96,6 +96,12 @@ def test_evaluating_with_ckpt_path_best_or_last_takes_the_newest_runs_file(fitte
     assert "--checkpoint.filename is a template ({epoch}-best.ckpt)" in capsys.readouterr().err
 
 
+def test_evaluating_without_a_checkpoint_warns_that_the_model_is_untrained(fashion):
+    with pytest.warns(UserWarning, match=r"No --ckpt_path: test runs on an untrained model .* --ckpt_path best"):
+        cli = cli_main(["test", *cli_args(fashion)])
+    assert cli.model.evaluated_images["test"] == TEST_COUNT  # (it still runs: evaluating a fresh model is allowed)
+
+
 def test_checkpoint_rebuilds_its_model_alone(fitted):
     best = run_dir(fitted) / "checkpoints" / "best.ckpt"
     raw = torch.load(best, weights_only=True)  # no pickled objects anywhere in it
