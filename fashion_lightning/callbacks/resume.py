@@ -62,7 +62,6 @@ class ResumableRun(L.Callback):
 
     def __init__(self) -> None:
         self._forwarded = False
-        self._pid = os.getpid()
         self._previous_handlers: dict[int, object] = {}
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
