@@ -262,11 +262,9 @@ def cli_main(args: ArgsType = None) -> FashionCLI | None:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(getattr(err, "exit_code", 2))
     except SIGTERMException:
-        signum = resume.stop_signal or signal.SIGTERM
-        sweeping = isinstance(argv, list) and argv[:1] == ["sweep"]
-        how = "run the same sweep command again to continue the trial" if sweeping else "resume with --ckpt_path last"
-        rank_zero_info(f"Stopped by {signal.Signals(signum).name}; {how}.")
-        sys.exit(128 + signum)
+        if resume.stop_signal is None:  # not a fit (whose ResumableRun says what it saved): a validate, test, ...
+            rank_zero_info("Stopped by SIGTERM.")
+        sys.exit(128 + (resume.stop_signal or signal.SIGTERM))
     except KeyboardInterrupt:
         release_unused_claims()
         print("Interrupted.", file=sys.stderr)  # during a fit, Ctrl-C is handled by ResumableRun instead

@@ -37,6 +37,11 @@ def run_version(path: str | os.PathLike) -> tuple[Path, int] | None:
     return (path.parent.parent.parent, int(match.group(1))) if match else None
 
 
+def resume_flag(checkpoint: str | os.PathLike) -> str:
+    """The option that resumes from ``checkpoint``: ``--ckpt_path last`` if that finds it, else its path."""
+    return f"--ckpt_path {'last' if run_version(checkpoint) is not None else checkpoint}"
+
+
 def versions(runs_root: str | os.PathLike) -> list[int]:
     """The N of every ``version_N`` folder under ``runs_root``, ascending."""
     root = Path(runs_root)

@@ -13,7 +13,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_s
 from optuna.trial import TrialState
 from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
 
-from fashion_lightning.callbacks import RunSummary
+from fashion_lightning.callbacks import ResumableRun, RunSummary
 from fashion_lightning.cli import FashionCLI, cli_kwargs
 from fashion_lightning.datamodule import FashionMNISTDataModule
 from fashion_lightning.lit_module import FashionClassifier
@@ -84,9 +84,11 @@ def run_trial(trial: optuna.Trial, study: optuna.Study, options: dict, fit_args:
     if options["pruner"] != "none":
         callbacks.append(PyTorchLightningPruningCallback(trial, monitor=options["metric"]))
     kwargs = cli_kwargs()
-    summary = RunSummary(resume="run the same sweep command")  # a trial continues when the sweep runs again
     defaults = kwargs["trainer_defaults"]["callbacks"]
-    defaults[:] = [summary if isinstance(cb, RunSummary) else cb for cb in defaults] + callbacks
+    for callback in defaults:
+        if isinstance(callback, (ResumableRun, RunSummary)):
+            callback.resume = "run the same sweep command"  # a trial continues when the sweep runs again
+    defaults += callbacks
     name = [f"--trainer.logger.init_args.name={options['study_name']}"]
     try:
         FashionCLI(FashionClassifier, FashionMNISTDataModule, **kwargs, args=["fit", *fit_args, *name, *flags, *resume])

@@ -1,16 +1,20 @@
 """Helpers shared by the tests: CLI arguments for the tiny fixture, run-folder paths, weight comparisons."""
 
+import os
+import signal
 import socket
 import sys
 import time
 import zlib
 
+import lightning as L
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from fashion_lightning.tiny_fashion import TEST_COUNT, TRAIN_COUNT
 
 __all__ = [
+    "SignalInEpochOne",
     "TEST_COUNT",
     "TRAIN_COUNT",
     "assert_same_weights",
@@ -101,3 +105,20 @@ def png_bomb(width: int = 20_000, height: int = 20_000) -> bytes:
 
     header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", payload) + chunk(b"IEND", b"")
+
+
+class SignalInEpochOne(L.Callback):
+    """Send ``signal_name`` to this process in epoch 1: as training batch ``batch_idx`` starts (-1: the epoch's last),
+    or, with ``in_validation``, as the epoch's validation starts. (``--trainer.callbacks+=tests.helpers...``)"""
+
+    def __init__(self, signal_name: str = "SIGINT", batch_idx: int = -1, in_validation: bool = False) -> None:
+        self.signum, self.batch_idx, self.in_validation = getattr(signal, signal_name), batch_idx, in_validation
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        chosen = self.batch_idx % trainer.num_training_batches
+        if not self.in_validation and trainer.current_epoch == 1 and batch_idx == chosen:
+            os.kill(os.getpid(), self.signum)
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if self.in_validation and trainer.current_epoch == 1 and batch_idx == 0 and not trainer.sanity_checking:
+            os.kill(os.getpid(), self.signum)

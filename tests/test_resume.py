@@ -98,9 +98,46 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
 
 
 def test_signal_handlers_are_given_back_after_fit(fashion):
-    before = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGUSR1)}
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
     cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=1")])
     assert {signum: signal.getsignal(signum) for signum in before} == before
+
+
+# Validation has 4 batches and the epoch 8 steps of one batch each, so a stop can fall just before a validation.
+BESIDE_VALIDATION = ["--trainer.max_epochs=3", "--data.eval_batch_size=16", "--data.steps_per_batch=1"]
+
+
+@pytest.mark.parametrize(
+    ("when", "options", "code", "saved_step"),
+    [
+        # Ctrl-C in the epoch's last step: the validation after it runs, then the run stops at the epoch's end.
+        (["signal_name=SIGINT"], [], 130, 16),
+        # SIGTERM in a validation: it runs to its end, then the run stops.
+        (["signal_name=SIGTERM", "in_validation=true"], [], 143, 16),
+        # Ctrl-C in the step before a validation inside the epoch: that step is saved before the validation.
+        (["signal_name=SIGINT", "batch_idx=3"], ["--trainer.val_check_interval=4"], 130, 12),
+    ],
+    ids=["ctrl-c-before-validation", "sigterm-in-validation", "ctrl-c-before-mid-epoch-validation"],
+)
+def test_a_stop_next_to_a_validation_saves_its_step_and_resumes_exactly(fashion, when, options, code, saved_step):
+    # Lightning stops inside a validation that starts after the stop was asked for: such a stop once saved nothing.
+    def fit(logs, *more):
+        args = cli_args(fashion, *BESIDE_VALIDATION, *options, *more)
+        cli_main(["fit", *args, f"--trainer.logger.init_args.save_dir={logs}"])
+
+    reference, stopped = fashion.root / "reference", fashion.root / "stopped"
+    fit(reference)
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
+    signaller = ["--trainer.callbacks+=tests.helpers.SignalInEpochOne", *(f"--trainer.callbacks.{w}" for w in when)]
+    with pytest.raises(SystemExit) as exit_info:
+        fit(stopped, *signaller)
+    assert exit_info.value.code == code
+    assert {
+        signum: signal.getsignal(signum) for signum in handlers
+    } == handlers  # given back after a stopped fit  # given back after a stopped fit
+    assert torch.load(last_ckpt(stopped), weights_only=True)["global_step"] == saved_step
+    fit(stopped, "--ckpt_path=last")
+    assert_same_weights(last_ckpt(stopped), last_ckpt(reference))
 
 
 def test_checkpoints_are_written_with_the_atomic_io(fashion):

@@ -1,6 +1,7 @@
 """``fashion-lightning sweep``: trials as normal runs, kill -9 and rerun, two workers on a real PostgreSQL."""
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -90,7 +91,9 @@ def test_a_trial_stopped_in_the_middle_is_continued_by_the_same_command(fashion,
     process.wait(timeout=120)
     if stop == signal.SIGINT:
         assert process.returncode == 130
-        assert "Stopped by SIGINT; run the same sweep command again" in output.read_text()
+        assert re.search(
+            r"Stopped by SIGINT at step \d+: saved .* \(resume: run the same sweep command\)", output.read_text()
+        )
     study = optuna.load_study(study_name="t", storage=storage)
     [killed] = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]  # left RUNNING by the stop
     killed_run = Path(killed.user_attrs["run_dir"])

@@ -11,7 +11,7 @@ from fashion_lightning.callbacks.resume import last_checkpoint_path
 from fashion_lightning.data import step_batches
 from fashion_lightning.errors import NonFiniteLossError
 from fashion_lightning.host_copy import HostCopy
-from fashion_lightning.runs import run_version
+from fashion_lightning.runs import resume_flag
 
 
 class EpochTimer(L.Callback):
@@ -143,8 +143,7 @@ class RunSummary(L.Callback):
             lines.append(f"  best checkpoint: {checkpoint.best_model_path}")
         last = last_checkpoint_path(trainer)
         if last is not None and last.is_file():
-            resume = self.resume or f"--ckpt_path {'last' if run_version(last) is not None else last}"
-            lines.append(f"  last checkpoint: {last}  (resume: {resume})")
+            lines.append(f"  last checkpoint: {last}  (resume: {self.resume or resume_flag(last)})")
         if trainer.logger is not None and trainer.logger.log_dir:
             lines.append(f"  logs: {trainer.logger.log_dir}")
             lines.append(f"  watch: tensorboard --logdir {trainer.logger.save_dir}")

@@ -3,9 +3,9 @@
 - RNG state (torch, CUDA, numpy, random) of every process goes into each checkpoint and comes back on resume,
   so dropout and augmentation continue the same streams (the loader's position and shuffle order are saved by
   Lightning itself, because the training loader is a ``StatefulDataLoader``).
-- SIGINT (Ctrl-C), SIGTERM and SIGUSR1 (SLURM's preemption warning) stop training at the next step boundary,
-  write ``last.ckpt`` and make the process exit with 128 + the signal number (130, 143, 138). A second Ctrl-C
-  aborts at once without saving.
+- SIGINT (Ctrl-C), SIGTERM and SIGUSR1 (SLURM's preemption warning) stop training at the next step boundary
+  (after an epoch's last step or in its validation: at the epoch's end), write ``last.ckpt`` and make the process
+  exit with 128 + the signal number (130, 143, 138). A second Ctrl-C aborts at once without saving.
 - Temporary files of a write killed half-way are removed when the next run starts.
 - A resume on a different number of processes says plainly what changes.
 """
@@ -25,6 +25,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from fashion_lightning.atomic import remove_stale_temporaries
 from fashion_lightning.callbacks.last_checkpoint import LastCheckpoint
+from fashion_lightning.runs import resume_flag
 
 RNG_KEY = "fashion_lightning_rng"
 RUN_KEY = "fashion_lightning_run"
@@ -58,11 +59,20 @@ def restore_rng_state(state: dict[str, torch.Tensor]) -> None:
 
 
 class ResumableRun(L.Callback):
-    """Exact resume and clean preemption; always installed by the CLI."""
+    """Exact resume and clean preemption; always installed by the CLI.
 
-    def __init__(self) -> None:
-        self._forwarded = False
-        self._previous_handlers: dict[int, object] = {}
+    Args:
+        resume: How to resume a stopped run, shown with the checkpoint it saved; ``None``: ``--ckpt_path last`` (or
+            the file's path, when the run has no ``version_N`` folder for ``last`` to find).
+    """
+
+    STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1") if hasattr(signal, name))
+
+    def __init__(self, resume: str | None = None) -> None:
+        self.resume = resume
+        self._originals: dict[int, object] = {}
+        self._lightning_sigterm = None
+        self._handed_over = self._saved = False
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         path = last_checkpoint_path(trainer)  # the checkpoint callbacks' directories are resolved by now
@@ -72,25 +82,35 @@ class ResumableRun(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         global stop_signal
         stop_signal = None
-        if stage != "fit":
+        if stage == "fit":
+            self._handed_over = self._saved = False
+            self._lightning_sigterm = None
+            self._originals = {signum: signal.getsignal(signum) for signum in self.STOP_SIGNALS}
+
+    def on_sanity_check_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._install_handlers()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._install_handlers()
+
+    def _install_handlers(self) -> None:
+        # The Trainer has registered its SIGTERM handler by now (after on_fit_start): ours take its place and hand
+        # the stop to it at a step boundary (_hand_over), and the Trainer's teardown puts back the handlers from
+        # before the fit even when the fit ends by an exception.
+        if self._lightning_sigterm is not None:
             return
-        self._forwarded = False
         self._pid = os.getpid()  # loader workers forked later inherit the handlers (see _request_stop)
-        # Installed before Lightning registers its own handlers (which then leave SIGUSR1 alone and compose
-        # their SIGTERM handler with ours). Ctrl-C and SIGUSR1 are turned into Lightning's SIGTERM stop at the
-        # next step boundary (on_train_batch_end), never in the middle of a step; Lightning's default Ctrl-C
-        # handling would stop mid-step and save nothing.
-        for name in ("SIGINT", "SIGUSR1"):
-            if hasattr(signal, name):
-                signum = getattr(signal, name)
-                self._previous_handlers[signum] = signal.signal(signum, self._request_stop)
-        self._previous_handlers[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._record_sigterm)
+        self._lightning_sigterm = signal.getsignal(signal.SIGTERM)
+        for signum in self.STOP_SIGNALS:
+            signal.signal(signum, self._request_stop)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        # After fit, signals mean what they meant before (a notebook kernel must still die on SIGTERM).
-        for signum, handler in self._previous_handlers.items():
+        self._restore_handlers()  # a notebook kernel must still die on SIGTERM and stop a cell on Ctrl-C
+
+    def _restore_handlers(self) -> None:
+        for signum, handler in self._originals.items():
             signal.signal(signum, handler)
-        self._previous_handlers = {}
+        self._originals = {}
 
     def _request_stop(self, signum, frame) -> None:
         global stop_signal
@@ -102,27 +122,58 @@ class ResumableRun(L.Callback):
         if signum == signal.SIGINT:
             rank_zero_info("\nCtrl-C: stopping after this step, saving last.ckpt (Ctrl-C again: abort, no save).")
 
-    @staticmethod
-    def _record_sigterm(signum, frame) -> None:
-        global stop_signal
-        stop_signal = stop_signal or signum
+    def _hand_over(self) -> None:
+        """Ask for Lightning's clean stop (at its next check; broadcast to every DDP process) through its handler."""
+        if stop_signal is not None and not self._handed_over:
+            self._handed_over = True
+            if callable(self._lightning_sigterm):
+                self._lightning_sigterm(signal.SIGTERM, None)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
-        if stop_signal is not None and stop_signal != signal.SIGTERM and not self._forwarded:
-            # Lightning stops at the end of this step when it has seen SIGTERM (and broadcasts that to every DDP
-            # process): the public way to ask for its clean stop.
-            self._forwarded = True
-            signal.raise_signal(signal.SIGTERM)
+        # Lightning stops inside a validation that starts after the stop was asked for, and a checkpoint taken
+        # between an epoch's last batch and its end resumes one epoch short: after the epoch's last batch, the
+        # stop waits for the epoch's end (on_train_epoch_end, after its validation).
+        if batch_idx + 1 < trainer.num_training_batches or trainer.world_size > 1:
+            self._hand_over()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._hand_over()
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A validation inside the epoch (val_check_interval) after the step that took the stop: Lightning raises in
+        # its first batch, so the step's state is saved now. (Under DDP the save is a collective that the other
+        # processes, which learn of the stop at their next step, would not join.)
+        if self._handed_over and not trainer.sanity_checking and trainer.world_size == 1:
+            self._save_last(trainer)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if not isinstance(exception, SIGTERMException) or not trainer.training:
-            return
+        try:
+            if isinstance(exception, SIGTERMException) and trainer.state.fn == "fit":
+                self._report_stop(trainer)
+        finally:
+            self._restore_handlers()
+
+    def _report_stop(self, trainer: L.Trainer) -> None:
+        signum = stop_signal or signal.SIGTERM
+        if trainer.training and not self._saved:
+            self._save_last(trainer)
+        path, name, step = last_checkpoint_path(trainer), signal.Signals(signum).name, trainer.global_step
+        if path is None:
+            rank_zero_info(f"Stopped by {name} at step {step}; nothing was saved (the run writes no checkpoints).")
+        elif self._saved:
+            rank_zero_info(
+                f"Stopped by {name} at step {step}: saved {path} (resume: {self.resume or resume_flag(path)})."
+            )
+        else:  # (DDP, stopped inside a validation: see on_validation_start)
+            rank_zero_info(f"Stopped by {name} at step {step}, in validation: not saved; {path} is kept.")
+        if signum == getattr(signal, "SIGUSR1", None) and trainer.is_global_zero:
+            requeue_slurm_job()
+
+    def _save_last(self, trainer: L.Trainer) -> None:
         path = last_checkpoint_path(trainer)
         if path is not None:
             trainer.save_checkpoint(path, weights_only=False)
-            rank_zero_info(f"Stopped by a signal at step {trainer.global_step}: saved {path}.")
-        if stop_signal == getattr(signal, "SIGUSR1", None) and trainer.is_global_zero:
-            requeue_slurm_job()
+            self._saved = True
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         states = [collect_rng_state()]
