@@ -92,6 +92,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         check_at_least(0, num_workers=num_workers, augment_shift=augment_shift)
         self.save_hyperparameters()
         self.datasets: dict[str, FashionMNISTTensors] = {}
+        self.train_steps_per_batch = 1  # what the training loader groups, once it is built
 
     @property
     def num_classes(self) -> int:
@@ -152,7 +153,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
         world, rank = self._shard()
-        steps = self.steps_per_batch()
+        steps = self.train_steps_per_batch = self.steps_per_batch()  # (decided once: it may log why)
         dataset = self.datasets["train"]
         sampler = ResumableSampler(dataset, hp.batch_size * steps, num_replicas=world, rank=rank, shuffle=hp.shuffle)
         return make_loader(dataset, sampler, hp.num_workers)  # one (images, labels) pair per group

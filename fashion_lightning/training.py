@@ -238,8 +238,7 @@ class TrainingSteps:
     def check_logging_interval(self) -> None:
         """Warn when an epoch holds fewer optimizer steps than ``log_every_n_steps`` (no step values within it)."""
         trainer = self.module.trainer
-        datamodule = trainer.datamodule
-        steps_per_batch = datamodule.steps_per_batch() if hasattr(datamodule, "steps_per_batch") else 1
+        steps_per_batch = getattr(trainer.datamodule, "train_steps_per_batch", 1)  # (set with the training loader)
         steps = trainer.num_training_batches * steps_per_batch  # (at most: the last batch may hold fewer)
         every = trainer.log_every_n_steps
         if trainer.loggers and not trainer.fast_dev_run and steps < every:
