@@ -4,12 +4,11 @@ import os
 import signal
 import sys
 from argparse import ArgumentError
-from pathlib import Path
 
 from lightning import Trainer
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
-from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -30,15 +29,18 @@ from fashion_lightning.errors import FashionLightningError
 from fashion_lightning.lit_module import FashionClassifier
 from fashion_lightning.options import (
     HOW_TO_RUN,
+    LOG_ROOT,
     check_explicit_model_options,
     check_optimization_options,
     check_run_options,
     explicit_flags,
+    follow_default_root_dir,
     runs_root,
 )
 from fashion_lightning.quiet import silence_known_noise
 from fashion_lightning.runs import (
     VERSION_ENV_VAR,
+    RunConfigSaver,
     claim_version,
     keep_csv_metrics,
     lock_run,
@@ -54,21 +56,7 @@ DESCRIPTION = (
     "Also: `fashion-lightning classify CKPT IMAGE...`, `fashion-lightning export CKPT` and "
     "`fashion-lightning serve CKPT|ONNX|PT2` and `fashion-lightning sweep --search_space FILE` (each with --help)."
 )
-LOG_ROOT = "lightning_logs"
 RUN_NAME = "fashion"
-
-
-class RunConfigSaver(SaveConfigCallback):
-    """Save the resolved config as ``config.yaml`` for fit and ``config.<stage>.yaml`` otherwise.
-
-    Evaluating or resuming a checkpoint logs into the run it came from; a test never overwrites how the run
-    was trained.
-    """
-
-    def setup(self, trainer, pl_module, stage: str) -> None:
-        stage = str(getattr(stage, "value", stage))  # "fit", "validate", "test", "predict"
-        self.config_filename = "config.yaml" if stage == "fit" else f"config.{stage}.yaml"
-        super().setup(trainer, pl_module, stage)
 
 
 class FashionCLI(LightningCLI):
@@ -107,7 +95,7 @@ class FashionCLI(LightningCLI):
             return
         config = self.config[subcommand]
         explicit = self._explicit_options(parser, args).get(subcommand) or {}
-        self._follow_default_root_dir(config, explicit)
+        follow_default_root_dir(config, explicit)
         best_file = f"{config.checkpoint.filename or 'best'}.ckpt"
         config.ckpt_path = resolve_ckpt_path(config.ckpt_path, runs_root(config), subcommand, best_file)
         if config.ckpt_path:
@@ -134,17 +122,6 @@ class FashionCLI(LightningCLI):
             return explicit_flags(sys.argv[1:] if args is None else args)
         finally:
             parser.exit_on_error = exit_on_error
-
-    @staticmethod
-    def _follow_default_root_dir(config, explicit) -> None:
-        # Lightning's convention: runs go under --trainer.default_root_dir unless the logger names its own place.
-        root = config.trainer.get("default_root_dir")
-        logger = config.trainer.get("logger")
-        given = (explicit.get("trainer") or {}).get("logger") or {}
-        logger_has_save_dir = hasattr(logger, "get") and "save_dir" in (logger.get("init_args") or {})
-        save_dir_given = hasattr(given, "get") and "save_dir" in (given.get("init_args") or {})
-        if root and logger_has_save_dir and not save_dir_given:
-            logger.init_args.save_dir = str(Path(root) / LOG_ROOT)
 
     def _continue_run(self, config, subcommand: str) -> None:
         found, root = run_version(config.ckpt_path), runs_root(config)

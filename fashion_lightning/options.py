@@ -1,11 +1,13 @@
-"""Checks of option values that look across the config, made before anything is created on disk, and the flags
-given on a command line."""
+"""Checks of option values that look across the config, made before anything is created on disk, where runs go, and
+the flags given on a command line."""
 
 from pathlib import Path
 
 import yaml
 
 from fashion_lightning.errors import ConfigurationError
+
+LOG_ROOT = "lightning_logs"  # runs go to <LOG_ROOT>/<name>/version_N unless told otherwise
 
 
 def runs_root(config) -> Path | None:
@@ -15,6 +17,18 @@ def runs_root(config) -> Path | None:
     if not init_args or "save_dir" not in init_args or "version" not in init_args:
         return None  # another logger (or none): its runs are not laid out as version_N folders
     return Path(init_args.get("save_dir") or ".") / (init_args.get("name") or "")
+
+
+def follow_default_root_dir(config, explicit: dict) -> None:
+    """Lightning's convention: runs go under ``--trainer.default_root_dir`` unless the logger names its own place
+    (a ``save_dir`` the user gave, in ``explicit``)."""
+    root = config.trainer.get("default_root_dir")
+    logger = config.trainer.get("logger")
+    given = (explicit.get("trainer") or {}).get("logger") or {}
+    logger_has_save_dir = hasattr(logger, "get") and "save_dir" in (logger.get("init_args") or {})
+    save_dir_given = hasattr(given, "get") and "save_dir" in (given.get("init_args") or {})
+    if root and logger_has_save_dir and not save_dir_given:
+        logger.init_args.save_dir = str(Path(root) / LOG_ROOT)
 
 
 def check_run_options(config) -> None:

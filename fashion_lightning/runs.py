@@ -1,5 +1,5 @@
 """Run folders: ``<save_dir>/<name>/version_N/``, claimed atomically, locked while a ``fit`` writes them, searched
-for ``--ckpt_path last`` and ``best``.
+for ``--ckpt_path last`` and ``best``; the config saved in each.
 
 Loggers with this layout (TensorBoard, CSV) pick the next ``version_N`` by listing the folder, so two runs started
 at once in one folder both take the same number. Here a run *claims* its version with ``mkdir`` (which fails if the
@@ -15,6 +15,7 @@ import os
 import re
 from pathlib import Path
 
+from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_only
 
 from fashion_lightning.errors import ConfigurationError
@@ -179,3 +180,16 @@ def keep_csv_metrics(config, run_dir: Path, step: int) -> None:
         kept = metrics.with_name(f"metrics.until-step-{step}.csv")
         os.replace(metrics, kept)
         print(f"CSVLogger starts metrics.csv afresh on resume: the rows so far are kept in {kept}")
+
+
+class RunConfigSaver(SaveConfigCallback):
+    """Save the resolved config as ``config.yaml`` for fit and ``config.<stage>.yaml`` otherwise.
+
+    Evaluating or resuming a checkpoint logs into the run it came from; a test never overwrites how the run
+    was trained.
+    """
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        stage = str(getattr(stage, "value", stage))  # "fit", "validate", "test", "predict"
+        self.config_filename = "config.yaml" if stage == "fit" else f"config.{stage}.yaml"
+        super().setup(trainer, pl_module, stage)
