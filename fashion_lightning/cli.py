@@ -246,6 +246,9 @@ def cli_main(args: ArgsType = None) -> FashionCLI | None:
         release_unused_claims()
         print("Interrupted.", file=sys.stderr)  # during a fit, Ctrl-C is handled by ResumableRun instead
         sys.exit(128 + signal.SIGINT)
+    except SystemExit:  # e.g. Lightning's exit on a Ctrl-C before the training's handlers were in place
+        release_unused_claims()
+        raise
 
 
 def main() -> None:

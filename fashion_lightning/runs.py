@@ -9,10 +9,10 @@ so a second ``fit --ckpt_path last`` on a run that a live process is writing is 
 lock when the process dies, even by ``kill -9``. A resumed run keeps the CSV rows CSVLogger would delete.
 """
 
-import contextlib
 import fcntl
 import os
 import re
+import shutil
 from pathlib import Path
 
 from lightning.pytorch.cli import SaveConfigCallback
@@ -127,13 +127,30 @@ def lock_path(run_dir: Path) -> Path:
 
 
 def release_unused_claims() -> None:
-    """Remove the run folders this process claimed that nothing was written into (a run that never started)."""
+    """Remove the run folders this process claimed that hold nothing of a run (one that never started)."""
     while _claimed:
         run_dir = _claimed.pop()
         release_lock(run_dir)
-        with contextlib.suppress(OSError):
-            run_dir.rmdir()
-            lock_path(run_dir).unlink(missing_ok=True)  # fails, as it should, once the run wrote anything
+        if _never_started(run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)
+            if not run_dir.exists():
+                lock_path(run_dir).unlink(missing_ok=True)
+
+
+def _never_started(run_dir: Path) -> bool:
+    # Lightning opens the loggers before the data module's setup, whose checks (--data.val_size against the data)
+    # may still refuse the run: a TensorBoard event file with nothing but its header is no trace of a run.
+    try:
+        files = list(run_dir.iterdir())
+    except OSError:
+        return False
+    return all(f.is_file() and f.name.startswith("events.out.tfevents.") and not _holds_events(f) for f in files)
+
+
+def _holds_events(event_file: Path) -> bool:
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader  # (only when a run failed)
+
+    return any(event.WhichOneof("what") != "file_version" for event in EventFileLoader(str(event_file)).Load())
 
 
 def lock_run(run_dir: str | os.PathLike) -> None:
