@@ -42,15 +42,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
+    except Exception as err:  # noqa: BLE001 - whatever fails to decode (a text file gives an IndexError)
         if not zipfile.is_zipfile(path):  # torch.save writes a zip archive: these bytes are something else
-            raise CheckpointError(_damaged(path, err)) from err
-        raise CheckpointError(
-            f"'{path}' contains pickled Python objects that a weights-only load refuses (they could run code "
-            f"when loaded), so nothing was loaded from it. Use checkpoints written by fashion-lightning; if you "
-            f"wrote this file yourself and trust it, re-save it without custom objects. ({_first_line(err)})"
-        ) from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
+            raise CheckpointError(_damaged(path, "not the zip archive that torch.save writes")) from err
+        if isinstance(err, pickle.UnpicklingError):
+            raise CheckpointError(
+                f"'{path}' contains pickled Python objects that a weights-only load refuses (they could run code "
+                f"when loaded), so nothing was loaded from it. Use checkpoints written by fashion-lightning; if you "
+                f"wrote this file yourself and trust it, re-save it without custom objects. ({_first_line(err)})"
+            ) from err
         raise CheckpointError(_damaged(path, err)) from err
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(
@@ -88,12 +88,12 @@ def check_compatible(checkpoint: dict[str, Any], model: torch.nn.Module, path: s
         )
 
 
-def _damaged(path: Path, err: BaseException) -> str:
+def _damaged(path: Path, err: BaseException | str) -> str:
     return (
         f"'{path}' is damaged or not a PyTorch checkpoint (truncated by a crash or a partial copy?). "
         f"Use another checkpoint of the run, e.g. best.ckpt or last.ckpt beside it. ({_first_line(err)})"
     )
 
 
-def _first_line(err: BaseException) -> str:
+def _first_line(err: BaseException | str) -> str:
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

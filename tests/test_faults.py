@@ -315,6 +315,9 @@ def test_damaged_raw_file_with_a_verified_cache_uses_the_cache_and_says_so(fashi
         ("--data.batch_size=-1", "--data.batch_size"),
         ("--trainer.max_epochs=-5", "--trainer.max_epochs"),
         ("--data.val_size=100000", "--data.val_size"),  # refused by the data module's setup, after the logger opened
+        ("--model.lr=-0.1", "--model.lr"),  # torch's own errors came from inside fit, with a traceback
+        ("--model.dropout=1.5", "--model.dropout"),
+        ("--model.nesterov=true", "--model.momentum"),
     ],
 )
 def test_impossible_values_are_one_paragraph_and_leave_no_run_folder(fashion, capsys, flag, named):

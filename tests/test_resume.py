@@ -216,6 +216,18 @@ def test_truncated_checkpoint_is_a_clear_error(fashion, fitted_checkpoint, capsy
     assert "damaged or not a PyTorch checkpoint" in run_with_checkpoint(fashion, broken, capsys, "fit")
 
 
+@pytest.mark.parametrize(
+    "content", [b"root:x:0:0:root:/root:/bin/bash\n", bytes(range(256)) * 8], ids=["text", "bytes"]
+)
+def test_a_file_that_is_no_checkpoint_is_a_clear_error(fashion, capsys, content):
+    # (a text file once reached torch's weights-only unpickler as an IndexError with a traceback)
+    other = fashion.root / "other.ckpt"
+    other.write_bytes(content)
+    err = run_with_checkpoint(fashion, other, capsys)
+    assert "damaged or not a PyTorch checkpoint" in err
+    assert "not the zip archive that torch.save writes" in err
+
+
 def test_checkpoint_of_another_model_is_a_clear_error(fashion, fitted_checkpoint, capsys):
     checkpoint = torch.load(fitted_checkpoint, weights_only=True)
     checkpoint["state_dict"]["net.linear_relu_stack.0.weight"] = torch.zeros(10, 10)
