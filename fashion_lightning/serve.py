@@ -17,6 +17,7 @@ import math
 import multiprocessing
 import os
 import signal
+import socket
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -183,6 +184,22 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt  # the main process: LitServe's graceful shutdown, workers included
 
 
+def check_address(host: str, port: int) -> None:
+    """Raise ``ServeError`` unless a server could listen on ``host:port`` now (LitServe itself would fail later,
+    with a traceback or a bare log line, after its workers started)."""
+    if not 1024 <= port <= 65535:  # LitServe's range: lower ports need root
+        raise ServeError(f"--port must be between 1024 and 65535, got {port}.")
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind((host, port))
+    except OSError as err:
+        raise ServeError(
+            f"Cannot listen on {host}:{port} ({err.strerror or err}). If another server uses that port, stop it "
+            "or choose another --port; --host must be an address of this machine (0.0.0.0: every interface)."
+        ) from err
+
+
 def serve(
     source: str,
     host: str = "127.0.0.1",
@@ -209,6 +226,7 @@ def serve(
         raise ServeError("Serving needs LitServe: pip install 'fashion-lightning[serve]'.")
     if max_batch_size < 1 or workers < 1 or top_k < 1 or not math.isfinite(batch_timeout) or batch_timeout < 0:
         raise ServeError("--workers, --max_batch_size and --top_k must be at least 1, --batch_timeout at least 0.")
+    check_address(host, port)
     load_predictor(source)  # fail here, with a clear message, rather than in a worker process
     if Path(source).suffix == ".onnx":
         accelerator = "cpu"

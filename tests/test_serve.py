@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -213,6 +214,20 @@ def test_a_missing_model_file_is_a_clear_error(tmp_path):
     assert result.returncode == 2
     assert "No model file at" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_port_it_cannot_listen_on_is_a_clear_error_before_anything_starts(trained, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy_port = taken.getsockname()[1]
+        for port, said in ((99999, "--port must be between 1024 and 65535"), (busy_port, "Address already in use")):
+            with pytest.raises(SystemExit) as exit_info:
+                cli_main(["serve", str(trained.checkpoint), f"--port={port}"])
+            assert exit_info.value.code == 2
+            captured = capsys.readouterr()
+            assert said in captured.err
+            assert "Serving" not in captured.out  # (it once printed its address, then failed in LitServe)
 
 
 def chromium_driver():
