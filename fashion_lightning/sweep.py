@@ -10,7 +10,6 @@ on another machine its heartbeat goes stale, and either way the trial is retried
 run folder, exact resume). Workers stop once exactly ``n_trials`` trials have finished (completed or pruned).
 """
 
-import importlib.util
 import math
 import os
 import socket
@@ -72,8 +71,13 @@ def load_search_space(path: str | None, known: set[str]) -> dict[str, dict]:
         raise ConfigurationError("--search_space FILE is required (a YAML file; see configs/sweeps/mlp.yaml).")
     try:
         space = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as err:
+    except OSError as err:
         raise ConfigurationError(f"Cannot read the search space '{path}': {err}") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigurationError(f"The search space '{path}' is not valid YAML: {problem}{where}.") from None
     if not isinstance(space, dict) or not space:
         raise ConfigurationError(f"'{path}' must map option names (e.g. model.lr) to distributions.")
     for name, spec in space.items():
@@ -149,9 +153,10 @@ def main(argv: list[str]) -> int:
     if any(arg in ("-h", "--help") for arg in argv):
         print(usage())
         return 0
-    if importlib.util.find_spec("optuna") is None or importlib.util.find_spec("optuna_integration") is None:
-        raise ConfigurationError("Sweeps need Optuna: pip install 'fashion-lightning[sweep]'.")
-    from fashion_lightning.sweep_runner import run_sweep
+    try:  # (find_spec fails on optuna_integration once imported: a lazy module without __spec__)
+        from fashion_lightning.sweep_runner import run_sweep  # imports Optuna and optuna-integration
+    except ImportError as err:
+        raise ConfigurationError(f"Sweeps need Optuna ({err}): pip install 'fashion-lightning[sweep]'.") from None
 
     options, fit_args = split_args(argv)
     if options["direction"] not in ("maximize", "minimize"):

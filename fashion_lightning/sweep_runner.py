@@ -8,6 +8,7 @@ from pathlib import Path
 
 import lightning as L
 import optuna
+import sqlalchemy.engine
 import sqlalchemy.exc
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
@@ -16,6 +17,7 @@ from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
 from fashion_lightning.callbacks import ResumableRun, RunSummary
 from fashion_lightning.cli import FashionCLI, cli_kwargs
 from fashion_lightning.datamodule import FashionMNISTDataModule
+from fashion_lightning.errors import ConfigurationError
 from fashion_lightning.lit_module import FashionClassifier
 from fashion_lightning.options import runs_root
 from fashion_lightning.runs import release_locks, release_unused_claims
@@ -131,7 +133,23 @@ def open_storage(url: str, attempts: int = 5) -> RDBStorage:
             if attempt == attempts - 1:
                 raise
             time.sleep(0.5 + random.random())  # noqa: S311 (a jitter, not a secret)
+        except ImportError as err:  # Optuna's, when the URL's database driver is missing
+            raise storage_error(url, f"its database driver is not installed: {err.__cause__ or err}") from err
+        except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.OperationalError) as err:  # a bad URL, no server
+            raise storage_error(url, str(err.orig if hasattr(err, "orig") else err).strip().splitlines()[0]) from err
     raise AssertionError("unreachable")
+
+
+def storage_error(url: str, problem: str) -> ConfigurationError:
+    try:
+        shown = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        shown = url
+    return ConfigurationError(
+        f"Cannot open the sweep storage '{shown}': {problem}. Check --storage (an SQLAlchemy URL such as "
+        "postgresql+psycopg2://user:password@host/db, or sqlite:///path/to/sweeps.db in a folder that exists) and "
+        "that its database server is running and reachable from this machine."
+    )
 
 
 def default_storage(config) -> str:

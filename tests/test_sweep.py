@@ -144,6 +144,40 @@ def test_bad_search_space_is_one_error_naming_the_entry_before_any_trial(fashion
     assert not (fashion.root / "bad.db").exists()  # nothing ran, no study was even created
 
 
+def test_a_search_space_that_is_not_yaml_is_one_error_with_its_line(fashion, capsys):
+    space = fashion.root / "broken.yaml"
+    space.write_text("model.lr: [0.1, 0.2\n")
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["sweep", *sweep_command(fashion, "sqlite://", f"--search_space={space}")[4:]])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"The search space '{space}' is not valid YAML" in err
+    assert "(line 2, column 1)" in err
+    assert len(err.strip().splitlines()) == 1  # one paragraph, not the YAML library's multi-line report
+
+
+@pytest.mark.parametrize(
+    ("storage", "phrase"),
+    [
+        ("postgresql+psycopg2://sweeper:s3cret@127.0.0.1:{port}/sweeps", "Connection refused"),  # no server there
+        ("nosuchdb://sweeps", "Can't load plugin"),
+        ("sqlite:///{root}/no/such/folder/sweeps.db", "unable to open database file"),
+    ],
+    ids=["no-server", "unknown-dialect", "missing-folder"],
+)
+def test_a_storage_it_cannot_open_is_one_error_without_the_password(fashion, capsys, storage, phrase):
+    storage = storage.format(port=free_port(), root=fashion.root)
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["sweep", *sweep_command(fashion, storage)[4:]])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Cannot open the sweep storage" in err
+    assert phrase in err
+    assert "s3cret" not in err
+    assert "Traceback" not in err
+    assert not fashion.logs.exists()  # no trial started
+
+
 # --- two workers, one PostgreSQL ----------------------------------------------------------------------------------
 
 
