@@ -1,12 +1,15 @@
 """Resume that loses nothing: kills, signals, non-finite loss, bad checkpoints, safe writes, TensorBoard continuity."""
 
+import contextlib
 import os
 import pickle
 import random
+import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -272,6 +275,35 @@ def test_ddp_on_two_cpu_processes_fit_resume_on_one_and_two_and_exact_test(fashi
     best = last_ckpt(fashion.logs).with_name("best.ckpt")
     output = run("test", *ddp, f"--ckpt_path={best}")
     assert "on 160 images" in output  # every test image exactly once, none padded in
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signalled", ["main", "worker"])
+def test_a_signal_to_one_ddp_process_stops_both_at_one_step_and_resumes_exactly(fashion, signalled):
+    # A SIGTERM to one of the processes (not a terminal's Ctrl-C, which reaches both) could hang the run: the
+    # processes learnt of the stop at different steps (a race; now they agree on it at fixed points).
+    ddp = ["--trainer.strategy=ddp", "--trainer.devices=2", "--data.steps_per_batch=1"]  # 4 steps an epoch
+    reference, logs = fashion.root / "reference", fashion.root / "stopped"
+    subprocess.run(fit_command(fashion, reference, *ddp, "--trainer.max_epochs=20"), check=True, capture_output=True)
+    command = fit_command(fashion, logs, *ddp, "--trainer.max_epochs=200")  # (the stop comes long before the end)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        wait_for(last_ckpt(logs), process)
+        time.sleep(1.0)
+        worker = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()[0]  # rank 1
+        os.kill(process.pid if signalled == "main" else int(worker), signal.SIGTERM)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # whatever a hang left
+    assert process.returncode == 143, output[-3000:]
+    assert re.search(r"Stopped by SIGTERM at step \d+: saved", output), output[-3000:]
+    assert 0 < torch.load(last_ckpt(logs), weights_only=True)["global_step"] < 80
+    resume = [*fit_command(fashion, logs, *ddp, "--trainer.max_epochs=20"), "--ckpt_path=last"]
+    subprocess.run(resume, check=True, capture_output=True)
+    assert_same_weights(last_ckpt(logs), last_ckpt(reference))
 
 
 def test_a_live_writers_temporary_file_is_left_alone(tmp_path):

@@ -122,10 +122,21 @@ class ResumableRun(L.Callback):
         if signum == signal.SIGINT:
             rank_zero_info("\nCtrl-C: stopping after this step, saving last.ckpt (Ctrl-C again: abort, no save).")
 
+    def _stop_agreed(self, trainer: L.Trainer) -> bool:
+        """Whether any process was asked to stop; under DDP a collective, so every process answers alike (they
+        call it at the same points: each training batch's end and each epoch's end)."""
+        asked = stop_signal is not None
+        if trainer.world_size > 1:
+            asked = trainer.strategy.reduce_boolean_decision(asked, all=False)
+        return asked
+
     def _hand_over(self) -> None:
-        """Ask for Lightning's clean stop (at its next check; broadcast to every DDP process) through its handler."""
-        if stop_signal is not None and not self._handed_over:
+        """Ask for Lightning's clean stop through its handler: it stops at its next check (after this step, or
+        at the epoch's end) on every process, since every process hands over at the same point."""
+        global stop_signal
+        if not self._handed_over:
             self._handed_over = True
+            stop_signal = stop_signal or signal.SIGTERM  # (under DDP: maybe another process's signal)
             if callable(self._lightning_sigterm):
                 self._lightning_sigterm(signal.SIGTERM, None)
 
@@ -133,17 +144,17 @@ class ResumableRun(L.Callback):
         # Lightning stops inside a validation that starts after the stop was asked for, and a checkpoint taken
         # between an epoch's last batch and its end resumes one epoch short: after the epoch's last batch, the
         # stop waits for the epoch's end (on_train_epoch_end, after its validation).
-        if batch_idx + 1 < trainer.num_training_batches or trainer.world_size > 1:
+        if self._stop_agreed(trainer) and batch_idx + 1 < trainer.num_training_batches:
             self._hand_over()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._hand_over()
+        if self._stop_agreed(trainer):
+            self._hand_over()
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # A validation inside the epoch (val_check_interval) after the step that took the stop: Lightning raises in
-        # its first batch, so the step's state is saved now. (Under DDP the save is a collective that the other
-        # processes, which learn of the stop at their next step, would not join.)
-        if self._handed_over and not trainer.sanity_checking and trainer.world_size == 1:
+        # A validation inside the epoch (val_check_interval) after the step that handed the stop over: Lightning
+        # raises in its first batch, so the step's state is saved now (by every process: they handed over alike).
+        if self._handed_over and not trainer.sanity_checking:
             self._save_last(trainer)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
@@ -164,7 +175,7 @@ class ResumableRun(L.Callback):
             rank_zero_info(
                 f"Stopped by {name} at step {step}: saved {path} (resume: {self.resume or resume_flag(path)})."
             )
-        else:  # (DDP, stopped inside a validation: see on_validation_start)
+        else:  # (a stop that Lightning took in a validation without this callback's hand-over)
             rank_zero_info(f"Stopped by {name} at step {step}, in validation: not saved; {path} is kept.")
         if signum == getattr(signal, "SIGUSR1", None) and trainer.is_global_zero:
             requeue_slurm_job()
