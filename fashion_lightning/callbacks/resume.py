@@ -120,7 +120,10 @@ class ResumableRun(L.Callback):
             raise KeyboardInterrupt  # a second Ctrl-C: the user does not want to wait for the step to end
         stop_signal = stop_signal or signum
         if signum == signal.SIGINT:
-            rank_zero_info("\nCtrl-C: stopping after this step, saving last.ckpt (Ctrl-C again: abort, no save).")
+            rank_zero_info(
+                "\nCtrl-C: stopping at the next step boundary (the epoch's end, if its last step or its validation is"
+                " under way), saving last.ckpt (Ctrl-C again: abort, no save)."
+            )
 
     def _stop_agreed(self, trainer: L.Trainer) -> bool:
         """Whether any process was asked to stop; under DDP a collective, so every process answers alike (they
