@@ -14,6 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from fashion_lightning.tiny_fashion import TEST_COUNT, TRAIN_COUNT
 
 __all__ = [
+    "CtrlCInSetup",
     "SignalInEpochOne",
     "TEST_COUNT",
     "TRAIN_COUNT",
@@ -122,3 +123,10 @@ class SignalInEpochOne(L.Callback):
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         if self.in_validation and trainer.current_epoch == 1 and batch_idx == 0 and not trainer.sanity_checking:
             os.kill(os.getpid(), self.signum)
+
+
+class CtrlCInSetup(L.Callback):
+    """Ctrl-C while the Trainer sets up a fit, before training (Lightning turns it into an exit with status 1)."""
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        os.kill(os.getpid(), signal.SIGINT)

@@ -330,6 +330,13 @@ def test_impossible_values_are_one_paragraph_and_leave_no_run_folder(fashion, ca
     assert run_folders(fashion.logs) == []
 
 
+def test_ctrl_c_before_training_leaves_no_run_folder(fashion):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", *cli_args(fashion), "--trainer.callbacks+=tests.helpers.CtrlCInSetup"])
+    assert exit_info.value.code != 0
+    assert run_folders(fashion.logs) == []  # the logger had opened its event file in version_0/
+
+
 def test_model_flag_that_disagrees_with_the_checkpoint_is_an_error_naming_both(fashion, capsys):
     cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=1", "--model.hidden_dims=[64]")])
     best = fashion.logs / "fashion" / "version_0" / "checkpoints" / "best.ckpt"
