@@ -50,8 +50,15 @@ class Server:
         self.port = free_port()
         command = [sys.executable, "-m", "fashion_lightning", "serve", str(source), f"--port={self.port}", *extra]
         # Its own process group: stop() reaches LitServe's worker processes too, whatever happens to the parent.
+        # SIGINT at its default, as in a terminal: a shell starts a background job (a CI script's, say) with SIGINT
+        # ignored, and Python then keeps it ignored, so Ctrl-C would not reach the server's main process.
         self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         deadline = time.monotonic() + 120
         while True:
@@ -191,7 +198,11 @@ def test_an_export_is_served_like_the_checkpoint(trained, fmt):
 def test_a_signal_stops_the_server_and_its_worker_processes_quietly(trained, stop):
     running = Server(trained.checkpoint)
     os.killpg(running.process.pid, stop)  # to the whole group, as a terminal's Ctrl-C or a service manager does
-    output, _ = running.process.communicate(timeout=60)
+    try:
+        output, _ = running.process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        running.stop()  # (no server left behind)
+        raise
     assert running.process.returncode == 0
     assert "Traceback" not in output
     assert "WARNING" not in output
