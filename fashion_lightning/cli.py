@@ -7,7 +7,7 @@ from argparse import ArgumentError
 
 from lightning import Trainer
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -175,7 +175,14 @@ class FashionCLI(LightningCLI):
         wants_bar = trainer_config.get("enable_progress_bar") is not False
         if wants_bar and not any(isinstance(callback, ProgressBar) for callback in configured):
             kwargs["callbacks"] = [*configured, StepProgressBar()]
+        # --trainer.enable_checkpointing false: Lightning refuses it beside a ModelCheckpoint, and this CLI always adds
+        # two (--checkpoint, --last). They are built, then left out, so the run writes no checkpoint.
+        no_checkpoints = trainer_config.get("enable_checkpointing") is False
+        if no_checkpoints and not any(isinstance(callback, Checkpoint) for callback in configured):
+            kwargs["enable_checkpointing"] = True  # (with its callbacks present, Lightning adds none of its own)
         trainer = super().instantiate_trainer(**kwargs)
+        if no_checkpoints:
+            trainer.callbacks = [cb for cb in trainer.callbacks if not isinstance(cb, Checkpoint)]
         if self.subcommand != "predict":
             # Lightning calls every hook of every callback each step (~30 us a callback on a small CPU), so the
             # prediction writer only joins the runs that predict.

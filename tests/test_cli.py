@@ -264,6 +264,9 @@ def test_csv_logger_fits_resumes_and_tests(fashion, capsys):
     cli_main(["fit", *args, "--trainer.max_epochs=1"])
     run = fashion.root / "csv" / "runs" / "version_0"
     assert (run / "metrics.csv").is_file()
+    summary = capsys.readouterr().out
+    assert f"logs: {run}" in summary
+    assert "tensorboard --logdir" not in summary  # a CSV run has nothing for TensorBoard to show
     assert (run / "checkpoints" / "last.ckpt").is_file()
     cli = cli_main(["fit", *args, "--trainer.max_epochs=2", "--ckpt_path=last"])
     assert cli.trainer.current_epoch == 2  # resumed after epoch 1, not started again
@@ -272,6 +275,17 @@ def test_csv_logger_fits_resumes_and_tests(fashion, capsys):
     assert "val/acc" in (run / "metrics.csv").read_text()
     cli = cli_main(["test", *args, f"--ckpt_path={run / 'checkpoints' / 'best.ckpt'}"])
     assert 0 <= float(cli.trainer.callback_metrics["test/acc"]) <= 1
+
+
+def test_enable_checkpointing_false_trains_and_writes_no_checkpoint(fashion, capsys):
+    cli = cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=1", "--trainer.enable_checkpointing=false")])
+    assert cli.trainer.checkpoint_callbacks == []
+    assert cli.trainer.current_epoch == 1
+    assert not list(fashion.root.rglob("*.ckpt"))
+    assert (run_dir(fashion) / "config.yaml").is_file()  # the run is still logged
+    summary = capsys.readouterr().out
+    assert "last val/acc: " in summary
+    assert "checkpoints: none" in summary
 
 
 def test_checkpoint_of_an_earlier_version_without_val_acc_best_still_loads(fitted, capsys):

@@ -5,6 +5,7 @@ import time
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from fashion_lightning.callbacks.resume import last_checkpoint_path
@@ -141,12 +142,18 @@ class RunSummary(L.Callback):
         if checkpoint is not None and checkpoint.best_model_score is not None:
             lines.append(f"  best {checkpoint.monitor}: {float(checkpoint.best_model_score):.4f}")
             lines.append(f"  best checkpoint: {checkpoint.best_model_path}")
+        elif "val/acc" in trainer.callback_metrics:
+            lines.append(f"  last val/acc: {float(trainer.callback_metrics['val/acc']):.4f}")
         last = last_checkpoint_path(trainer)
         if last is not None and last.is_file():
             lines.append(f"  last checkpoint: {last}  (resume: {self.resume or resume_flag(last)})")
+        if not trainer.checkpoint_callbacks:
+            lines.append("  checkpoints: none (--trainer.enable_checkpointing false)")
         if trainer.logger is not None and trainer.logger.log_dir:
             lines.append(f"  logs: {trainer.logger.log_dir}")
-            lines.append(f"  watch: tensorboard --logdir {trainer.logger.save_dir}")
+        tensorboard = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
+        if tensorboard:
+            lines.append(f"  watch: tensorboard --logdir {tensorboard[0].save_dir}")
         print("\n".join(lines))
 
     @rank_zero_only
