@@ -6,7 +6,7 @@ from typing import Literal
 import lightning as L
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, SequentialSampler
 
 from fashion_lightning.data import (
     CLASS_NAMES,
@@ -56,10 +56,10 @@ class FashionMNISTDataModule(L.LightningDataModule):
             batches of ``batch_size`` (same images, same order, same updates as one step each), so Lightning's
             per-step work is paid once per group. ``global_step``, ``--trainer.max_steps``,
             ``--trainer.log_every_n_steps`` and ``--last.every_n_train_steps`` still count optimizer steps;
-            the progress bar, ``--trainer.limit_train_batches``, an integer ``--trainer.val_check_interval`` and
-            ``--checkpoint.every_n_train_steps`` count groups; a stop signal or ``last.ckpt`` every n steps
-            takes effect at the end of a group. ``None``: 16 on a GPU, 64 on a CPU, or 1 when one of the options
-            that count groups is set.
+            the progress bar, ``--trainer.limit_train_batches``, ``--trainer.overfit_batches``, an integer
+            ``--trainer.val_check_interval`` and ``--checkpoint.every_n_train_steps`` count groups; a stop signal
+            or ``last.ckpt`` every n steps takes effect at the end of a group. ``None``: 16 on a GPU, 64 on a CPU,
+            or 1 when one of the options that count groups is set.
     """
 
     # Lightning's work per training batch (fetch loop, transfer, callback hooks, the call into training_step) costs
@@ -155,6 +155,10 @@ class FashionMNISTDataModule(L.LightningDataModule):
         world, rank = self._shard()
         steps = self.train_steps_per_batch = self.steps_per_batch()  # (decided once: it may log why)
         dataset = self.datasets["train"]
+        if self.trainer is not None and self.trainer.overfit_batches:
+            # Lightning's overfit mode swaps any sampler but a SequentialSampler for one of single indices: serve
+            # the first batches in order its way (a debugging run: no grouping, no mid-epoch resume).
+            return DataLoader(dataset, hp.batch_size, sampler=SequentialSampler(dataset), collate_fn=batch_as_is)
         sampler = ResumableSampler(dataset, hp.batch_size * steps, num_replicas=world, rank=rank, shuffle=hp.shuffle)
         return make_loader(dataset, sampler, hp.num_workers)  # one (images, labels) pair per group
 
@@ -179,6 +183,8 @@ class FashionMNISTDataModule(L.LightningDataModule):
             return "--trainer.limit_train_batches"
         if isinstance(trainer.val_check_interval, int):
             return "--trainer.val_check_interval"
+        if trainer.overfit_batches:
+            return "--trainer.overfit_batches"
         return None  # (the CLI sets 1 for --checkpoint.every_n_train_steps)
 
     def val_dataloader(self) -> DataLoader:

@@ -3,6 +3,7 @@
 import os
 import subprocess
 
+import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
@@ -95,6 +96,21 @@ def test_automatic_grouping_and_when_it_steps_aside(fashion, caplog):
     assert "because --trainer.limit_train_batches counts batches" in caplog.text
     cli, _ = fit_run(fashion, "every3", "--checkpoint.every_n_train_steps=3", "--trainer.max_epochs=1")
     assert cli.datamodule.steps_per_batch() == 1  # Lightning's ModelCheckpoint needs every step to be seen
+
+
+def test_overfit_batches_trains_on_the_first_batches_in_order_every_epoch(fashion):
+    seen = []
+
+    class RecordLabels(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append(batch[1].tolist())
+
+    cli = build_cli(cli_args(fashion, "--trainer.overfit_batches=2", "--trainer.max_epochs=3"), run=False)
+    cli.trainer.callbacks.append(RecordLabels())
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert cli.trainer.global_step == 3 * 2  # one optimizer step per batch: overfit_batches counts batches
+    first_two = cli.datamodule.datasets["train"].labels[:64].tolist()
+    assert seen == [first_two[:32], first_two[32:]] * 3
 
 
 def test_clipping_and_accumulation_equal_plain_pytorch(fashion):
