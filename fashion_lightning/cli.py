@@ -23,7 +23,12 @@ from fashion_lightning.callbacks import (
     TensorBoardExtras,
     resume,
 )
-from fashion_lightning.checkpointing import AtomicCheckpointIO, check_compatible, load_checkpoint
+from fashion_lightning.checkpointing import (
+    AtomicCheckpointIO,
+    check_compatible,
+    load_checkpoint,
+    skip_best_without_validation,
+)
 from fashion_lightning.datamodule import FashionMNISTDataModule
 from fashion_lightning.errors import FashionLightningError
 from fashion_lightning.lit_module import FashionClassifier
@@ -183,6 +188,8 @@ class FashionCLI(LightningCLI):
         trainer = super().instantiate_trainer(**kwargs)
         if no_checkpoints:
             trainer.callbacks = [cb for cb in trainer.callbacks if not isinstance(cb, Checkpoint)]
+        if self.subcommand == "fit":
+            skip_best_without_validation(trainer)
         if self.subcommand != "predict":
             # Lightning calls every hook of every callback each step (~30 us a callback on a small CPU), so the
             # prediction writer only joins the runs that predict.

@@ -288,6 +288,18 @@ def test_enable_checkpointing_false_trains_and_writes_no_checkpoint(fashion, cap
     assert "checkpoints: none" in summary
 
 
+def test_without_validation_only_last_ckpt_is_written_and_said_so_without_a_warning(fashion, caplog):
+    args = cli_args(fashion, "--trainer.max_epochs=2", "--trainer.limit_val_batches=0")
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level("INFO"):
+        warnings.simplefilter("always")
+        cli_main(["fit", *args])
+    assert [str(w.message) for w in caught if "val/acc" in str(w.message)] == []  # "did you log val/acc?"
+    assert "No validation (--trainer.limit_val_batches 0): best.ckpt, chosen by val/acc, is not written" in caplog.text
+    checkpoints = run_dir(fashion) / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["last.ckpt"]
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["epoch"] == 1
+
+
 def test_checkpoint_of_an_earlier_version_without_val_acc_best_still_loads(fitted, capsys):
     best = run_dir(fitted) / "checkpoints" / "best.ckpt"
     old = torch.load(best, weights_only=True)
