@@ -46,6 +46,7 @@ from fashion_lightning.quiet import silence_known_noise
 from fashion_lightning.runs import (
     VERSION_ENV_VAR,
     RunConfigSaver,
+    check_fresh_run_dir,
     claim_version,
     keep_csv_metrics,
     lock_run,
@@ -53,6 +54,7 @@ from fashion_lightning.runs import (
     release_unused_claims,
     resolve_ckpt_path,
     run_version,
+    version_dir_name,
 )
 from fashion_lightning.tools import TOOLS, run_tool
 
@@ -94,7 +96,7 @@ class FashionCLI(LightningCLI):
         # Runs before Lightning copies the checkpoint's hyperparameters into the config: resolve `last`, refuse a
         # bad file with a clear error (before Lightning's own loader would fail with a traceback), refuse explicit
         # --model flags that the checkpoint would silently override, and log into the checkpoint's own run.
-        self._checkpoint, self._how_to_run = None, {}
+        self._checkpoint, self._how_to_run, self._given_version = None, {}, False
         subcommand = self.config.get("subcommand")
         if not subcommand:
             return
@@ -102,7 +104,10 @@ class FashionCLI(LightningCLI):
         explicit = self._explicit_options(parser, args).get(subcommand) or {}
         follow_default_root_dir(config, explicit)
         best_file = f"{config.checkpoint.filename or 'best'}.ckpt"
-        config.ckpt_path = resolve_ckpt_path(config.ckpt_path, runs_root(config), subcommand, best_file)
+        root = runs_root(config)
+        given_version = config.trainer.logger.init_args.version if root is not None else None
+        config.ckpt_path = resolve_ckpt_path(config.ckpt_path, root, subcommand, best_file, given_version)
+        self._given_version = given_version is not None
         if config.ckpt_path:
             self._checkpoint = FashionClassifier.upgrade_checkpoint(load_checkpoint(config.ckpt_path))
             check_explicit_model_options(explicit.get("model") or {}, self._checkpoint, config.ckpt_path)
@@ -155,10 +160,17 @@ class FashionCLI(LightningCLI):
         for name, value in self._how_to_run.items():
             config.model[name] = value
         root = runs_root(config)
-        if root is None or config.trainer.logger.init_args.get("version") is not None:
+        if root is None or config.trainer.get("fast_dev_run"):
+            return  # (fast_dev_run: Lightning logs and saves nothing, so no run folder)
+        self.save_config_kwargs = {**self.save_config_kwargs, "chosen_version": not self._given_version}
+        if self._given_version:
+            if subcommand == "fit" and not config.ckpt_path and rank_zero_only.rank == 0:
+                run_dir = root / version_dir_name(config.trainer.logger.init_args.version)
+                check_fresh_run_dir(run_dir)
+                lock_run(run_dir)
             return
-        if config.trainer.get("fast_dev_run"):
-            return  # Lightning then logs and saves nothing: no run folder
+        if config.trainer.logger.init_args.get("version") is not None:
+            return  # a resume: _continue_run chose the checkpoint's run, and locked it
         if rank_zero_only.rank == 0:
             version = claim_version(root)
             os.environ[VERSION_ENV_VAR] = str(version)  # DDP ranks started by Lightning's launcher inherit it

@@ -43,6 +43,11 @@ def resume_flag(checkpoint: str | os.PathLike) -> str:
     return f"--ckpt_path {'last' if run_version(checkpoint) is not None else checkpoint}"
 
 
+def version_dir_name(version: int | str) -> str:
+    """The folder a TensorBoard or CSV logger writes for ``version``: ``version_N`` for a number, else as given."""
+    return version if isinstance(version, str) else f"version_{version}"
+
+
 def versions(runs_root: str | os.PathLike) -> list[int]:
     """The N of every ``version_N`` folder under ``runs_root``, ascending."""
     root = Path(runs_root)
@@ -60,7 +65,9 @@ def find_checkpoint(runs_root: str | os.PathLike, file_name: str = "last.ckpt") 
     return None
 
 
-def resolve_ckpt_path(ckpt_path: str | None, runs_root: Path | None, subcommand: str, best_file: str) -> str | None:
+def resolve_ckpt_path(
+    ckpt_path: str | None, runs_root: Path | None, subcommand: str, best_file: str, version: int | str | None = None
+) -> str | None:
     """``--ckpt_path last`` (fit: resume the newest run) and ``best`` (validate, test, predict: the newest run's best
     checkpoint) as paths; any other value as given.
 
@@ -69,6 +76,7 @@ def resolve_ckpt_path(ckpt_path: str | None, runs_root: Path | None, subcommand:
         runs_root: ``<save_dir>/<name>`` of the logger's runs, ``None`` when the logger keeps no ``version_N`` folders.
         subcommand: "fit", "validate", "test" or "predict".
         best_file: The best checkpoint's file name (``--checkpoint.filename`` + ".ckpt").
+        version: The logger's version, when given: ``last`` and ``best`` are then that run's, not the newest run's.
     """
     if ckpt_path not in ("last", "best"):
         return ckpt_path
@@ -88,14 +96,18 @@ def resolve_ckpt_path(ckpt_path: str | None, runs_root: Path | None, subcommand:
             "pass the checkpoint's path instead."
         )
     file_name = best_file if ckpt_path == "best" else "last.ckpt"
-    found = find_checkpoint(runs_root, file_name)
+    if version is None:
+        found, where = find_checkpoint(runs_root, file_name), f"no run under {runs_root}/ has"
+    else:
+        found = runs_root / version_dir_name(version) / "checkpoints" / file_name
+        found, where = (found if found.is_file() else None), f"the run {runs_root / version_dir_name(version)} has no"
     if found is None and subcommand == "fit":
-        print(f"--ckpt_path last: there is no last.ckpt under {runs_root}/; starting a new run from scratch.")
+        print(f"--ckpt_path last: {where} checkpoints/last.ckpt; starting a new run from scratch.")
         return None
     if found is None:  # evaluating nothing would report an untrained model
         raise ConfigurationError(
-            f"--ckpt_path {ckpt_path}: no run under {runs_root}/ has checkpoints/{file_name}. Train one first "
-            "(fashion-lightning fit), or pass a checkpoint's path."
+            f"--ckpt_path {ckpt_path}: {where} checkpoints/{file_name}. Train one first (fashion-lightning fit), "
+            "or pass a checkpoint's path."
         )
     print(f"--ckpt_path {ckpt_path}: {'resuming' if subcommand == 'fit' else 'using'} {found}")
     return str(found)
@@ -199,14 +211,37 @@ def keep_csv_metrics(config, run_dir: Path, step: int) -> None:
         print(f"CSVLogger starts metrics.csv afresh on resume: the rows so far are kept in {kept}")
 
 
+def check_fresh_run_dir(run_dir: str | os.PathLike) -> None:
+    """``ConfigurationError`` if a fit without ``--ckpt_path`` would write over the checkpoints of ``run_dir``."""
+    checkpoints = sorted(Path(run_dir, "checkpoints").glob("*.ckpt"))
+    if checkpoints:
+        raise ConfigurationError(
+            f"The logger's version points this fit at '{run_dir}', which already holds a run "
+            f"({', '.join(p.name for p in checkpoints)}), and a fit without --ckpt_path would write over it. To "
+            "continue that run, add --ckpt_path last (or a checkpoint's path); to start a new run, leave the version "
+            "out (--trainer.logger.init_args.version null, or delete `version:` from the config file)."
+        )
+
+
 class RunConfigSaver(SaveConfigCallback):
     """Save the resolved config as ``config.yaml`` for fit and ``config.<stage>.yaml`` otherwise.
 
     Evaluating or resuming a checkpoint logs into the run it came from; a test never overwrites how the run
-    was trained.
+    was trained. A logger version that the CLI chose (the next free ``version_N``, or the resumed checkpoint's) is
+    saved as ``null``: ``fit --config <run>/config.yaml`` then starts a new run instead of writing over this one.
+
+    Args:
+        chosen_version: Whether the CLI chose the logger's version (set by the CLI before the run starts).
     """
+
+    def __init__(self, *args, chosen_version: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.chosen_version = chosen_version
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         stage = str(getattr(stage, "value", stage))  # "fit", "validate", "test", "predict"
         self.config_filename = "config.yaml" if stage == "fit" else f"config.{stage}.yaml"
+        if self.chosen_version and not self.already_saved:
+            self.config = self.config.clone()
+            self.config.trainer.logger.init_args.version = None
         super().setup(trainer, pl_module, stage)

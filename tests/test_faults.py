@@ -92,6 +92,31 @@ def test_two_runs_started_together_get_their_own_folders_and_checkpoints(fashion
     assert learning_rates == {0.01, 0.02}
 
 
+def test_a_runs_saved_config_replayed_starts_a_new_run_and_never_writes_over_it(fashion, capsys):
+    args = cli_args(fashion, "--trainer.max_epochs=1")
+    cli_main(["fit", *args])
+    first = fashion.logs / "fashion" / "version_0"
+    config, best = first / "config.yaml", first / "checkpoints" / "best.ckpt"
+    before = best.read_bytes()
+    cli_main(["fit", f"--config={config}"])  # "run it again": a new run, as with Lightning's own saved configs
+    assert run_folders(fashion.logs) == ["version_0", "version_1"]
+    assert best.read_bytes() == before
+    # A version given on purpose (here: in the config) is kept; a fresh fit into that run's folder is refused ...
+    config.write_text(config.read_text().replace("version: null", "version: 0"))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        cli_main(["fit", f"--config={config}"])
+    assert stopped.value.code == 2
+    assert "already holds a run (best.ckpt, last.ckpt)" in capsys.readouterr().err
+    assert best.read_bytes() == before and run_folders(fashion.logs) == ["version_0", "version_1"]
+    # ... and --ckpt_path last continues that run, not the newest one.
+    cli = cli_main(["fit", f"--config={config}", "--ckpt_path=last", "--trainer.max_epochs=2"])
+    assert cli.trainer.ckpt_path == str(first / "checkpoints" / "last.ckpt")
+    assert cli.trainer.current_epoch == 2
+    second_last = fashion.logs / "fashion" / "version_1" / "checkpoints" / "last.ckpt"
+    assert torch.load(second_last, weights_only=True)["epoch"] == 0
+
+
 @pytest.mark.slow
 def test_resuming_a_run_that_a_live_process_writes_is_refused(fashion):
     logs = fashion.root / "live"

@@ -75,7 +75,9 @@ def test_signal_saves_a_checkpoint_exits_nonzero_and_resumes_exactly(fashion, re
 
 def test_ckpt_path_last_without_a_checkpoint_says_it_starts_fresh(fashion, capsys):
     cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=1", "--ckpt_path=last")])
-    assert "no last.ckpt" in capsys.readouterr().out
+    assert f"no run under {fashion.logs / 'fashion'}/ has checkpoints/last.ckpt; starting a new run" in (
+        capsys.readouterr().out
+    )
     assert last_ckpt(fashion.logs).is_file()
 
 
