@@ -108,7 +108,8 @@ def test_a_runs_saved_config_replayed_starts_a_new_run_and_never_writes_over_it(
         cli_main(["fit", f"--config={config}"])
     assert stopped.value.code == 2
     assert "already holds a run (best.ckpt, last.ckpt)" in capsys.readouterr().err
-    assert best.read_bytes() == before and run_folders(fashion.logs) == ["version_0", "version_1"]
+    assert best.read_bytes() == before
+    assert run_folders(fashion.logs) == ["version_0", "version_1"]
     # ... and --ckpt_path last continues that run, not the newest one.
     cli = cli_main(["fit", f"--config={config}", "--ckpt_path=last", "--trainer.max_epochs=2"])
     assert cli.trainer.ckpt_path == str(first / "checkpoints" / "last.ckpt")
