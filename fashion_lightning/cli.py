@@ -1,9 +1,7 @@
 """``cli_main``: the one entry point for the shell (``fashion-lightning``), the tests and the notebook."""
 
-import os
 import signal
 import sys
-from argparse import ArgumentError
 
 from lightning import Trainer
 from lightning.fabric.utilities.exceptions import MisconfigurationException
@@ -38,19 +36,17 @@ from fashion_lightning.options import (
     check_explicit_model_options,
     check_optimization_options,
     check_run_options,
-    explicit_flags,
+    explicit_options,
     follow_default_root_dir,
     runs_root,
 )
 from fashion_lightning.quiet import silence_known_noise
+from fashion_lightning.run_lock import lock_run, release_locks
 from fashion_lightning.runs import (
-    VERSION_ENV_VAR,
     RunConfigSaver,
-    check_fresh_run_dir,
-    claim_version,
+    claim_run_dir,
+    enter_given_run_dir,
     keep_csv_metrics,
-    lock_run,
-    release_locks,
     release_unused_claims,
     resolve_ckpt_path,
     run_version,
@@ -101,7 +97,7 @@ class FashionCLI(LightningCLI):
         if not subcommand:
             return
         config = self.config[subcommand]
-        explicit = self._explicit_options(parser, args).get(subcommand) or {}
+        explicit = explicit_options(parser, args).get(subcommand) or {}
         follow_default_root_dir(config, explicit)
         best_file = f"{config.checkpoint.filename or 'best'}.ckpt"
         root = runs_root(config)
@@ -119,19 +115,6 @@ class FashionCLI(LightningCLI):
                 f"No --ckpt_path: {subcommand} runs on an untrained model (random weights). Pass --ckpt_path best "
                 "(the newest run's best checkpoint) or a checkpoint's path."
             )
-
-    @staticmethod
-    def _explicit_options(parser: LightningArgumentParser, args: ArgsType):
-        """Only what the user gave (flags and config files), without defaults."""
-        if isinstance(args, dict):
-            return args
-        exit_on_error, parser.exit_on_error = parser.exit_on_error, False
-        try:
-            return parser.parse_args(args, defaults=False)
-        except ArgumentError:  # a class given in part (only a logger's name) does not validate without defaults
-            return explicit_flags(sys.argv[1:] if args is None else args)
-        finally:
-            parser.exit_on_error = exit_on_error
 
     def _continue_run(self, config, subcommand: str) -> None:
         found, root = run_version(config.ckpt_path), runs_root(config)
@@ -163,24 +146,12 @@ class FashionCLI(LightningCLI):
         if root is None or config.trainer.get("fast_dev_run"):
             return  # (fast_dev_run: Lightning logs and saves nothing, so no run folder)
         self.save_config_kwargs = {**self.save_config_kwargs, "chosen_version": not self._given_version}
+        init_args = config.trainer.logger.init_args
         if self._given_version:
-            if subcommand == "fit" and not config.ckpt_path and rank_zero_only.rank == 0:
-                run_dir = root / version_dir_name(config.trainer.logger.init_args.version)
-                check_fresh_run_dir(run_dir)
-                lock_run(run_dir)
-            return
-        if config.trainer.logger.init_args.get("version") is not None:
-            return  # a resume: _continue_run chose the checkpoint's run, and locked it
-        if rank_zero_only.rank == 0:
-            version = claim_version(root)
-            os.environ[VERSION_ENV_VAR] = str(version)  # DDP ranks started by Lightning's launcher inherit it
-            if subcommand == "fit":
-                lock_run(root / f"version_{version}")
-        elif os.environ.get(VERSION_ENV_VAR):
-            version = int(os.environ[VERSION_ENV_VAR])
-        else:
-            return  # other ranks (torchrun, SLURM) learn rank 0's folder through Lightning's broadcast of log_dir
-        config.trainer.logger.init_args.version = version
+            if subcommand == "fit" and not config.ckpt_path:
+                enter_given_run_dir(root / version_dir_name(init_args.version))
+        elif init_args.get("version") is None:  # (else a resume: _continue_run chose the checkpoint's run)
+            init_args.version = claim_run_dir(root, lock=subcommand == "fit")
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
         # Lightning's default bar redraws every batch (RichProgressBar when `rich` is installed): ~0.3 ms a redraw.

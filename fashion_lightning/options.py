@@ -1,6 +1,8 @@
 """Checks of option values that look across the config, made before anything is created on disk, where runs go, and
 the flags given on a command line."""
 
+import sys
+from argparse import ArgumentError
 from pathlib import Path
 
 import yaml
@@ -108,3 +110,16 @@ def explicit_flags(argv: list[str]) -> dict:
         elif name in ("--trainer.logger.init_args.save_dir", "--trainer.logger.save_dir"):
             given["trainer"] = {"logger": {"init_args": {"save_dir": value}}}
     return found
+
+
+def explicit_options(parser, args) -> dict:
+    """Only what the user gave (flags and config files), without defaults; ``args`` as for ``LightningCLI``."""
+    if isinstance(args, dict):
+        return args
+    exit_on_error, parser.exit_on_error = parser.exit_on_error, False
+    try:
+        return parser.parse_args(args, defaults=False)
+    except ArgumentError:  # a class given in part (only a logger's name) does not validate without defaults
+        return explicit_flags(sys.argv[1:] if args is None else args)
+    finally:
+        parser.exit_on_error = exit_on_error

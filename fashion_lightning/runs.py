@@ -1,15 +1,12 @@
-"""Run folders: ``<save_dir>/<name>/version_N/``, claimed atomically, locked while a ``fit`` writes them, searched
-for ``--ckpt_path last`` and ``best``; the config saved in each.
+"""Run folders: ``<save_dir>/<name>/version_N/``, claimed atomically, locked while a ``fit`` writes them
+(``run_lock``), searched for ``--ckpt_path last`` and ``best``; the config saved in each.
 
 Loggers with this layout (TensorBoard, CSV) pick the next ``version_N`` by listing the folder, so two runs started
 at once in one folder both take the same number. Here a run *claims* its version with ``mkdir`` (which fails if the
-folder exists, on every filesystem) before the logger is built. A ``fit`` holds an exclusive ``flock`` on
-``.version_N.lock`` beside that folder (not in it: loggers expect a new run's folder empty) for as long as it runs,
-so a second ``fit --ckpt_path last`` on a run that a live process is writing is refused. The kernel releases the
-lock when the process dies, even by ``kill -9``. A resumed run keeps the CSV rows CSVLogger would delete.
+folder exists, on every filesystem) before the logger is built. A resumed run keeps the CSV rows CSVLogger would
+delete.
 """
 
-import fcntl
 import os
 import re
 import shutil
@@ -19,13 +16,13 @@ from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_only
 
 from fashion_lightning.errors import ConfigurationError
+from fashion_lightning.run_lock import lock_path, lock_run, release_lock
 
 VERSION_DIR = re.compile(r"^version_(\d+)$")
 # A DDP run started by Lightning's launcher re-runs this program for ranks 1..N-1 with the parent's environment:
 # they read the version rank 0 claimed from here instead of listing the folder themselves.
 VERSION_ENV_VAR = "FASHION_LIGHTNING_RUN_VERSION"
 
-_held_locks: dict[Path, int] = {}  # run folder -> open file descriptor holding its lock, for the process lifetime
 _claimed: list[Path] = []  # run folders this process claimed
 
 
@@ -133,9 +130,25 @@ def claim_version(runs_root: str | os.PathLike) -> int:
             version += 1
 
 
-def lock_path(run_dir: Path) -> Path:
-    """Where the writer lock of ``run_dir`` lives: ``.version_N.lock`` beside it."""
-    return run_dir.parent / f".{run_dir.name}.lock"
+def claim_run_dir(runs_root: Path, lock: bool) -> int | None:
+    """The version of this run's new folder: rank 0 claims it (and locks it if ``lock``); the other ranks read it.
+
+    Returns ``None`` on a rank that cannot know it yet (torchrun, SLURM: Lightning broadcasts rank 0's log_dir).
+    """
+    if rank_zero_only.rank == 0:
+        version = claim_version(runs_root)
+        os.environ[VERSION_ENV_VAR] = str(version)  # DDP ranks started by Lightning's launcher inherit it
+        if lock:
+            lock_run(runs_root / f"version_{version}")
+        return version
+    return int(os.environ[VERSION_ENV_VAR]) if os.environ.get(VERSION_ENV_VAR) else None
+
+
+def enter_given_run_dir(run_dir: Path) -> None:
+    """A fit (without ``--ckpt_path``) into a folder the user named: refused if it holds a run, else locked."""
+    if rank_zero_only.rank == 0:
+        check_fresh_run_dir(run_dir)
+        lock_run(run_dir)
 
 
 def release_unused_claims() -> None:
@@ -163,41 +176,6 @@ def _holds_events(event_file: Path) -> bool:
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader  # (only when a run failed)
 
     return any(event.WhichOneof("what") != "file_version" for event in EventFileLoader(str(event_file)).Load())
-
-
-def lock_run(run_dir: str | os.PathLike) -> None:
-    """Hold the run's writer lock until the process ends; ``ConfigurationError`` if a live process holds it."""
-    run_dir = Path(run_dir).absolute()
-    if run_dir in _held_locks:
-        return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path(run_dir), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise ConfigurationError(
-            f"The run '{run_dir}' is being trained right now by another process (pid {holder}); two writers would "
-            "mix their checkpoints. Wait for it to finish (or stop it: Ctrl-C saves last.ckpt), then resume with "
-            "--ckpt_path last; or start a separate run without --ckpt_path."
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
-    _held_locks[run_dir] = fd
-
-
-def release_locks() -> None:
-    """Give up every writer lock this process holds."""
-    for run_dir in list(_held_locks):
-        release_lock(run_dir)
-
-
-def release_lock(run_dir: str | os.PathLike) -> None:
-    """Give up the writer lock of ``run_dir`` if this process holds it."""
-    fd = _held_locks.pop(Path(run_dir).absolute(), None)
-    if fd is not None:
-        os.close(fd)  # closing the descriptor releases the flock
 
 
 def keep_csv_metrics(config, run_dir: Path, step: int) -> None:

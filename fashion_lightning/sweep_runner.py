@@ -20,7 +20,8 @@ from fashion_lightning.datamodule import FashionMNISTDataModule
 from fashion_lightning.errors import ConfigurationError
 from fashion_lightning.lit_module import FashionClassifier
 from fashion_lightning.options import runs_root
-from fashion_lightning.runs import release_locks, release_unused_claims
+from fashion_lightning.run_lock import release_locks
+from fashion_lightning.runs import release_unused_claims
 from fashion_lightning.sweep import GRACE_S, HEARTBEAT_S, load_search_space, process_alive, suggest
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)

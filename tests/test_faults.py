@@ -25,7 +25,8 @@ from fashion_lightning.cli import cli_main
 from fashion_lightning.datamodule import FashionMNISTDataModule
 from fashion_lightning.errors import ConfigurationError
 from fashion_lightning.inference import MAX_PIXELS, image_to_tensor
-from fashion_lightning.runs import lock_path, lock_run, versions
+from fashion_lightning.run_lock import lock_path, lock_run
+from fashion_lightning.runs import versions
 from tests.helpers import assert_same_weights, cli_args, fit_command, last_ckpt, png_bomb, wait_for, weights
 
 CLI = [sys.executable, "-m", "fashion_lightning"]
@@ -144,7 +145,7 @@ def test_the_run_lock_is_exclusive_between_processes(tmp_path):
         [
             sys.executable,
             "-c",
-            f"from fashion_lightning.runs import lock_run; lock_run({str(run)!r}); input()",
+            f"from fashion_lightning.run_lock import lock_run; lock_run({str(run)!r}); input()",
         ],
         stdin=subprocess.PIPE,
     )
