@@ -60,6 +60,8 @@ DESCRIPTION = (
     "`fashion-lightning serve CKPT|ONNX|PT2` and `fashion-lightning sweep --search_space FILE` (each with --help)."
 )
 RUN_NAME = "fashion"
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+SUBCOMMAND_USAGE = "%(prog)s [-h] [-c CONFIG] [--print_config[=flags]] [--ckpt_path CKPT_PATH] [--OPTION VALUE ...]"
 
 
 class FashionCLI(LightningCLI):
@@ -192,7 +194,12 @@ def cli_kwargs() -> dict:
         "save_config_kwargs": {"overwrite": True},
         "seed_everything_default": 42,
         "auto_configure_optimizers": False,  # the model's own typed optimizer options are the single source
-        "parser_kwargs": {"description": DESCRIPTION},
+        # A usage line that fits a screen: jsonargparse's lists every option (~100 lines) above each error.
+        "parser_kwargs": {
+            "prog": "fashion-lightning",  # (also under `python -m fashion_lightning` and cli_main)
+            "description": DESCRIPTION,
+            **{sub: {"usage": SUBCOMMAND_USAGE} for sub in SUBCOMMANDS},
+        },
         # Always present, not configurable away: they guard, resume and report every run.
         "trainer_defaults": {
             "callbacks": [EpochTimer(), FiniteLossGuard(), ResumableRun(), TensorBoardExtras(), RunSummary()],

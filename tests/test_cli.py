@@ -140,11 +140,15 @@ def test_help_and_print_config(capsys):
     assert "batch_size: 64" in capsys.readouterr().out
 
 
-def test_wrong_flag_is_a_clear_error(capsys):
+@pytest.mark.parametrize("subcommand", ["fit", "test"])
+def test_wrong_flag_is_a_clear_error(subcommand, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        cli_main(["fit", "--model.lr=fast"])
+        cli_main([subcommand, "--model.lr=fast"])
     assert exit_info.value.code != 0
-    assert "model.lr" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert 'error: Parser key "model.lr":' in err
+    assert len(err.splitlines()) <= 5, err  # a one-line usage above the error, not every option (~100 lines)
+    assert f"fashion-lightning {subcommand} --help" in err
 
 
 def test_bad_option_value_exits_without_traceback(fashion, capsys):
