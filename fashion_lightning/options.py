@@ -5,6 +5,7 @@ import sys
 from argparse import ArgumentError
 from pathlib import Path
 
+import torch
 import yaml
 
 from fashion_lightning.errors import ConfigurationError
@@ -39,6 +40,14 @@ def check_run_options(config) -> None:
     if max_epochs is not None and max_epochs < -1:
         raise ConfigurationError(
             f"--trainer.max_epochs must be a positive number of epochs (or -1 for no limit), got {max_epochs}."
+        )
+    accelerator = config.trainer.get("accelerator")
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigurationError(
+            f"--trainer.accelerator {accelerator}: this machine has no CUDA GPU that PyTorch can use "
+            f"(torch {torch.__version__}, CUDA build {torch.version.cuda or 'none'}). Leave the option out (auto: "
+            "the GPU when there is one, else the CPU) or pass --trainer.accelerator cpu; on a GPU machine, check "
+            "nvidia-smi and $CUDA_VISIBLE_DEVICES."
         )
     if config.get("checkpoint") and config.checkpoint.get("save_last"):
         raise ConfigurationError(

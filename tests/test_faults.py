@@ -357,6 +357,18 @@ def test_impossible_values_are_one_paragraph_and_leave_no_run_folder(fashion, ca
     assert run_folders(fashion.logs) == []
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="asks for a GPU where there is none")
+@pytest.mark.parametrize("accelerator", ["gpu", "cuda"])
+def test_asking_for_a_gpu_on_a_machine_without_one_says_what_to_do(fashion, capsys, accelerator):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", *cli_args(fashion), f"--trainer.accelerator={accelerator}"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--trainer.accelerator {accelerator}: this machine has no CUDA GPU" in err
+    assert "--trainer.accelerator cpu" in err
+    assert run_folders(fashion.logs) == []
+
+
 def test_ctrl_c_before_training_leaves_no_run_folder(fashion):
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["fit", *cli_args(fashion), "--trainer.callbacks+=tests.helpers.CtrlCInSetup"])
