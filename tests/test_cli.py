@@ -1,5 +1,6 @@
 """fit / validate / test / predict through ``cli_main``, as a user runs them, on the tiny fixture."""
 
+import re
 import subprocess
 import sys
 import warnings
@@ -181,12 +182,18 @@ def test_default_commands_print_no_warnings(fashion):
         ["fit", *args, "--trainer.max_epochs=2", "--ckpt_path=last"],  # a resume into the same run folder
         ["test", *args, f"--ckpt_path={best}"],
         ["predict", *args, f"--ckpt_path={best}"],
+        ["test", *args, f"--ckpt_path={fashion.root / 'elsewhere' / 'model.ckpt'}"],  # a checkpoint from elsewhere
     ]
     for command in commands:
+        if command[0] == "test" and "elsewhere" in command[-1]:
+            (fashion.root / "elsewhere").mkdir()
+            (fashion.root / "elsewhere" / "model.ckpt").write_bytes(best.read_bytes())
         result = subprocess.run([*base, *command], capture_output=True, text=True, check=True)
         output = result.stdout + result.stderr
         for noise in ("Warning", "warn(", "deprecated", "Tip:"):
             assert noise not in output, f"{command[0]} printed {noise!r}:\n{output[-3000:]}"
+        # Lightning prints its warnings as "file.py:LINE: message", without the word
+        assert not re.search(r"\.py:\d+: ", output), f"{command[0]} warned:\n{output[-3000:]}"
 
 
 def test_the_logging_interval_warning_counts_optimizer_steps_not_batches(fashion):

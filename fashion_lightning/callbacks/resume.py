@@ -198,7 +198,13 @@ class ResumableRun(L.Callback):
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         if trainer.state.fn != "fit":
-            return  # evaluation uses no randomness from the run
+            # Evaluation uses no randomness from the run, and writes no checkpoint: the state of the callbacks that
+            # wrote this file (their folder, their best score) means nothing here, and Lightning would warn that the
+            # folder changed when the file was moved or is evaluated under another root.
+            states = checkpoint.get("callbacks") or {}
+            for callback in trainer.checkpoint_callbacks:
+                states.pop(callback.state_key, None)
+            return
         run = checkpoint.get(RUN_KEY, {})
         saved_world = run.get("world_size", trainer.world_size)
         states = checkpoint.get(RNG_KEY)
