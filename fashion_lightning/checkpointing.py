@@ -6,10 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning import Trainer
 from lightning.fabric.plugins import TorchCheckpointIO
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.utilities import rank_zero_info
 
 from fashion_lightning.atomic import atomic_torch_save
 from fashion_lightning.errors import CheckpointError
@@ -61,20 +58,6 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             "MLP's weights: load it with MLP().load_state_dict(torch.load(path, weights_only=True))."
         )
     return checkpoint
-
-
-def skip_best_without_validation(trainer: Trainer) -> None:
-    """With ``--trainer.limit_val_batches 0`` there is no ``val/...`` value to choose ``best.ckpt`` by: say so once,
-    instead of Lightning's warning that the module never logged it, and write only ``last.ckpt``."""
-    if trainer.limit_val_batches != 0:
-        return
-    for callback in trainer.checkpoint_callbacks:
-        if isinstance(callback, ModelCheckpoint) and (callback.monitor or "").startswith("val/"):
-            callback.save_top_k = 0
-            rank_zero_info(
-                f"No validation (--trainer.limit_val_batches 0): {callback.filename or 'best'}.ckpt, chosen by "
-                f"{callback.monitor}, is not written; last.ckpt is."
-            )
 
 
 def check_compatible(checkpoint: dict[str, Any], model: torch.nn.Module, path: str | Path) -> None:

@@ -21,12 +21,7 @@ from fashion_lightning.callbacks import (
     TensorBoardExtras,
     resume,
 )
-from fashion_lightning.checkpointing import (
-    AtomicCheckpointIO,
-    check_compatible,
-    load_checkpoint,
-    skip_best_without_validation,
-)
+from fashion_lightning.checkpointing import AtomicCheckpointIO, check_compatible, load_checkpoint
 from fashion_lightning.datamodule import FashionMNISTDataModule
 from fashion_lightning.errors import FashionLightningError
 from fashion_lightning.lit_module import FashionClassifier
@@ -173,8 +168,6 @@ class FashionCLI(LightningCLI):
         trainer = super().instantiate_trainer(**kwargs)
         if no_checkpoints:
             trainer.callbacks = [cb for cb in trainer.callbacks if not isinstance(cb, Checkpoint)]
-        if self.subcommand == "fit":
-            skip_best_without_validation(trainer)
         if self.subcommand != "predict":
             # Lightning calls every hook of every callback each step (~30 us a callback on a small CPU), so the
             # prediction writer only joins the runs that predict.
@@ -210,6 +203,7 @@ def cli_kwargs() -> dict:
 
 def build_cli(args: ArgsType = None, run: bool = True) -> FashionCLI:
     """Build (and by default run) the CLI; ``args`` as for ``LightningCLI`` (list, dict or ``None`` = argv)."""
+    silence_known_noise()
     return FashionCLI(FashionClassifier, FashionMNISTDataModule, **cli_kwargs(), args=args, run=run)
 
 

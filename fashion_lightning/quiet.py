@@ -33,6 +33,13 @@ KNOWN_WARNINGS = (
     # CSVLogger warns the same on a resume; its metrics.csv is moved aside first (runs.keep_csv_metrics), and a
     # new run's folder is always empty (runs.claim_version).
     (r"Experiment logs directory .* exists and is not empty", UserWarning, "lightning CSVLogger"),
+    # ModelCheckpoint warns "Did you call log('val/acc')?" when a fit ends before its first validation (--trainer.
+    # max_steps inside the first epoch); once a validation has run, a missing key is an error, which still shows.
+    # RunSummary says why there is no best checkpoint.
+    (r"`ModelCheckpoint\(monitor='val/[^']*'\)` could not find the monitored key", UserWarning, "lightning"),
+    # Heartbeats and retrying stale trials are what make a sweep survive kill -9; Optuna marks them experimental.
+    (r"RetryHeartbeatStaleTrialCallback is experimental", Warning, "optuna (sweep)"),
+    (r"Argument ``heartbeat_interval`` is an experimental feature", Warning, "optuna (sweep)"),
 )
 # Logged (not warned) on every Trainer start by Lightning 2.6's logger connector; no switch (Lightning #21294).
 KNOWN_LOG_PREFIXES = ("💡 Tip: For seamless cloud logging",)

@@ -3,7 +3,6 @@
 import os
 import random
 import time
-import warnings
 from pathlib import Path
 
 import lightning as L
@@ -25,8 +24,6 @@ from fashion_lightning.runs import release_unused_claims
 from fashion_lightning.sweep import GRACE_S, HEARTBEAT_S, load_search_space, process_alive, suggest
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-# Heartbeats and retrying stale trials are what make a sweep survive kill -9; Optuna marks them experimental.
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 class _Parsed(Exception):  # noqa: N818 (a signal, not an error)

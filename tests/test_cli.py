@@ -299,16 +299,26 @@ def test_enable_checkpointing_false_trains_and_writes_no_checkpoint(fashion, cap
     assert "checkpoints: none" in summary
 
 
-def test_without_validation_only_last_ckpt_is_written_and_said_so_without_a_warning(fashion, caplog):
+def test_without_validation_only_last_ckpt_is_written_and_said_so_without_a_warning(fashion, capsys):
     args = cli_args(fashion, "--trainer.max_epochs=2", "--trainer.limit_val_batches=0")
-    with warnings.catch_warnings(record=True) as caught, caplog.at_level("INFO"):
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         cli_main(["fit", *args])
     assert [str(w.message) for w in caught if "val/acc" in str(w.message)] == []  # "did you log val/acc?"
-    assert "No validation (--trainer.limit_val_batches 0): best.ckpt, chosen by val/acc, is not written" in caplog.text
+    assert "best checkpoint: none (no validation ran: no val/acc to choose it by)" in capsys.readouterr().out
     checkpoints = run_dir(fashion) / "checkpoints"
     assert sorted(p.name for p in checkpoints.iterdir()) == ["last.ckpt"]
     assert torch.load(checkpoints / "last.ckpt", weights_only=True)["epoch"] == 1
+
+
+def test_a_fit_that_ends_before_its_first_validation_says_why_there_is_no_best_checkpoint(fashion, capsys):
+    args = cli_args(fashion, "--trainer.max_steps=4", "--data.steps_per_batch=2", "--trainer.log_every_n_steps=1")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli_main(["fit", *args])
+    assert [str(w.message) for w in caught if "val/acc" in str(w.message)] == []  # "did you log val/acc?"
+    assert "best checkpoint: none (no validation ran: no val/acc to choose it by)" in capsys.readouterr().out
+    assert sorted(p.name for p in (run_dir(fashion) / "checkpoints").iterdir()) == ["last.ckpt"]
 
 
 def test_checkpoint_of_an_earlier_version_without_val_acc_best_still_loads(fitted, capsys):

@@ -144,6 +144,8 @@ class RunSummary(L.Callback):
             lines.append(f"  best checkpoint: {checkpoint.best_model_path}")
         elif "val/acc" in trainer.callback_metrics:
             lines.append(f"  last val/acc: {float(trainer.callback_metrics['val/acc']):.4f}")
+        elif checkpoint is not None and checkpoint.monitor:
+            lines.append(f"  best checkpoint: none (no validation ran: no {checkpoint.monitor} to choose it by)")
         last = last_checkpoint_path(trainer)
         if last is not None and last.is_file():
             lines.append(f"  last checkpoint: {last}  (resume: {self.resume or resume_flag(last)})")
