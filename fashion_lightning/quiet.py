@@ -18,6 +18,8 @@ KNOWN_WARNINGS = (
     (r"(?s).*``ArgumentParser.add_instantiator`` was deprecated", Warning, "lightning.pytorch.cli + jsonargparse"),
     (r"(?s).*``instantiate_classes`` was deprecated", Warning, "lightning.pytorch.cli + jsonargparse"),
     (r"(?s).*skip_none parameter was deprecated", Warning, "lightning.pytorch.cli + jsonargparse"),
+    # ... and jsonargparse's notice, shown with the first of them, that it shows one per kind.
+    (r"(?s)\s*By default only one JsonargparseDeprecationWarning", Warning, "jsonargparse"),
     # LightningCLI warns when it is given args while sys.argv holds arguments (Lightning #16807). cli_main(args)
     # from a notebook or a test is the documented way to run from Python; the kernel's argv is not the user's.
     (r"LightningCLI's args parameter is intended to run from within Python", UserWarning, "lightning.pytorch.cli"),
