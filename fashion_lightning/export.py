@@ -111,7 +111,7 @@ EXPORTERS = {"pth": export_pth, "pt2": export_pt2, "onnx": export_onnx, "torchsc
 def export(
     ckpt_path: str,
     output_dir: str = "exports",
-    formats: list[Format] | None = None,
+    formats: list[Format] | Format | None = None,
     data_dir: str = "data",
     overwrite: bool = False,
 ) -> dict[str, Path]:
@@ -121,14 +121,15 @@ def export(
         ckpt_path: A checkpoint written by ``fashion-lightning fit``.
         output_dir: Where ``model.pth`` (+ ``model.json``), ``model.pt2``, ``model.onnx`` and, on request,
             ``model.torchscript.pt`` go.
-        formats: Any of "pth", "pt2", "onnx", "torchscript" (default: pth, pt2, onnx).
+        formats: One of "pth", "pt2", "onnx", "torchscript", or a list (``--formats '[pth, onnx]'``); default: pth,
+            pt2, onnx.
         data_dir: Where the prepared Fashion-MNIST is (its test images are the check batch).
         overwrite: Replace files that already exist in ``output_dir`` (otherwise that is an error).
 
     Returns:
         The path of each written file, by format.
     """
-    formats = list(formats or DEFAULT_FORMATS)
+    formats = [formats] if isinstance(formats, str) else list(formats or DEFAULT_FORMATS)
     model = load_model(ckpt_path)
     net = model.net.eval()
     directory = Path(output_dir)

@@ -111,6 +111,19 @@ def test_export_all_formats_round_trip_with_equal_outputs(fashion, checkpoint, c
     assert ", Actual: " in output
 
 
+@pytest.mark.parametrize(
+    ("flag", "files"),
+    [
+        ("--formats=pth", ["model.json", "model.pth"]),
+        ("--formats=[pth, onnx]", ["model.json", "model.onnx", "model.pth"]),
+    ],
+)
+def test_export_formats_flag_takes_one_format_or_a_list(fashion, checkpoint, flag, files):
+    out = fashion.root / "exports"
+    cli_main(["export", str(checkpoint), f"--output_dir={out}", flag, f"--data_dir={fashion.data_dir}"])
+    assert sorted(p.name for p in out.iterdir()) == files
+
+
 def test_torchscript_on_request_without_warnings(fashion, checkpoint):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # TorchScript's FutureWarnings must not reach the user
