@@ -42,7 +42,8 @@ def check_run_options(config) -> None:
             f"--trainer.max_epochs must be a positive number of epochs (or -1 for no limit), got {max_epochs}."
         )
     accelerator = config.trainer.get("accelerator")
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+    any_gpu = torch.cuda.is_available() or (accelerator == "gpu" and torch.backends.mps.is_available())
+    if accelerator in ("gpu", "cuda") and not any_gpu:
         raise ConfigurationError(
             f"--trainer.accelerator {accelerator}: this machine has no CUDA GPU that PyTorch can use "
             f"(torch {torch.__version__}, CUDA build {torch.version.cuda or 'none'}). Leave the option out (auto: "
