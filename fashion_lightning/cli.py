@@ -33,6 +33,7 @@ from fashion_lightning.options import (
     check_run_options,
     explicit_options,
     follow_default_root_dir,
+    missing_package_error,
     runs_root,
 )
 from fashion_lightning.quiet import silence_known_noise
@@ -149,6 +150,15 @@ class FashionCLI(LightningCLI):
                 enter_given_run_dir(root / version_dir_name(init_args.version))
         elif init_args.get("version") is None:  # (else a resume: _continue_run chose the checkpoint's run)
             init_args.version = claim_run_dir(root, lock=subcommand == "fit")
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except ValueError as err:
+            missing = missing_package_error(err)  # e.g. --trainer.logger WandbLogger without wandb installed
+            if missing is None:
+                raise
+            raise missing from None
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
         # Lightning's default bar redraws every batch (RichProgressBar when `rich` is installed): ~0.3 ms a redraw.

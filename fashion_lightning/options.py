@@ -1,37 +1,52 @@
 """Checks of option values that look across the config, made before anything is created on disk, where runs go, and
 the flags given on a command line."""
 
+import importlib
+import re
 import sys
 from argparse import ArgumentError
 from pathlib import Path
 
 import torch
 import yaml
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from fashion_lightning.errors import ConfigurationError
 
 LOG_ROOT = "lightning_logs"  # runs go to <LOG_ROOT>/<name>/version_N unless told otherwise
 
 
+def folder_logger_args(config):
+    """The ``init_args`` of the run's logger if it keeps runs in ``<save_dir>/<name>/version_N`` folders
+    (TensorBoard, CSV, or a subclass); else ``None`` (no logger, several, or another kind: W&B, MLflow, ...)."""
+    logger = config.trainer.get("logger")
+    if not hasattr(logger, "get") or not logger.get("init_args"):
+        return None
+    module, _, name = str(logger.get("class_path", "")).rpartition(".")
+    try:
+        logger_class = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return None  # (a class that cannot be imported is reported when it is instantiated)
+    is_folder_logger = isinstance(logger_class, type) and issubclass(logger_class, (TensorBoardLogger, CSVLogger))
+    return logger.init_args if is_folder_logger else None
+
+
 def runs_root(config) -> Path | None:
     """``<save_dir>/<name>`` of a logger that keeps runs in ``version_N`` folders (TensorBoard, CSV); else ``None``."""
-    logger = config.trainer.get("logger")
-    init_args = logger.get("init_args") if hasattr(logger, "get") else None
-    if not init_args or "save_dir" not in init_args or "version" not in init_args:
-        return None  # another logger (or none): its runs are not laid out as version_N folders
+    init_args = folder_logger_args(config)
+    if init_args is None:
+        return None
     return Path(init_args.get("save_dir") or ".") / (init_args.get("name") or "")
 
 
 def follow_default_root_dir(config, explicit: dict) -> None:
     """Lightning's convention: runs go under ``--trainer.default_root_dir`` unless the logger names its own place
     (a ``save_dir`` the user gave, in ``explicit``)."""
-    root = config.trainer.get("default_root_dir")
-    logger = config.trainer.get("logger")
+    root, init_args = config.trainer.get("default_root_dir"), folder_logger_args(config)
     given = (explicit.get("trainer") or {}).get("logger") or {}
-    logger_has_save_dir = hasattr(logger, "get") and "save_dir" in (logger.get("init_args") or {})
     save_dir_given = hasattr(given, "get") and "save_dir" in (given.get("init_args") or {})
-    if root and logger_has_save_dir and not save_dir_given:
-        logger.init_args.save_dir = str(Path(root) / LOG_ROOT)
+    if root and init_args is not None and not save_dir_given:
+        init_args.save_dir = str(Path(root) / LOG_ROOT)
 
 
 def check_run_options(config) -> None:
@@ -133,3 +148,21 @@ def explicit_options(parser, args) -> dict:
         return explicit_flags(sys.argv[1:] if args is None else args)
     finally:
         parser.exit_on_error = exit_on_error
+
+
+def missing_package_error(err: BaseException) -> ConfigurationError | None:
+    """For a class of the config (a logger, a callback, a profiler) whose package is not installed: one paragraph
+    that names both (jsonargparse reports it as a chain of tracebacks); ``None`` for any other error."""
+    chain, cause = [], err
+    while cause is not None and len(chain) < 20:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    missing = next((e for e in chain if isinstance(e, ImportError)), None)
+    if missing is None:
+        return None
+    named = (re.search(r"class_path '([^']+)'", str(e)) for e in chain)
+    class_path = next((m.group(1) for m in named if m), "A class in the config")
+    return ConfigurationError(
+        f"{class_path} cannot be used: {str(missing).strip().rstrip('.')}. Install the package into this environment "
+        f"({sys.prefix}), or choose another class."
+    )

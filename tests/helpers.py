@@ -9,6 +9,7 @@ import zlib
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import Logger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from fashion_lightning.tiny_fashion import TEST_COUNT, TRAIN_COUNT
@@ -16,6 +17,7 @@ from fashion_lightning.tiny_fashion import TEST_COUNT, TRAIN_COUNT
 __all__ = [
     "CtrlCInSetup",
     "SignalInEpochOne",
+    "VersionedElsewhere",
     "TEST_COUNT",
     "TRAIN_COUNT",
     "assert_same_weights",
@@ -130,3 +132,30 @@ class CtrlCInSetup(L.Callback):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         os.kill(os.getpid(), signal.SIGINT)
+
+
+class VersionedElsewhere(Logger):
+    """A logger like W&B's or MLflow's: it takes ``save_dir``, ``name`` and ``version`` but keeps no version_N
+    folders."""
+
+    def __init__(self, save_dir: str = ".", name: str = "fashion", version: str | None = None) -> None:
+        super().__init__()
+        self._save_dir, self._name, self._version = save_dir, name, version
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def version(self) -> str | None:
+        return self._version
+
+    @property
+    def save_dir(self) -> str:
+        return self._save_dir
+
+    def log_metrics(self, metrics, step=None) -> None:
+        pass
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass

@@ -7,6 +7,7 @@ values, --model flags that disagree with a checkpoint, a damaged raw file beside
 
 import errno
 import gzip
+import importlib.util
 import logging
 import os
 import re
@@ -367,6 +368,30 @@ def test_asking_for_a_gpu_on_a_machine_without_one_says_what_to_do(fashion, caps
     assert f"--trainer.accelerator {accelerator}: this machine has no CUDA GPU" in err
     assert "--trainer.accelerator cpu" in err
     assert run_folders(fashion.logs) == []
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mlflow") is not None, reason="needs MLflow absent")
+def test_a_logger_whose_package_is_missing_is_one_paragraph_naming_both(fashion, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", *cli_args(fashion), "--trainer.logger=MLFlowLogger"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: lightning.pytorch.loggers.MLFlowLogger cannot be used: Requirement 'mlflow")
+    assert len(err.strip().splitlines()) == 1
+    assert run_folders(fashion.logs) == []
+
+
+def test_a_logger_without_version_folders_gets_no_version_number(fashion):
+    # W&B, MLflow and others take `version`/`save_dir` with meanings of their own: the version_N claim is only for
+    # loggers that lay runs out as version_N folders (TensorBoard, CSV and their subclasses).
+    cli = cli_main(
+        ["fit", *cli_args(fashion, "--trainer.max_epochs=1"), "--trainer.logger=tests.helpers.VersionedElsewhere"]
+    )
+    assert cli.trainer.logger.version is None
+    checkpoints = sorted(p.relative_to(fashion.logs) for p in fashion.logs.rglob("*.ckpt"))
+    assert [p.name for p in checkpoints] == ["best.ckpt", "last.ckpt"]
+    assert checkpoints[0].parent == checkpoints[1].parent  # the run's own folder, not one shared by every run
+    assert not (fashion.logs / "fashion" / "version_0").exists()
 
 
 def test_ctrl_c_before_training_leaves_no_run_folder(fashion):

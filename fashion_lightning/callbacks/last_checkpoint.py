@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 
 
 class LastCheckpoint(Checkpoint):
@@ -14,7 +14,7 @@ class LastCheckpoint(Checkpoint):
     Args:
         every_n_train_steps: Also write ``last.ckpt`` every n optimizer steps inside an epoch, so a killed run
             loses at most n steps. ``None``: only at the end of each epoch.
-        dirpath: Directory of the checkpoint; ``None``: the run's ``checkpoints/`` folder.
+        dirpath: Directory of the checkpoint; ``None``: the run's ``checkpoints/`` folder (beside ``best.ckpt``).
     """
 
     FILE_NAME = "last.ckpt"
@@ -26,8 +26,15 @@ class LastCheckpoint(Checkpoint):
         self._saved_step = 0
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        # trainer.log_dir is a collective under DDP: read it here, where every process runs, and only here.
-        self._resolved_dir = Path(self.dirpath or Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints")
+        if self.dirpath:
+            self._resolved_dir = Path(self.dirpath)
+            return
+        # Beside best.ckpt: the ModelCheckpoint before this callback has resolved its folder (the run's own, also
+        # for loggers without version_N folders, such as W&B's). Else the run's log_dir, a collective under DDP:
+        # read here, where every process runs, and only here.
+        best = [cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.dirpath]
+        log_dir = Path(best[0].dirpath) if best else Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints"
+        self._resolved_dir = log_dir
 
     def path(self) -> Path:
         if self._resolved_dir is None:
