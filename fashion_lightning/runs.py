@@ -148,6 +148,8 @@ def enter_given_run_dir(run_dir: Path) -> None:
     """A fit (without ``--ckpt_path``) into a folder the user named: refused if it holds a run, else locked."""
     if rank_zero_only.rank == 0:
         check_fresh_run_dir(run_dir)
+        if not run_dir.exists():
+            _claimed.append(run_dir.absolute())  # (removed again if the run never starts)
         lock_run(run_dir)
 
 

@@ -394,6 +394,13 @@ def test_a_logger_without_version_folders_gets_no_version_number(fashion):
     assert not (fashion.logs / "fashion" / "version_0").exists()
 
 
+def test_a_refused_run_into_a_given_version_leaves_no_folder(fashion, capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["fit", *cli_args(fashion), "--trainer.logger.init_args.version=5", "--data.val_size=100000"])
+    assert "--data.val_size must be between" in capsys.readouterr().err
+    assert not (fashion.logs / "fashion" / "version_5").exists()
+
+
 def test_ctrl_c_before_training_leaves_no_run_folder(fashion):
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["fit", *cli_args(fashion), "--trainer.callbacks+=tests.helpers.CtrlCInSetup"])
