@@ -146,8 +146,8 @@ class FashionCLI(LightningCLI):
         self.save_config_kwargs = {**self.save_config_kwargs, "chosen_version": not self._given_version}
         init_args = config.trainer.logger.init_args
         if self._given_version:
-            if subcommand == "fit" and not config.ckpt_path:
-                enter_given_run_dir(root / version_dir_name(init_args.version))
+            if subcommand == "fit":
+                enter_given_run_dir(root / version_dir_name(init_args.version), fresh=not config.ckpt_path)
         elif init_args.get("version") is None:  # (else a resume: _continue_run chose the checkpoint's run)
             init_args.version = claim_run_dir(root, lock=subcommand == "fit")
 

@@ -144,10 +144,12 @@ def claim_run_dir(runs_root: Path, lock: bool) -> int | None:
     return int(os.environ[VERSION_ENV_VAR]) if os.environ.get(VERSION_ENV_VAR) else None
 
 
-def enter_given_run_dir(run_dir: Path) -> None:
-    """A fit (without ``--ckpt_path``) into a folder the user named: refused if it holds a run, else locked."""
+def enter_given_run_dir(run_dir: Path, fresh: bool) -> None:
+    """A fit into a folder the user named: locked; a ``fresh`` one (no ``--ckpt_path``) is refused if the folder
+    holds a run."""
     if rank_zero_only.rank == 0:
-        check_fresh_run_dir(run_dir)
+        if fresh:
+            check_fresh_run_dir(run_dir)
         if not run_dir.exists():
             _claimed.append(run_dir.absolute())  # (removed again if the run never starts)
         lock_run(run_dir)

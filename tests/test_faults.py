@@ -162,6 +162,30 @@ def test_the_run_lock_is_exclusive_between_processes(tmp_path):
     lock_run(run)  # the holder has exited: the lock is free
 
 
+@pytest.mark.parametrize("version", ["0", "my_run"])
+def test_a_fit_into_a_given_version_that_a_live_process_writes_is_refused(fashion, capsys, version):
+    args = cli_args(fashion, "--trainer.max_epochs=1", f"--trainer.logger.init_args.version={version}")
+    cli_main(["fit", *args])
+    run = fashion.logs / "fashion" / ("version_0" if version == "0" else version)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"from fashion_lightning.run_lock import lock_run; lock_run({str(run)!r}); input()"],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while lock_path(run).read_text().strip() != str(holder.pid):  # (the first fit's pid until the holder writes)
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        before = (run / "checkpoints" / "last.ckpt").read_bytes()
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main(["fit", *args, "--trainer.max_epochs=2", "--ckpt_path=last"])  # a resume into that folder
+        assert exit_info.value.code == 2
+        assert f"being trained right now by another process (pid {holder.pid})" in capsys.readouterr().err
+        assert (run / "checkpoints" / "last.ckpt").read_bytes() == before
+    finally:
+        holder.communicate(b"\n", timeout=30)
+
+
 # --- classify: hostile and unusual images -------------------------------------------------------------------
 
 
