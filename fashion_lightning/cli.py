@@ -7,7 +7,7 @@ from lightning import Trainer
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from fashion_lightning.callbacks import (
@@ -37,15 +37,14 @@ from fashion_lightning.options import (
     runs_root,
 )
 from fashion_lightning.quiet import silence_known_noise
-from fashion_lightning.run_lock import lock_run, release_locks
+from fashion_lightning.run_lock import release_locks
 from fashion_lightning.runs import (
     RunConfigSaver,
     claim_run_dir,
+    continue_run,
     enter_given_run_dir,
-    keep_csv_metrics,
     release_unused_claims,
     resolve_ckpt_path,
-    run_version,
     version_dir_name,
 )
 from fashion_lightning.tools import TOOLS, run_tool
@@ -107,29 +106,12 @@ class FashionCLI(LightningCLI):
             check_explicit_model_options(explicit.get("model") or {}, self._checkpoint, config.ckpt_path)
             # Lightning then copies the checkpoint's hyperparameters over the config; how a step runs stays the user's.
             self._how_to_run = {k: v for k, v in (explicit.get("model") or {}).items() if k in HOW_TO_RUN}
-            self._continue_run(config, subcommand)
+            continue_run(config, subcommand, int(self._checkpoint.get("global_step", 0)))
         elif subcommand != "fit":
             rank_zero_warn(
                 f"No --ckpt_path: {subcommand} runs on an untrained model (random weights). Pass --ckpt_path best "
                 "(the newest run's best checkpoint) or a checkpoint's path."
             )
-
-    def _continue_run(self, config, subcommand: str) -> None:
-        found, root = run_version(config.ckpt_path), runs_root(config)
-        if found is None or root is None or found[0] != root.absolute():
-            return
-        init_args = config.trainer.logger.init_args
-        if init_args.get("version") is None:
-            init_args.version = found[1]
-            if subcommand == "fit":
-                run_dir, step = root / f"version_{found[1]}", int(self._checkpoint.get("global_step", 0))
-                keep_csv_metrics(config, run_dir, step)
-                if rank_zero_only.rank == 0:  # one writer per run; the kernel frees the lock when we exit
-                    lock_run(run_dir)
-                # TensorBoard drops what the killed run logged after this step, so curves have no duplicates
-                # (values at the checkpoint's own step, such as its epoch's validation, were logged before it).
-                if "purge_step" in init_args:
-                    init_args.purge_step = step + 1
 
     def before_instantiate_classes(self) -> None:
         subcommand = self.config.get("subcommand")

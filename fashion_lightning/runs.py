@@ -16,6 +16,7 @@ from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_only
 
 from fashion_lightning.errors import ConfigurationError
+from fashion_lightning.options import folder_logger_args, runs_root
 from fashion_lightning.run_lock import lock_path, lock_run, release_lock
 
 VERSION_DIR = re.compile(r"^version_(\d+)$")
@@ -180,6 +181,30 @@ def _holds_events(event_file: Path) -> bool:
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader  # (only when a run failed)
 
     return any(event.WhichOneof("what") != "file_version" for event in EventFileLoader(str(event_file)).Load())
+
+
+def continue_run(config, subcommand: str, step: int) -> None:
+    """Log into the run folder of ``config.ckpt_path`` when it is one of this logger's runs (its version, unless one
+    is given); a fit there is locked, keeps CSV rows and drops TensorBoard values logged after ``step``."""
+    root, init_args = runs_root(config), folder_logger_args(config)
+    run_dir = Path(config.ckpt_path).absolute().parent.parent
+    if root is None or run_dir.parent != root.absolute() or Path(config.ckpt_path).parent.name != "checkpoints":
+        return  # a checkpoint from elsewhere: the run starts a folder of its own
+    if init_args.get("version") is None:
+        found = run_version(config.ckpt_path)
+        if found is None:
+            return
+        init_args.version = found[1]
+    elif run_dir.name != version_dir_name(init_args.version):
+        return  # another run's checkpoint, continued in the named run
+    if subcommand == "fit":
+        keep_csv_metrics(config, run_dir, step)
+        if rank_zero_only.rank == 0:  # one writer per run; the kernel frees the lock when we exit
+            lock_run(run_dir)
+        # TensorBoard drops what the killed run logged after this step, so curves have no duplicates (values at
+        # the checkpoint's own step, such as its epoch's validation, were logged before it).
+        if "purge_step" in init_args:
+            init_args.purge_step = step + 1
 
 
 def keep_csv_metrics(config, run_dir: Path, step: int) -> None:

@@ -321,6 +321,21 @@ def test_a_fit_that_ends_before_its_first_validation_says_why_there_is_no_best_c
     assert sorted(p.name for p in (run_dir(fashion) / "checkpoints").iterdir()) == ["last.ckpt"]
 
 
+@pytest.mark.parametrize("version", ["3", "my_run"])
+def test_resuming_a_named_run_keeps_its_csv_rows_and_drops_later_tensorboard_values(fashion, version):
+    named = f"--trainer.logger.init_args.version={version}"
+    csv = ["--trainer.logger=CSVLogger", f"--trainer.logger.save_dir={fashion.root / 'csv'}", named]
+    args = [*without_logger_dir(cli_args(fashion)), *csv]
+    cli_main(["fit", *args, "--trainer.max_epochs=1"])
+    cli_main(["fit", *args, "--trainer.max_epochs=2", "--ckpt_path=last"])
+    run = fashion.root / "csv" / "fashion" / (f"version_{version}" if version.isdigit() else version)
+    assert "val/acc" in (run / "metrics.until-step-8.csv").read_text()  # epoch 1's rows, which CSVLogger deletes
+    tensorboard = cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=1", named)])
+    assert tensorboard.config.fit.trainer.logger.init_args.purge_step is None
+    resumed = cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=2", named, "--ckpt_path=last")])
+    assert resumed.config.fit.trainer.logger.init_args.purge_step == 9  # the step after the checkpoint's
+
+
 def test_checkpoint_of_an_earlier_version_without_val_acc_best_still_loads(fitted, capsys):
     best = run_dir(fitted) / "checkpoints" / "best.ckpt"
     old = torch.load(best, weights_only=True)
