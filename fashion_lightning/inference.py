@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from fashion_lightning.checkpointing import check_compatible, load_checkpoint
 from fashion_lightning.data import CLASS_NAMES, to_unit_float
-from fashion_lightning.errors import CheckpointError
+from fashion_lightning.errors import CheckpointError, ConfigurationError
 from fashion_lightning.lit_module import FashionClassifier
 from fashion_lightning.model import net_from_hparams
 from fashion_lightning.raw_files import IMAGE_SIZE
@@ -80,15 +80,21 @@ def classify(ckpt_path: str, *images: str, top_k: int = 3) -> int:
 
     Args:
         ckpt_path: A checkpoint written by ``fashion-lightning fit`` (e.g. ``.../checkpoints/best.ckpt``).
-        images: Image files to classify.
-        top_k: How many classes to print per image.
+        images: Image files to classify, or folders (their image files, by name).
+        top_k: How many classes to print per image (all 10 when larger).
 
     Returns:
         The number of files that could not be classified (each is reported and skipped).
     """
+    if top_k < 1:
+        raise ConfigurationError(f"--top_k must be at least 1, got {top_k}.")
     model = load_model(ckpt_path)
     failures = 0
-    for path in images:
+    for path in image_files(images):
+        if Path(path).is_dir():
+            print(f"{path}: error: a folder without image files; skipped")
+            failures += 1
+            continue
         try:
             tensor = image_to_tensor(path)
         except (ValueError, FileNotFoundError, IsADirectoryError) as err:
@@ -101,6 +107,19 @@ def classify(ckpt_path: str, *images: str, top_k: int = 3) -> int:
         ranked = ", ".join(f"{CLASS_NAMES[i]} {v:.1%}" for v, i in zip(values.tolist(), indices.tolist(), strict=True))
         print(f"{path}: {ranked}")
     return failures
+
+
+def image_files(paths: tuple[str, ...]) -> list[str]:
+    """``paths`` with each folder replaced by the image files in it (by the extensions PIL reads), sorted by name."""
+    extensions = set(Image.registered_extensions())
+    found = []
+    for path in paths:
+        if Path(path).is_dir():
+            inside = sorted(str(p) for p in Path(path).iterdir() if p.is_file() and p.suffix.lower() in extensions)
+            found += inside or [path]  # (an empty folder is reported as such)
+        else:
+            found.append(path)
+    return found
 
 
 def load_model(ckpt_path: str | Path) -> FashionClassifier:

@@ -15,8 +15,10 @@ def run_tool(args: list[str]) -> int:
     subcommands = parser.add_subcommands()
     classify_parser = ArgumentParser(description=classify.__doc__.split("\n\n")[0])
     classify_parser.add_argument("ckpt_path", help="checkpoint written by `fashion-lightning fit`")
-    classify_parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...; any size or mode)")
-    classify_parser.add_argument("--top_k", type=int, default=3, help="classes printed per image")
+    classify_parser.add_argument(
+        "images", nargs="+", help="image files (PNG, JPEG, ...; any size or mode), or folders of them"
+    )
+    classify_parser.add_argument("--top_k", type=int, default=3, help="classes printed per image (all 10 when larger)")
     subcommands.add_subcommand("classify", classify_parser)
     export_parser = ArgumentParser(description=export.__doc__.split("\n\n")[0])
     export_parser.add_function_arguments(export, as_positional=True)

@@ -88,6 +88,28 @@ def test_classify_prints_top_k_and_skips_bad_files(fashion, checkpoint, capsys):
     assert lines[2].startswith(f"{fashion.root / 'gone.jpg'}: error")
 
 
+def test_classify_takes_folders_and_refuses_a_top_k_below_one(fashion, checkpoint, capsys):
+    photos, empty = fashion.root / "photos", fashion.root / "empty"
+    photos.mkdir()
+    empty.mkdir()
+    write_image(photos / "b.png", np.full((28, 28), 255), "L")
+    write_image(photos / "a.jpg", np.full((28, 28), 128), "L")
+    (photos / "notes.txt").write_text("not an image, and not taken for one")
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["classify", str(checkpoint), str(photos), str(empty)])
+    assert exit_info.value.code == 1  # the empty folder
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split(": ")[0] for line in lines] == [str(photos / "a.jpg"), str(photos / "b.png"), str(empty)]
+    assert lines[2] == f"{empty}: error: a folder without image files; skipped"
+    for top_k in (0, -1):
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main(["classify", str(checkpoint), str(photos), f"--top_k={top_k}"])
+        assert exit_info.value.code == 2
+        assert f"--top_k must be at least 1, got {top_k}." in capsys.readouterr().err
+    cli_main(["classify", str(checkpoint), str(photos / "a.jpg"), "--top_k=11"])
+    assert capsys.readouterr().out.count("%") == 10  # every class, as the server answers
+
+
 def test_export_all_formats_round_trip_with_equal_outputs(fashion, checkpoint, capsys):
     written = export(str(checkpoint), str(fashion.root / "exports"), data_dir=str(fashion.data_dir))
     assert set(written) == {"pth", "pt2", "onnx"}  # the defaults; TorchScript only on request
