@@ -15,8 +15,8 @@ from pathlib import Path
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_only
 
+from fashion_lightning import options
 from fashion_lightning.errors import ConfigurationError
-from fashion_lightning.options import folder_logger_args, runs_root
 from fashion_lightning.run_lock import lock_path, lock_run, release_lock
 
 VERSION_DIR = re.compile(r"^version_(\d+)$")
@@ -186,7 +186,7 @@ def _holds_events(event_file: Path) -> bool:
 def continue_run(config, subcommand: str, step: int) -> None:
     """Log into the run folder of ``config.ckpt_path`` when it is one of this logger's runs (its version, unless one
     is given); a fit there is locked, keeps CSV rows and drops TensorBoard values logged after ``step``."""
-    root, init_args = runs_root(config), folder_logger_args(config)
+    root, init_args = options.runs_root(config), options.folder_logger_args(config)
     run_dir = Path(config.ckpt_path).absolute().parent.parent
     if root is None or run_dir.parent != root.absolute() or Path(config.ckpt_path).parent.name != "checkpoints":
         return  # a checkpoint from elsewhere: the run starts a folder of its own
