@@ -130,7 +130,7 @@ class FashionCLI(LightningCLI):
         if self._given_version:
             if subcommand == "fit":
                 enter_given_run_dir(root / version_dir_name(init_args.version), fresh=not config.ckpt_path)
-        elif init_args.get("version") is None:  # (else a resume: _continue_run chose the checkpoint's run)
+        elif init_args.get("version") is None:  # (else a resume: continue_run chose the checkpoint's run)
             init_args.version = claim_run_dir(root, lock=subcommand == "fit")
 
     def instantiate_classes(self) -> None:

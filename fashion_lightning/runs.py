@@ -140,7 +140,7 @@ def claim_run_dir(runs_root: Path, lock: bool) -> int | None:
         version = claim_version(runs_root)
         os.environ[VERSION_ENV_VAR] = str(version)  # DDP ranks started by Lightning's launcher inherit it
         if lock:
-            lock_run(runs_root / f"version_{version}")
+            lock_run(runs_root / version_dir_name(version))
         return version
     return int(os.environ[VERSION_ENV_VAR]) if os.environ.get(VERSION_ENV_VAR) else None
 
@@ -187,8 +187,9 @@ def continue_run(config, subcommand: str, step: int) -> None:
     """Log into the run folder of ``config.ckpt_path`` when it is one of this logger's runs (its version, unless one
     is given); a fit there is locked, keeps CSV rows and drops TensorBoard values logged after ``step``."""
     root, init_args = options.runs_root(config), options.folder_logger_args(config)
-    run_dir = Path(config.ckpt_path).absolute().parent.parent
-    if root is None or run_dir.parent != root.absolute() or Path(config.ckpt_path).parent.name != "checkpoints":
+    checkpoints_dir = Path(config.ckpt_path).absolute().parent
+    run_dir = checkpoints_dir.parent
+    if root is None or run_dir.parent != root.absolute() or checkpoints_dir.name != "checkpoints":
         return  # a checkpoint from elsewhere: the run starts a folder of its own
     if init_args.get("version") is None:
         found = run_version(config.ckpt_path)

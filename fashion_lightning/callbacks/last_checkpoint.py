@@ -33,8 +33,10 @@ class LastCheckpoint(Checkpoint):
         # for loggers without version_N folders, such as W&B's). Else the run's log_dir, a collective under DDP:
         # read here, where every process runs, and only here.
         best = [cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.dirpath]
-        log_dir = Path(best[0].dirpath) if best else Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints"
-        self._resolved_dir = log_dir
+        if best:
+            self._resolved_dir = Path(best[0].dirpath)
+        else:
+            self._resolved_dir = Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints"
 
     def path(self) -> Path:
         if self._resolved_dir is None:
