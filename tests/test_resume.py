@@ -108,6 +108,24 @@ def test_signal_handlers_are_given_back_after_fit(fashion):
     assert {signum: signal.getsignal(signum) for signum in before} == before
 
 
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_a_signal_ignored_when_fit_starts_stays_ignored(fashion, signal_name):
+    # `fashion-lightning fit &` in a script (or under nohup-like wrappers) starts with SIGINT ignored: a Ctrl-C meant
+    # for the terminal's foreground job must not stop it, as it would not stop any other program started so.
+    signum = getattr(signal, signal_name)
+    previous = signal.signal(signum, signal.SIG_IGN)
+    try:
+        signaller = [
+            "--trainer.callbacks+=tests.helpers.SignalInEpochOne",
+            f"--trainer.callbacks.signal_name={signal_name}",
+        ]
+        cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=3", *signaller)])
+        assert signal.getsignal(signum) is signal.SIG_IGN
+    finally:
+        signal.signal(signum, previous)
+    assert torch.load(last_ckpt(fashion.logs), weights_only=True)["epoch"] == 2  # all three epochs ran
+
+
 # Validation has 4 batches and the epoch 8 steps of one batch each, so a stop can fall just before a validation.
 BESIDE_VALIDATION = ["--trainer.max_epochs=3", "--data.eval_batch_size=16", "--data.steps_per_batch=1"]
 
@@ -137,9 +155,7 @@ def test_a_stop_next_to_a_validation_saves_its_step_and_resumes_exactly(fashion,
     with pytest.raises(SystemExit) as exit_info:
         fit(stopped, *signaller)
     assert exit_info.value.code == code
-    assert {
-        signum: signal.getsignal(signum) for signum in handlers
-    } == handlers  # given back after a stopped fit  # given back after a stopped fit
+    assert {signum: signal.getsignal(signum) for signum in handlers} == handlers  # given back after a stopped fit
     assert torch.load(last_ckpt(stopped), weights_only=True)["global_step"] == saved_step
     fit(stopped, "--ckpt_path=last")
     assert_same_weights(last_ckpt(stopped), last_ckpt(reference))

@@ -5,7 +5,8 @@
   Lightning itself, because the training loader is a ``StatefulDataLoader``).
 - SIGINT (Ctrl-C), SIGTERM and SIGUSR1 (SLURM's preemption warning) stop training at the next step boundary
   (after an epoch's last step or in its validation: at the epoch's end), write ``last.ckpt`` and make the process
-  exit with 128 + the signal number (130, 143, 138). A second Ctrl-C aborts at once without saving.
+  exit with 128 + the signal number (130, 143, 138). A second Ctrl-C aborts at once without saving. A signal
+  ignored when the fit starts (SIGINT under `fit &` in a script) stays ignored.
 - Temporary files of a write killed half-way are removed when the next run starts.
 - A resume on a different number of processes says plainly what changes.
 """
@@ -102,7 +103,10 @@ class ResumableRun(L.Callback):
         self._pid = os.getpid()  # loader workers forked later inherit the handlers (see _request_stop)
         self._lightning_sigterm = signal.getsignal(signal.SIGTERM)
         for signum in self.STOP_SIGNALS:
-            signal.signal(signum, self._request_stop)
+            # A signal ignored when the fit began stays ignored (`fit &` in a script starts with SIGINT ignored: a
+            # Ctrl-C meant for the terminal's foreground job stops no such program), Lightning's handler included.
+            ignored = self._originals.get(signum) is signal.SIG_IGN
+            signal.signal(signum, signal.SIG_IGN if ignored else self._request_stop)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._restore_handlers()  # a notebook kernel must still die on SIGTERM and stop a cell on Ctrl-C
