@@ -90,6 +90,8 @@ class FashionClassifier(L.LightningModule):
         image_shape: Input shape (C, H, W) (linked from the data module).
     """
 
+    LOGGED_AFTER_TRAINING = ("val/acc_best",)  # validation values that the sanity check does not log
+
     def __init__(
         self,
         net: Literal["mlp", "cnn"] = "mlp",

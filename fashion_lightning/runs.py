@@ -25,6 +25,7 @@ VERSION_DIR = re.compile(r"^version_(\d+)$")
 VERSION_ENV_VAR = "FASHION_LIGHTNING_RUN_VERSION"
 
 _claimed: list[Path] = []  # run folders this process claimed
+_training_started = False  # whether this process's fit reached its first training step
 
 
 def run_version(path: str | os.PathLike) -> tuple[Path, int] | None:
@@ -125,7 +126,7 @@ def claim_version(runs_root: str | os.PathLike) -> int:
     while True:
         try:
             (root / f"version_{version}").mkdir()
-            _claimed.append((root / f"version_{version}").absolute())
+            _remember_claim(root / f"version_{version}")
             return version
         except FileExistsError:  # another run claimed it between the listing and here: take the next one
             version += 1
@@ -152,16 +153,31 @@ def enter_given_run_dir(run_dir: Path, fresh: bool) -> None:
         if fresh:
             check_fresh_run_dir(run_dir)
         if not run_dir.exists():
-            _claimed.append(run_dir.absolute())  # (removed again if the run never starts)
+            _remember_claim(run_dir)  # (removed again if the run never starts)
         lock_run(run_dir)
 
 
+def _remember_claim(run_dir: Path) -> None:
+    global _training_started
+    _claimed.append(run_dir.absolute())
+    _training_started = False  # (a sweep runs many fits in one process)
+
+
+def mark_training_started() -> None:
+    """From here on, a run folder this process claimed holds a run (see ``release_unused_claims``)."""
+    global _training_started
+    _training_started = True
+
+
 def release_unused_claims() -> None:
-    """Remove the run folders this process claimed that hold nothing of a run (one that never started)."""
+    """Remove the run folders this process claimed that hold nothing of a run (one that never started training,
+    or whose folder holds no logged values)."""
+    global _training_started
+    started, _training_started = _training_started, False
     while _claimed:
         run_dir = _claimed.pop()
         release_lock(run_dir)
-        if _never_started(run_dir):
+        if not started or _never_started(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)
             if not run_dir.exists():
                 lock_path(run_dir).unlink(missing_ok=True)

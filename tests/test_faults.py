@@ -370,6 +370,10 @@ def test_damaged_raw_file_with_a_verified_cache_uses_the_cache_and_says_so(fashi
         ("--model.lr=-0.1", "--model.lr"),  # torch's own errors came from inside fit, with a traceback
         ("--model.dropout=1.5", "--model.dropout"),
         ("--model.nesterov=true", "--model.momentum"),
+        # Lightning refuses an unlogged monitor after the first epoch's validation, having saved nothing: now the
+        # sanity check's validation (before any training) finds it, and says what the validation logs.
+        ("--checkpoint.monitor=val/accuracy", "Did you mean val/acc?"),
+        ("--checkpoint.monitor=val_loss", "Did you mean val/loss?"),
     ],
 )
 def test_impossible_values_are_one_paragraph_and_leave_no_run_folder(fashion, capsys, flag, named):

@@ -1,5 +1,6 @@
 """Small project callbacks: epoch timing, a non-finite-loss guard, and the end-of-run summary."""
 
+import difflib
 import math
 import time
 
@@ -10,7 +11,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from fashion_lightning.callbacks.resume import last_checkpoint_path
 from fashion_lightning.data import step_batches
-from fashion_lightning.errors import NonFiniteLossError
+from fashion_lightning.errors import ConfigurationError, NonFiniteLossError
 from fashion_lightning.host_copy import HostCopy
 from fashion_lightning.runs import resume_flag
 
@@ -122,7 +123,8 @@ class FiniteLossGuard(L.Callback):
 
 
 class RunSummary(L.Callback):
-    """Print where a run's checkpoints and logs went, with its best and final metrics.
+    """Print where a run's checkpoints and logs went, with its best and final metrics; after the sanity check,
+    refuse a checkpoint monitor that the validation does not log (``check_monitored_keys``).
 
     Args:
         resume: How to resume the run, shown beside ``last.ckpt``; ``None``: ``--ckpt_path last`` (or the file's
@@ -131,6 +133,10 @@ class RunSummary(L.Callback):
 
     def __init__(self, resume: str | None = None) -> None:
         self.resume = resume
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            check_monitored_keys(trainer, pl_module)
 
     @rank_zero_only
     def on_fit_end(self, trainer, pl_module) -> None:
@@ -164,3 +170,24 @@ class RunSummary(L.Callback):
         if test_acc is not None:
             images = getattr(pl_module, "evaluated_images", {}).get("test")
             print(f"test/acc: {float(test_acc):.4f} on {images:,} images")
+
+
+def check_monitored_keys(trainer, pl_module) -> None:
+    """``ConfigurationError`` for a checkpoint monitor that names a validation value the validation does not log
+    (``val/accuracy``, ``val_loss``); called after the sanity check's validation, before any training step.
+
+    Lightning refuses such a monitor only after the first epoch's validation, having saved nothing. Keys outside the
+    validation's namespace (``train/loss``, a callback's own) are left to Lightning: they are logged later.
+    """
+    logged = set(trainer.callback_metrics) | set(getattr(pl_module, "LOGGED_AFTER_TRAINING", ()))
+    validation_keys = sorted(key for key in logged if key.startswith("val/"))
+    for callback in trainer.checkpoint_callbacks:
+        monitor = getattr(callback, "monitor", None)
+        if not monitor or not monitor.startswith("val") or monitor in logged:
+            continue
+        close = difflib.get_close_matches(monitor, validation_keys, n=1, cutoff=0.6)
+        raise ConfigurationError(
+            f"--checkpoint.monitor {monitor}: the validation logs no such value{'.' if not close else ''}"
+            f"{f'. Did you mean {close[0]}?' if close else ''} It logs {', '.join(validation_keys)}. Set "
+            "--checkpoint.monitor to one of them (with --checkpoint.mode max for accuracies, min for losses)."
+        )

@@ -26,7 +26,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from fashion_lightning.atomic import remove_stale_temporaries
 from fashion_lightning.callbacks.last_checkpoint import LastCheckpoint
-from fashion_lightning.runs import resume_flag
+from fashion_lightning.runs import mark_training_started, resume_flag
 
 RNG_KEY = "fashion_lightning_rng"
 RUN_KEY = "fashion_lightning_run"
@@ -93,6 +93,7 @@ class ResumableRun(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._install_handlers()
+        mark_training_started()  # a run refused before this point leaves no run folder (runs.release_unused_claims)
 
     def _install_handlers(self) -> None:
         # The Trainer has registered its SIGTERM handler by now (after on_fit_start): ours take its place and hand
