@@ -33,6 +33,7 @@ from fashion_lightning.options import (
     check_run_options,
     explicit_options,
     follow_default_root_dir,
+    follow_monitor,
     missing_package_error,
     runs_root,
 )
@@ -96,6 +97,7 @@ class FashionCLI(LightningCLI):
         config = self.config[subcommand]
         explicit = explicit_options(parser, args).get(subcommand) or {}
         follow_default_root_dir(config, explicit)
+        follow_monitor(config, explicit)
         best_file = f"{config.checkpoint.filename or 'best'}.ckpt"
         root = runs_root(config)
         given_version = config.trainer.logger.init_args.version if root is not None else None

@@ -49,6 +49,14 @@ def follow_default_root_dir(config, explicit: dict) -> None:
         init_args.save_dir = str(Path(root) / LOG_ROOT)
 
 
+def follow_monitor(config, explicit: dict) -> None:
+    """``--checkpoint.monitor`` given without ``--checkpoint.mode``: keep the highest value of an accuracy and the
+    lowest of anything else (Lightning's default, ``min``); the project's ``max`` is for its default, ``val/acc``."""
+    given = explicit.get("checkpoint") or {}
+    if config.get("checkpoint") and "monitor" in given and "mode" not in given and config.checkpoint.monitor:
+        config.checkpoint.mode = "max" if "acc" in config.checkpoint.monitor.rpartition("/")[2] else "min"
+
+
 def check_run_options(config) -> None:
     """Refuse option values that cannot work, before anything is created on disk."""
     max_epochs = config.trainer.get("max_epochs")
@@ -122,7 +130,8 @@ def _normalised(value):
 
 
 def explicit_flags(argv: list[str]) -> dict:
-    """``--model.*`` and the logger's ``save_dir`` as given on the command line (config files not read)."""
+    """``--model.*``, ``--checkpoint.monitor``/``mode`` and the logger's ``save_dir`` as given on the command line
+    (config files not read)."""
     found: dict = {"fit": {}, "test": {}, "validate": {}, "predict": {}}
     subcommand = next((a for a in argv if a in found), "fit")
     given = found[subcommand]
@@ -132,6 +141,8 @@ def explicit_flags(argv: list[str]) -> dict:
             value = argv[index + 1]
         if name.startswith("--model."):
             given.setdefault("model", {})[name.removeprefix("--model.")] = yaml.safe_load(value)
+        elif name in ("--checkpoint.monitor", "--checkpoint.mode"):
+            given.setdefault("checkpoint", {})[name.removeprefix("--checkpoint.")] = value
         elif name in ("--trainer.logger.init_args.save_dir", "--trainer.logger.save_dir"):
             given["trainer"] = {"logger": {"init_args": {"save_dir": value}}}
     return found

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from fashion_lightning.callbacks import StepProgressBar
 from fashion_lightning.cli import build_cli, cli_main
@@ -319,6 +320,25 @@ def test_a_fit_that_ends_before_its_first_validation_says_why_there_is_no_best_c
     assert [str(w.message) for w in caught if "val/acc" in str(w.message)] == []  # "did you log val/acc?"
     assert "best checkpoint: none (no validation ran: no val/acc to choose it by)" in capsys.readouterr().out
     assert sorted(p.name for p in (run_dir(fashion) / "checkpoints").iterdir()) == ["last.ckpt"]
+
+
+@pytest.mark.parametrize(
+    ("options", "keep"),
+    [
+        (["--checkpoint.monitor=val/loss"], min),  # Lightning's default mode (min), not this project's max for val/acc
+        (["--checkpoint.monitor=val/loss", "--checkpoint.mode=max"], max),  # a mode given is a mode kept
+    ],
+    ids=["mode-follows-the-loss", "mode-given"],
+)
+def test_a_monitor_given_without_a_mode_keeps_the_lowest_loss(fashion, capsys, options, keep):
+    cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=4", *options)])
+    events = EventAccumulator(str(run_dir(fashion)))
+    events.Reload()
+    val_losses = [event.value for event in events.Scalars("val/loss")]
+    assert len(set(val_losses)) == 4  # (so the lowest and the highest are different epochs)
+    best = torch.load(run_dir(fashion) / "checkpoints" / "best.ckpt", weights_only=True)
+    assert best["epoch"] == val_losses.index(keep(val_losses))
+    assert f"best val/loss: {keep(val_losses):.4f}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("version", ["3", "my_run"])
