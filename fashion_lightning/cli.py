@@ -32,10 +32,12 @@ from fashion_lightning.options import (
     check_optimization_options,
     check_run_options,
     explicit_options,
+    folder_logger_args,
     follow_default_root_dir,
     follow_monitor,
     missing_package_error,
     runs_root,
+    set_run_version,
 )
 from fashion_lightning.quiet import silence_known_noise
 from fashion_lightning.run_lock import release_locks
@@ -99,8 +101,8 @@ class FashionCLI(LightningCLI):
         follow_default_root_dir(config, explicit)
         follow_monitor(config, explicit)
         best_file = f"{config.checkpoint.filename or 'best'}.ckpt"
-        root = runs_root(config)
-        given_version = config.trainer.logger.init_args.version if root is not None else None
+        root, run_logger = runs_root(config), folder_logger_args(config)
+        given_version = run_logger.version if run_logger is not None else None
         config.ckpt_path = resolve_ckpt_path(config.ckpt_path, root, subcommand, best_file, given_version)
         self._given_version = given_version is not None
         if config.ckpt_path:
@@ -128,12 +130,13 @@ class FashionCLI(LightningCLI):
         if root is None or config.trainer.get("fast_dev_run"):
             return  # (fast_dev_run: Lightning logs and saves nothing, so no run folder)
         self.save_config_kwargs = {**self.save_config_kwargs, "chosen_version": not self._given_version}
-        init_args = config.trainer.logger.init_args
+        version = folder_logger_args(config).version
         if self._given_version:
             if subcommand == "fit":
-                enter_given_run_dir(root / version_dir_name(init_args.version), fresh=not config.ckpt_path)
-        elif init_args.get("version") is None:  # (else a resume: continue_run chose the checkpoint's run)
-            init_args.version = claim_run_dir(root, lock=subcommand == "fit")
+                enter_given_run_dir(root / version_dir_name(version), fresh=not config.ckpt_path)
+        elif version is None:  # (else a resume: continue_run chose the checkpoint's run)
+            version = claim_run_dir(root, lock=subcommand == "fit")
+        set_run_version(config, version)  # the first logger's, and the others' writing the same folder
 
     def instantiate_classes(self) -> None:
         try:

@@ -16,37 +16,75 @@ from fashion_lightning.errors import ConfigurationError
 LOG_ROOT = "lightning_logs"  # runs go to <LOG_ROOT>/<name>/version_N unless told otherwise
 
 
-def folder_logger_args(config):
-    """The ``init_args`` of the run's logger if it keeps runs in ``<save_dir>/<name>/version_N`` folders
-    (TensorBoard, CSV, or a subclass); else ``None`` (no logger, several, or another kind: W&B, MLflow, ...)."""
+def _loggers(config) -> list:
     logger = config.trainer.get("logger")
+    return list(logger) if isinstance(logger, list | tuple) else [logger]
+
+
+def _is_folder_logger(logger) -> bool:
+    """Whether a logger of the config keeps runs in ``<save_dir>/<name>/version_N`` (TensorBoard, CSV, a subclass)."""
     if not hasattr(logger, "get") or not logger.get("init_args"):
-        return None
+        return False
     module, _, name = str(logger.get("class_path", "")).rpartition(".")
     try:
         logger_class = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError):
-        return None  # (a class that cannot be imported is reported when it is instantiated)
-    is_folder_logger = isinstance(logger_class, type) and issubclass(logger_class, (TensorBoardLogger, CSVLogger))
-    return logger.init_args if is_folder_logger else None
+        return False  # (a class that cannot be imported is reported when it is instantiated)
+    return isinstance(logger_class, type) and issubclass(logger_class, (TensorBoardLogger, CSVLogger))
+
+
+def folder_logger_args(config):
+    """The ``init_args`` of the run's logger if it keeps runs in ``<save_dir>/<name>/version_N`` folders
+    (TensorBoard, CSV, or a subclass); else ``None`` (no logger, or another kind: W&B, MLflow, ...). Of a list, the
+    first: Lightning's checkpoints and ``trainer.log_dir`` follow it."""
+    first = _loggers(config)[0]
+    return first.init_args if _is_folder_logger(first) else None
+
+
+def _root(init_args) -> Path:
+    return Path(init_args.get("save_dir") or ".") / (init_args.get("name") or "")
 
 
 def runs_root(config) -> Path | None:
     """``<save_dir>/<name>`` of a logger that keeps runs in ``version_N`` folders (TensorBoard, CSV); else ``None``."""
     init_args = folder_logger_args(config)
-    if init_args is None:
-        return None
-    return Path(init_args.get("save_dir") or ".") / (init_args.get("name") or "")
+    return None if init_args is None else _root(init_args)
+
+
+def run_loggers(config) -> list:
+    """Each logger that writes the run's folder: the first, and any other TensorBoard or CSV logger under the same
+    ``<save_dir>/<name>`` without a version of its own (they share the first's ``version_N``)."""
+    root, (first, *others) = runs_root(config), _loggers(config)
+    if root is None:
+        return []
+    version = first.init_args.get("version")
+    sharing = (
+        logger
+        for logger in others
+        if _is_folder_logger(logger)
+        and _root(logger.init_args) == root
+        and logger.init_args.get("version") in (None, version)
+    )
+    return [first, *sharing]
+
+
+def set_run_version(config, version: int | str | None) -> None:
+    """Give the run's version to every logger that writes its folder (``run_loggers``)."""
+    for logger in run_loggers(config):
+        logger.init_args.version = version
 
 
 def follow_default_root_dir(config, explicit: dict) -> None:
     """Lightning's convention: runs go under ``--trainer.default_root_dir`` unless the logger names its own place
     (a ``save_dir`` the user gave, in ``explicit``)."""
-    root, init_args = config.trainer.get("default_root_dir"), folder_logger_args(config)
+    root = config.trainer.get("default_root_dir")
     given = (explicit.get("trainer") or {}).get("logger") or {}
-    save_dir_given = hasattr(given, "get") and "save_dir" in (given.get("init_args") or {})
-    if root and init_args is not None and not save_dir_given:
-        init_args.save_dir = str(Path(root) / LOG_ROOT)
+    given = list(given) if isinstance(given, list | tuple) else [given]
+    for index, logger in enumerate(_loggers(config)):
+        given_args = (given[index] if index < len(given) else None) or {}
+        save_dir_given = hasattr(given_args, "get") and "save_dir" in (given_args.get("init_args") or {})
+        if root and _is_folder_logger(logger) and not save_dir_given:
+            logger.init_args.save_dir = str(Path(root) / LOG_ROOT)
 
 
 def follow_monitor(config, explicit: dict) -> None:

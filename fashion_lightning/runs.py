@@ -211,7 +211,7 @@ def continue_run(config, subcommand: str, step: int) -> None:
         found = run_version(config.ckpt_path)
         if found is None:
             return
-        init_args.version = found[1]
+        options.set_run_version(config, found[1])
     elif run_dir.name != version_dir_name(init_args.version):
         return  # another run's checkpoint, continued in the named run
     if subcommand == "fit":
@@ -220,15 +220,15 @@ def continue_run(config, subcommand: str, step: int) -> None:
             lock_run(run_dir)
         # TensorBoard drops what the killed run logged after this step, so curves have no duplicates (values at
         # the checkpoint's own step, such as its epoch's validation, were logged before it).
-        if "purge_step" in init_args:
-            init_args.purge_step = step + 1
+        for logger in options.run_loggers(config):
+            if "purge_step" in logger.init_args:
+                logger.init_args.purge_step = step + 1
 
 
 def keep_csv_metrics(config, run_dir: Path, step: int) -> None:
     """CSVLogger deletes a run's ``metrics.csv`` when it opens the folder again: keep the resumed run's rows."""
-    logger = config.trainer.get("logger")
-    is_csv = hasattr(logger, "get") and str(logger.get("class_path", "")).endswith("CSVLogger")
     metrics = run_dir / "metrics.csv"
+    is_csv = any(str(logger.class_path).endswith("CSVLogger") for logger in options.run_loggers(config))
     if is_csv and metrics.is_file() and rank_zero_only.rank == 0:
         kept = metrics.with_name(f"metrics.until-step-{step}.csv")
         os.replace(metrics, kept)
@@ -267,5 +267,5 @@ class RunConfigSaver(SaveConfigCallback):
         self.config_filename = "config.yaml" if stage == "fit" else f"config.{stage}.yaml"
         if self.chosen_version and not self.already_saved:
             self.config = self.config.clone()
-            self.config.trainer.logger.init_args.version = None
+            options.set_run_version(self.config, None)
         super().setup(trainer, pl_module, stage)

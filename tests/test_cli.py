@@ -14,6 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from fashion_lightning.callbacks import StepProgressBar
 from fashion_lightning.cli import build_cli, cli_main
 from fashion_lightning.lit_module import FashionClassifier
+from fashion_lightning.runs import versions
 from tests.helpers import TEST_COUNT, cli_args
 
 
@@ -339,6 +340,38 @@ def test_a_monitor_given_without_a_mode_keeps_the_lowest_loss(fashion, capsys, o
     best = torch.load(run_dir(fashion) / "checkpoints" / "best.ckpt", weights_only=True)
     assert best["epoch"] == val_losses.index(keep(val_losses))
     assert f"best val/loss: {keep(val_losses):.4f}" in capsys.readouterr().out
+
+
+def test_a_list_of_loggers_shares_one_run_folder_and_resumes_in_it(fashion, capsys):
+    # Lightning gives each logger its own next version (TensorBoard version_0, CSV version_1, checkpoints beside the
+    # first): here the folder the first logger's run claims is every logger's that writes under the same name.
+    loggers = fashion.root / "loggers.yaml"
+    loggers.write_text(
+        yaml.safe_dump(
+            {
+                "trainer": {
+                    "logger": [
+                        {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"name": "fashion"}},
+                        {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"name": "fashion"}},
+                    ]
+                }
+            }
+        )
+    )
+    args = [*without_logger_dir(cli_args(fashion)), f"--config={loggers}"]  # runs under --trainer.default_root_dir
+    for _ in range(2):
+        cli_main(["fit", *args, "--trainer.max_epochs=1"])
+    assert versions(fashion.logs / "fashion") == [0, 1]
+    run = run_dir(fashion, 1)
+    assert (run / "metrics.csv").is_file() and list(run.glob("events.out.tfevents.*"))
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    capsys.readouterr()
+    cli_main(["fit", *args, "--trainer.max_epochs=2", "--ckpt_path=last"])
+    assert f"resuming {run / 'checkpoints' / 'last.ckpt'}" in capsys.readouterr().out
+    assert versions(fashion.logs / "fashion") == [0, 1]
+    assert "val/acc" in (run / "metrics.until-step-8.csv").read_text()  # epoch 1's rows, which CSVLogger deletes
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
+    assert yaml.safe_load((run / "config.yaml").read_text())["trainer"]["logger"][1]["init_args"]["version"] is None
 
 
 @pytest.mark.parametrize("version", ["3", "my_run"])
