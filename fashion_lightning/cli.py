@@ -40,9 +40,9 @@ from fashion_lightning.options import (
     set_run_version,
 )
 from fashion_lightning.quiet import silence_known_noise
+from fashion_lightning.run_config import RunConfigSaver
 from fashion_lightning.run_lock import release_locks
 from fashion_lightning.runs import (
-    RunConfigSaver,
     claim_run_dir,
     continue_run,
     enter_given_run_dir,

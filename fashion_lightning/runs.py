@@ -1,5 +1,5 @@
 """Run folders: ``<save_dir>/<name>/version_N/``, claimed atomically, locked while a ``fit`` writes them
-(``run_lock``), searched for ``--ckpt_path last`` and ``best``; the config saved in each.
+(``run_lock``), searched for ``--ckpt_path last`` and ``best`` (the config saved in each: ``run_config``).
 
 Loggers with this layout (TensorBoard, CSV) pick the next ``version_N`` by listing the folder, so two runs started
 at once in one folder both take the same number. Here a run *claims* its version with ``mkdir`` (which fails if the
@@ -12,7 +12,6 @@ import re
 import shutil
 from pathlib import Path
 
-from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_only
 
 from fashion_lightning import options
@@ -245,27 +244,3 @@ def check_fresh_run_dir(run_dir: str | os.PathLike) -> None:
             "continue that run, add --ckpt_path last (or a checkpoint's path); to start a new run, leave the version "
             "out (--trainer.logger.init_args.version null, or delete `version:` from the config file)."
         )
-
-
-class RunConfigSaver(SaveConfigCallback):
-    """Save the resolved config as ``config.yaml`` for fit and ``config.<stage>.yaml`` otherwise.
-
-    Evaluating or resuming a checkpoint logs into the run it came from; a test never overwrites how the run
-    was trained. A logger version that the CLI chose (the next free ``version_N``, or the resumed checkpoint's) is
-    saved as ``null``: ``fit --config <run>/config.yaml`` then starts a new run instead of writing over this one.
-
-    Args:
-        chosen_version: Whether the CLI chose the logger's version (set by the CLI before the run starts).
-    """
-
-    def __init__(self, *args, chosen_version: bool = False, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.chosen_version = chosen_version
-
-    def setup(self, trainer, pl_module, stage: str) -> None:
-        stage = str(getattr(stage, "value", stage))  # "fit", "validate", "test", "predict"
-        self.config_filename = "config.yaml" if stage == "fit" else f"config.{stage}.yaml"
-        if self.chosen_version and not self.already_saved:
-            self.config = self.config.clone()
-            options.set_run_version(self.config, None)
-        super().setup(trainer, pl_module, stage)
