@@ -1,5 +1,6 @@
 """A tiny Fashion-MNIST in the real IDX format (gzip and raw), so tests run the real loading code offline."""
 
+import signal
 import subprocess
 import urllib.error
 from types import SimpleNamespace
@@ -9,6 +10,14 @@ import pytest
 from fashion_lightning import raw_files, sources
 from fashion_lightning.tiny_fashion import write_tiny_fashion
 from tests.helpers import fit_command, last_ckpt
+
+
+def pytest_configure(config):
+    # The tests deliver Ctrl-C as a terminal does. A CI script that starts pytest as a background job (no job
+    # control) hands it SIGINT ignored, which the code under test rightly keeps ignoring (as would the processes the
+    # tests start): give this process Python's usual handler, which those processes inherit as SIGINT's default.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
