@@ -111,6 +111,15 @@ def check_run_options(config) -> None:
             "the GPU when there is one, else the CPU) or pass --trainer.accelerator cpu; on a GPU machine, check "
             "nvidia-smi and $CUDA_VISIBLE_DEVICES."
         )
+    if config.trainer.get("barebones"):
+        raise ConfigurationError(
+            "--trainer.barebones turns off the logger, checkpoints, progress bar and sanity check, which this CLI "
+            "keeps for every run (Lightning refuses them beside it). For a lean run: --trainer.logger false "
+            "--trainer.enable_checkpointing false --trainer.enable_progress_bar false "
+            "--trainer.num_sanity_val_steps 0; for Lightning's bare loop, from Python: "
+            "Trainer(barebones=True).fit(FashionClassifier(), FashionMNISTDataModule()); for what fit costs over a "
+            "framework-free loop: python benchmarks/epoch_time.py."
+        )
     if config.get("checkpoint") and config.checkpoint.get("save_last"):
         raise ConfigurationError(
             "--checkpoint.save_last would make Lightning's ModelCheckpoint write a second last.ckpt beside the one "

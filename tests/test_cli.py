@@ -363,7 +363,8 @@ def test_a_list_of_loggers_shares_one_run_folder_and_resumes_in_it(fashion, caps
         cli_main(["fit", *args, "--trainer.max_epochs=1"])
     assert versions(fashion.logs / "fashion") == [0, 1]
     run = run_dir(fashion, 1)
-    assert (run / "metrics.csv").is_file() and list(run.glob("events.out.tfevents.*"))
+    assert (run / "metrics.csv").is_file()
+    assert list(run.glob("events.out.tfevents.*"))
     assert (run / "checkpoints" / "last.ckpt").is_file()
     capsys.readouterr()
     cli_main(["fit", *args, "--trainer.max_epochs=2", "--ckpt_path=last"])

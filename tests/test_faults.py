@@ -374,11 +374,13 @@ def test_damaged_raw_file_with_a_verified_cache_uses_the_cache_and_says_so(fashi
         # sanity check's validation (before any training) finds it, and says what the validation logs.
         ("--checkpoint.monitor=val/accuracy", "Did you mean val/acc?"),
         ("--checkpoint.monitor=val_loss", "Did you mean val/loss?"),
+        (["--trainer.callbacks+=EarlyStopping", "--trainer.callbacks.monitor=val/accu"], "Did you mean val/acc?"),
+        ("--trainer.barebones=true", "--trainer.barebones"),  # Lightning's ValueError beside the CLI's logger
     ],
 )
 def test_impossible_values_are_one_paragraph_and_leave_no_run_folder(fashion, capsys, flag, named):
     with pytest.raises(SystemExit) as exit_info:
-        cli_main(["fit", *cli_args(fashion), flag])
+        cli_main(["fit", *cli_args(fashion), *([flag] if isinstance(flag, str) else flag)])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2
     assert named in err
