@@ -39,6 +39,9 @@ KNOWN_WARNINGS = (
     # max_steps inside the first epoch); once a validation has run, a missing key is an error, which still shows.
     # RunSummary says why there is no best checkpoint.
     (r"`ModelCheckpoint\(monitor='val/[^']*'\)` could not find the monitored key", UserWarning, "lightning"),
+    # --trainer.logger.log_graph true: Lightning's TensorBoardLogger draws the graph with torch.jit.trace, which
+    # torch 2.14 deprecates (twice per run); Lightning 2.6.6 has no other path.
+    (r"`torch\.jit\.trace(_method)?` is deprecated", FutureWarning, "lightning TensorBoardLogger + torch"),
     # Heartbeats and retrying stale trials are what make a sweep survive kill -9; Optuna marks them experimental.
     (r"RetryHeartbeatStaleTrialCallback is experimental", Warning, "optuna (sweep)"),
     (r"Argument ``heartbeat_interval`` is an experimental feature", Warning, "optuna (sweep)"),

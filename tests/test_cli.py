@@ -185,6 +185,7 @@ def test_default_commands_print_no_warnings(fashion):
         ["test", *args, f"--ckpt_path={best}"],
         ["predict", *args, f"--ckpt_path={best}"],
         ["test", *args, f"--ckpt_path={fashion.root / 'elsewhere' / 'model.ckpt'}"],  # a checkpoint from elsewhere
+        ["fit", *args, "--trainer.max_epochs=1", "--trainer.logger.init_args.log_graph=true"],  # (torch.jit.trace)
     ]
     for command in commands:
         if command[0] == "test" and "elsewhere" in command[-1]:
