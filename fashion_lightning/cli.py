@@ -135,7 +135,7 @@ class FashionCLI(LightningCLI):
             if subcommand == "fit":
                 enter_given_run_dir(root / version_dir_name(version), fresh=not config.ckpt_path)
         elif version is None:  # (else a resume: continue_run chose the checkpoint's run)
-            version = claim_run_dir(root, lock=subcommand == "fit")
+            version = claim_run_dir(root, fit=subcommand == "fit")
         set_run_version(config, version)  # the first logger's, and the others' writing the same folder
 
     def instantiate_classes(self) -> None:
@@ -212,7 +212,7 @@ def cli_main(args: ArgsType = None) -> FashionCLI | None:
     128 + the signal number. A run that never started leaves no ``version_N`` folder behind.
     """
     silence_known_noise()
-    argv = sys.argv[1:] if args is None else args
+    argv, sigint = sys.argv[1:] if args is None else args, signal.getsignal(signal.SIGINT)
     try:
         if isinstance(argv, list) and argv and argv[0] == "sweep":
             from fashion_lightning.sweep import main as sweep_main
@@ -243,6 +243,10 @@ def cli_main(args: ArgsType = None) -> FashionCLI | None:
         sys.exit(128 + signal.SIGINT)
     except SystemExit:  # e.g. Lightning's exit on a Ctrl-C before the training's handlers were in place
         release_unused_claims()
+        # Lightning ignores SIGINT from such a Ctrl-C on (it exits next); from Python, the next call (a notebook's
+        # next cell) must still stop on Ctrl-C.
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN and callable(sigint):
+            signal.signal(signal.SIGINT, sigint)
         raise
 
 

@@ -18,7 +18,7 @@ LOG_ROOT = "lightning_logs"  # runs go to <LOG_ROOT>/<name>/version_N unless tol
 
 def _loggers(config) -> list:
     logger = config.trainer.get("logger")
-    return list(logger) if isinstance(logger, list | tuple) else [logger]
+    return (list(logger) or [None]) if isinstance(logger, list | tuple) else [logger]
 
 
 def _is_folder_logger(logger) -> bool:

@@ -23,7 +23,7 @@ VERSION_DIR = re.compile(r"^version_(\d+)$")
 # they read the version rank 0 claimed from here instead of listing the folder themselves.
 VERSION_ENV_VAR = "FASHION_LIGHTNING_RUN_VERSION"
 
-_claimed: list[Path] = []  # run folders this process claimed
+_claimed: list[tuple[Path, bool]] = []  # run folders this process claimed, each with whether a fit claimed it
 _training_started = False  # whether this process's fit reached its first training step
 
 
@@ -111,8 +111,9 @@ def resolve_ckpt_path(
     return str(found)
 
 
-def claim_version(runs_root: str | os.PathLike) -> int:
-    """Create the next free ``version_N`` folder under ``runs_root`` and return N; safe against concurrent runs."""
+def claim_version(runs_root: str | os.PathLike, fit: bool = True) -> int:
+    """Create the next free ``version_N`` folder under ``runs_root`` and return N; safe against concurrent runs.
+    ``fit``: for a fit (an evaluation's folder is released only if it holds nothing)."""
     root = Path(runs_root)
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -125,21 +126,21 @@ def claim_version(runs_root: str | os.PathLike) -> int:
     while True:
         try:
             (root / f"version_{version}").mkdir()
-            _remember_claim(root / f"version_{version}")
+            _remember_claim(root / f"version_{version}", fit)
             return version
         except FileExistsError:  # another run claimed it between the listing and here: take the next one
             version += 1
 
 
-def claim_run_dir(runs_root: Path, lock: bool) -> int | None:
-    """The version of this run's new folder: rank 0 claims it (and locks it if ``lock``); the other ranks read it.
+def claim_run_dir(runs_root: Path, fit: bool) -> int | None:
+    """The version of this run's new folder: rank 0 claims it (and locks it for a ``fit``); the other ranks read it.
 
     Returns ``None`` on a rank that cannot know it yet (torchrun, SLURM: Lightning broadcasts rank 0's log_dir).
     """
     if rank_zero_only.rank == 0:
-        version = claim_version(runs_root)
+        version = claim_version(runs_root, fit)
         os.environ[VERSION_ENV_VAR] = str(version)  # DDP ranks started by Lightning's launcher inherit it
-        if lock:
+        if fit:
             lock_run(runs_root / version_dir_name(version))
         return version
     return int(os.environ[VERSION_ENV_VAR]) if os.environ.get(VERSION_ENV_VAR) else None
@@ -152,13 +153,13 @@ def enter_given_run_dir(run_dir: Path, fresh: bool) -> None:
         if fresh:
             check_fresh_run_dir(run_dir)
         if not run_dir.exists():
-            _remember_claim(run_dir)  # (removed again if the run never starts)
+            _remember_claim(run_dir, fit=True)  # (removed again if the run never starts)
         lock_run(run_dir)
 
 
-def _remember_claim(run_dir: Path) -> None:
+def _remember_claim(run_dir: Path, fit: bool) -> None:
     global _training_started
-    _claimed.append(run_dir.absolute())
+    _claimed.append((run_dir.absolute(), fit))
     _training_started = False  # (a sweep runs many fits in one process)
 
 
@@ -169,14 +170,14 @@ def mark_training_started() -> None:
 
 
 def release_unused_claims() -> None:
-    """Remove the run folders this process claimed that hold nothing of a run (one that never started training,
-    or whose folder holds no logged values)."""
+    """Remove the run folders this process claimed that hold nothing of a run: a fit's that never reached its first
+    training step, or any whose folder holds no logged values."""
     global _training_started
     started, _training_started = _training_started, False
     while _claimed:
-        run_dir = _claimed.pop()
+        run_dir, fit = _claimed.pop()
         release_lock(run_dir)
-        if not started or _never_started(run_dir):
+        if (fit and not started) or _never_started(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)
             if not run_dir.exists():
                 lock_path(run_dir).unlink(missing_ok=True)

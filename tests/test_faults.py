@@ -431,11 +431,15 @@ def test_a_refused_run_into_a_given_version_leaves_no_folder(fashion, capsys):
     assert not (fashion.logs / "fashion" / "version_5").exists()
 
 
-def test_ctrl_c_before_training_leaves_no_run_folder(fashion):
+def test_ctrl_c_before_training_leaves_no_run_folder_and_ctrl_c_working(fashion):
+    sigint = signal.getsignal(signal.SIGINT)
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["fit", *cli_args(fashion), "--trainer.callbacks+=tests.helpers.CtrlCInSetup"])
     assert exit_info.value.code != 0
     assert run_folders(fashion.logs) == []  # the logger had opened its event file in version_0/
+    assert (
+        signal.getsignal(signal.SIGINT) is sigint
+    )  # (Lightning left it ignored: a notebook's next Ctrl-C did nothing)
 
 
 def test_model_flag_that_disagrees_with_the_checkpoint_is_an_error_naming_both(fashion, capsys):
