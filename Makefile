@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATASET := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data test-system train test test-oldest test-fast lint format bench tensorboard clean-logs default-config
+.PHONY: setup data test-system train test test-oldest test-fast lint format bench gpu-carry tensorboard clean-logs default-config
 
 setup: $(VENV)/.installed
 
@@ -61,6 +61,16 @@ format: setup
 
 bench: setup data
 	$(BIN)/python benchmarks/epoch_time.py
+
+# What benchmarks/gpu_check.sh needs beside the repository on a lent GPU machine (no network there): the pure-Python
+# packages its python3 lacks, at this venv's versions, and the four data files. The device tool carries both folders.
+GPU_WHEELS := jsonargparse docstring-parser typeshed-client torchdata
+gpu-carry: setup data
+	rm -rf .device_wheels .device_data && mkdir -p .device_wheels .device_data
+	$(BIN)/pip download -q --no-deps --only-binary=:all: -d .device_wheels \
+		$$(for p in $(GPU_WHEELS); do echo "$$p==$$($(BIN)/pip show $$p | sed -n 's/^Version: //p')"; done)
+	cp $(dir $(DATASET))*-ubyte.gz .device_data/
+	@ls .device_wheels .device_data
 
 tensorboard: setup
 	$(BIN)/tensorboard --logdir lightning_logs

@@ -10,7 +10,7 @@
 #           target: fit within 30% of it), 2 rounds
 #   cnn     configs/cnn.yaml end to end, fit + test (target <= 40 s, accuracy >= 93.0%)
 #   extra   fit with one step per Lightning step, with and without the graph; the seed's test pass against fit's
-# It expects, beside the repository (carried by the device tool):
+# It expects, beside the repository (carried by the device tool; `make gpu-carry` prepares both):
 #   .device_wheels/   jsonargparse, docstring-parser, typeshed-client, torchdata (pip download --no-deps)
 #   .device_data/     the four Fashion-MNIST .gz files (e.g. from Debian's /usr/share/datasets/fashion-mnist)
 # and writes its reports under $OUT (or ./gpu_out).
