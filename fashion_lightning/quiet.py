@@ -43,7 +43,7 @@ KNOWN_WARNINGS = (
     # torch 2.14 deprecates (twice per run); Lightning 2.6.6 has no other path.
     (r"`torch\.jit\.trace(_method)?` is deprecated", FutureWarning, "lightning TensorBoardLogger + torch"),
     # Heartbeats and retrying stale trials are what make a sweep survive kill -9; Optuna marks them experimental.
-    (r"RetryHeartbeatStaleTrialCallback is experimental", Warning, "optuna (sweep)"),
+    (r"(?s).*(RetryHeartbeatStaleTrialCallback[.\w]*|fail_stale_trials) is experimental", Warning, "optuna (sweep)"),
     (r"Argument ``heartbeat_interval`` is an experimental feature", Warning, "optuna (sweep)"),
 )
 # Logged (not warned) on every Trainer start by Lightning 2.6's logger connector; no switch (Lightning #21294).

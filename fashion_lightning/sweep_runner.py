@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
 
 from fashion_lightning.callbacks import ResumableRun, RunSummary
+from fashion_lightning.callbacks.monitoring import unlogged_validation_key
 from fashion_lightning.cli import FashionCLI, cli_kwargs
 from fashion_lightning.datamodule import FashionMNISTDataModule
 from fashion_lightning.errors import ConfigurationError
@@ -58,6 +59,9 @@ class TrialReporter(L.Callback):
             self.trial.set_user_attr("run_dir", str(Path(trainer.log_dir).absolute()))
 
     def on_validation_end(self, trainer, pl_module) -> None:
+        problem = trainer.sanity_checking and unlogged_validation_key(trainer, pl_module, self.metric)
+        if problem:  # before the first trial trains, not after it (and before RunSummary names --checkpoint.monitor)
+            raise ConfigurationError(f"--metric {self.metric}: {problem} Set --metric to one of them.")
         value = trainer.callback_metrics.get(self.metric)
         if trainer.sanity_checking or value is None or not trainer.is_global_zero:
             return
@@ -88,10 +92,14 @@ def run_trial(trial: optuna.Trial, study: optuna.Study, options: dict, fit_args:
     for callback in defaults:
         if isinstance(callback, (ResumableRun, RunSummary)):
             callback.resume = "run the same sweep command"  # a trial continues when the sweep runs again
-    defaults += callbacks
+    defaults[:0] = callbacks  # (before RunSummary: see TrialReporter.on_validation_end)
     name = [f"--trainer.logger.init_args.name={options['study_name']}"]
+    # Each trial's best.ckpt is its best by the sweep's metric (first, so that the user's own flags or config win).
+    mode = "max" if options["direction"] == "maximize" else "min"
+    best = [f"--checkpoint.monitor={options['metric']}", f"--checkpoint.mode={mode}"]
+    args = ["fit", *best, *fit_args, *name, *flags, *resume]
     try:
-        FashionCLI(FashionClassifier, FashionMNISTDataModule, **kwargs, args=["fit", *fit_args, *name, *flags, *resume])
+        FashionCLI(FashionClassifier, FashionMNISTDataModule, **kwargs, args=args)
     except BaseException:
         release_unused_claims()
         raise
@@ -99,7 +107,10 @@ def run_trial(trial: optuna.Trial, study: optuna.Study, options: dict, fit_args:
         release_locks()
     values = callbacks[0].values
     if not values:
-        raise RuntimeError(f"the run logged no {options['metric']}")
+        raise ConfigurationError(
+            f"--metric {options['metric']}: the trial's run logged no such value at its validations (did it run "
+            "any?). Set --metric to a value the validation logs, such as val/acc or val/loss."
+        )
     return max(values) if options["direction"] == "maximize" else min(values)
 
 

@@ -47,6 +47,7 @@ def test_three_trial_sweep_reports_and_writes_a_config_that_retrains_the_best(fa
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "sys.argv" not in result.stderr  # LightningCLI's warning about the sweep's own command line
+    assert "experimental" not in result.stderr  # Optuna's notices on the heartbeat APIs that recover killed trials
     assert result.stdout.count("(resume: run the same sweep command)") == 3  # each trial's summary
     study, done = finished_trials(storage)
     assert len(done) == 3
@@ -154,6 +155,30 @@ def test_a_search_space_that_is_not_yaml_is_one_error_with_its_line(fashion, cap
     assert f"The search space '{space}' is not valid YAML" in err
     assert "(line 2, column 1)" in err
     assert len(err.strip().splitlines()) == 1  # one paragraph, not the YAML library's multi-line report
+
+
+def test_a_metric_the_validation_does_not_log_stops_before_the_first_trial_trains(fashion, capsys):
+    # It was a RuntimeError traceback after the whole first trial.
+    args = sweep_command(fashion, f"sqlite:///{fashion.root / 's.db'}", "--metric=val/accu", "--n_trials=1")[4:]
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["sweep", *args, "--trainer.max_epochs=2"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--metric val/accu: the validation logs no such value. Did you mean val/acc?" in err
+    assert "Traceback" not in err
+    assert versions(fashion.logs / "t") == []  # the trial never trained: no run folder
+
+
+def test_each_trials_best_checkpoint_is_its_best_by_the_sweeps_metric(fashion):
+    storage = f"sqlite:///{fashion.root / 's.db'}"
+    args = sweep_command(fashion, storage, "--metric=val/loss", "--direction=minimize", "--n_trials=1")[4:]
+    cli_main(["sweep", *args, "--trainer.max_epochs=4"])
+    _, (trial,) = finished_trials(storage)
+    losses = trial.user_attrs["values"]  # val/loss after each epoch
+    assert len(set(losses)) == 4
+    best = torch.load(Path(trial.user_attrs["run_dir"]) / "checkpoints" / "best.ckpt", weights_only=True)
+    assert best["epoch"] == losses.index(min(losses))  # (it was the highest val/acc's, whatever the metric)
+    assert trial.value == pytest.approx(min(losses))
 
 
 @pytest.mark.parametrize(

@@ -174,26 +174,34 @@ class RunSummary(L.Callback):
 
 def check_monitored_keys(trainer, pl_module) -> None:
     """``ConfigurationError`` for a checkpoint's or early stopping's monitor that names a validation value the
-    validation does not log (``val/accuracy``, ``val_loss``); called after the sanity check's validation, before any
-    training step.
+    validation does not log; called after the sanity check's validation, before any training step.
 
-    Lightning refuses such a monitor only after the first epoch's validation, having saved nothing. Keys outside the
-    validation's namespace (``train/loss``, a callback's own) are left to Lightning: they are logged later.
+    Lightning refuses such a monitor only after the first epoch's validation, having saved nothing.
     """
-    logged = set(trainer.callback_metrics) | set(getattr(pl_module, "LOGGED_AFTER_TRAINING", ()))
-    validation_keys = sorted(key for key in logged if key.startswith("val/"))
     for callback in [*trainer.checkpoint_callbacks, *trainer.early_stopping_callbacks]:
         monitor = getattr(callback, "monitor", None)
-        if not monitor or not monitor.startswith("val") or monitor in logged:
-            continue
-        flag = (
-            "--checkpoint.monitor"
-            if callback is trainer.checkpoint_callback
-            else f"{type(callback).__name__}'s monitor"
-        )
-        close = difflib.get_close_matches(monitor, validation_keys, n=1, cutoff=0.6)
-        raise ConfigurationError(
-            f"{flag} {monitor}: the validation logs no such value{f'. Did you mean {close[0]}?' if close else '.'} "
-            f"It logs {', '.join(validation_keys)}. Set {flag} to one of them (its mode: max for accuracies, min "
-            "for losses)."
-        )
+        problem = monitor and unlogged_validation_key(trainer, pl_module, monitor)
+        if problem:
+            flag = (
+                "--checkpoint.monitor"
+                if callback is trainer.checkpoint_callback
+                else f"{type(callback).__name__}'s monitor"
+            )
+            raise ConfigurationError(
+                f"{flag} {monitor}: {problem} Set {flag} to one of them (its mode: max for accuracies, min for losses)."
+            )
+
+
+def unlogged_validation_key(trainer, pl_module, key: str) -> str | None:
+    """After the sanity check's validation: for a key in the validation's namespace (``val/accuracy``, ``val_loss``)
+    that it does not log, what it logs and the closest; ``None`` for a logged key or one outside the namespace
+    (``train/loss``, a callback's own: those are logged later)."""
+    logged = set(trainer.callback_metrics) | set(getattr(pl_module, "LOGGED_AFTER_TRAINING", ()))
+    if not key.startswith("val") or key in logged:
+        return None
+    validation_keys = sorted(k for k in logged if k.startswith("val/"))
+    close = difflib.get_close_matches(key, validation_keys, n=1, cutoff=0.6)
+    return (
+        f"the validation logs no such value{f'. Did you mean {close[0]}?' if close else '.'} "
+        f"It logs {', '.join(validation_keys)}."
+    )
