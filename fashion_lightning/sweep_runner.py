@@ -94,9 +94,10 @@ def run_trial(trial: optuna.Trial, study: optuna.Study, options: dict, fit_args:
             callback.resume = "run the same sweep command"  # a trial continues when the sweep runs again
     defaults[:0] = callbacks  # (before RunSummary: see TrialReporter.on_validation_end)
     name = [f"--trainer.logger.init_args.name={options['study_name']}"]
-    # Each trial's best.ckpt is its best by the sweep's metric (first, so that the user's own flags or config win).
+    # Each trial's best.ckpt is its best by the sweep's metric, unless the user chose (first: a config file wins).
     mode = "max" if options["direction"] == "maximize" else "min"
     best = [f"--checkpoint.monitor={options['metric']}", f"--checkpoint.mode={mode}"]
+    best = [] if any(arg.startswith("--checkpoint.monitor") for arg in fit_args) else best
     args = ["fit", *best, *fit_args, *name, *flags, *resume]
     try:
         FashionCLI(FashionClassifier, FashionMNISTDataModule, **kwargs, args=args)
