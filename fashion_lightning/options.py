@@ -21,8 +21,8 @@ def _loggers(config) -> list:
     return (list(logger) or [None]) if isinstance(logger, list | tuple) else [logger]
 
 
-def _is_folder_logger(logger) -> bool:
-    """Whether a logger of the config keeps runs in ``<save_dir>/<name>/version_N`` (TensorBoard, CSV, a subclass)."""
+def is_logger_of(logger, *classes: type) -> bool:
+    """Whether a logger entry of the config (``class_path``, ``init_args``) names one of ``classes`` or a subclass."""
     if not hasattr(logger, "get") or not logger.get("init_args"):
         return False
     module, _, name = str(logger.get("class_path", "")).rpartition(".")
@@ -30,7 +30,12 @@ def _is_folder_logger(logger) -> bool:
         logger_class = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError):
         return False  # (a class that cannot be imported is reported when it is instantiated)
-    return isinstance(logger_class, type) and issubclass(logger_class, (TensorBoardLogger, CSVLogger))
+    return isinstance(logger_class, type) and issubclass(logger_class, classes)
+
+
+def _is_folder_logger(logger) -> bool:
+    """Whether a logger of the config keeps runs in ``<save_dir>/<name>/version_N`` (TensorBoard, CSV, a subclass)."""
+    return is_logger_of(logger, TensorBoardLogger, CSVLogger)
 
 
 def folder_logger_args(config):

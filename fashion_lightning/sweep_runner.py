@@ -96,8 +96,8 @@ def run_trial(trial: optuna.Trial, study: optuna.Study, options: dict, fit_args:
     name = [f"--trainer.logger.init_args.name={options['study_name']}"]
     # Each trial's best.ckpt is its best by the sweep's metric, unless the user chose (first: a config file wins).
     mode = "max" if options["direction"] == "maximize" else "min"
-    best = [f"--checkpoint.monitor={options['metric']}", f"--checkpoint.mode={mode}"]
-    best = [] if any(arg.startswith("--checkpoint.monitor") for arg in fit_args) else best
+    user_chose = any(arg.startswith("--checkpoint.monitor") for arg in fit_args)
+    best = [] if user_chose else [f"--checkpoint.monitor={options['metric']}", f"--checkpoint.mode={mode}"]
     args = ["fit", *best, *fit_args, *name, *flags, *resume]
     try:
         FashionCLI(FashionClassifier, FashionMNISTDataModule, **kwargs, args=args)
