@@ -91,6 +91,7 @@ class FashionClassifier(L.LightningModule):
     """
 
     LOGGED_AFTER_TRAINING = ("val/acc_best",)  # validation values that the sanity check does not log
+    LOGGED_BY_TRAINING = ("train/loss", "train/acc", "train/lr")  # at each training epoch's end (a monitor may name)
 
     def __init__(
         self,

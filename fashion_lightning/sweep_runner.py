@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
 
 from fashion_lightning.callbacks import ResumableRun, RunSummary
-from fashion_lightning.callbacks.monitoring import unlogged_validation_key
+from fashion_lightning.callbacks.monitoring import unlogged_key
 from fashion_lightning.cli import FashionCLI, cli_kwargs
 from fashion_lightning.datamodule import FashionMNISTDataModule
 from fashion_lightning.errors import ConfigurationError
@@ -59,7 +59,7 @@ class TrialReporter(L.Callback):
             self.trial.set_user_attr("run_dir", str(Path(trainer.log_dir).absolute()))
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        problem = trainer.sanity_checking and unlogged_validation_key(trainer, pl_module, self.metric)
+        problem = trainer.sanity_checking and unlogged_key(trainer, pl_module, self.metric)
         if problem:  # before the first trial trains, not after it (and before RunSummary names --checkpoint.monitor)
             raise ConfigurationError(f"--metric {self.metric}: {problem} Set --metric to one of them.")
         value = trainer.callback_metrics.get(self.metric)

@@ -374,6 +374,7 @@ def test_damaged_raw_file_with_a_verified_cache_uses_the_cache_and_says_so(fashi
         # sanity check's validation (before any training) finds it, and says what the validation logs.
         ("--checkpoint.monitor=val/accuracy", "Did you mean val/acc?"),
         ("--checkpoint.monitor=val_loss", "Did you mean val/loss?"),
+        ("--checkpoint.monitor=train/los", "Did you mean train/loss?"),  # logged at the epoch's end: named by the model
         (["--trainer.callbacks+=EarlyStopping", "--trainer.callbacks.monitor=val/accu"], "Did you mean val/acc?"),
         ("--trainer.barebones=true", "--trainer.barebones"),  # Lightning's ValueError beside the CLI's logger
     ],

@@ -124,7 +124,7 @@ class FiniteLossGuard(L.Callback):
 
 class RunSummary(L.Callback):
     """Print where a run's checkpoints and logs went, with its best and final metrics; after the sanity check,
-    refuse a checkpoint monitor that the validation does not log (``check_monitored_keys``).
+    refuse a checkpoint monitor that the model does not log (``check_monitored_keys``).
 
     Args:
         resume: How to resume the run, shown beside ``last.ckpt``; ``None``: ``--ckpt_path last`` (or the file's
@@ -173,14 +173,14 @@ class RunSummary(L.Callback):
 
 
 def check_monitored_keys(trainer, pl_module) -> None:
-    """``ConfigurationError`` for a checkpoint's or early stopping's monitor that names a validation value the
-    validation does not log; called after the sanity check's validation, before any training step.
+    """``ConfigurationError`` for a checkpoint's or early stopping's monitor that names a validation or training
+    value the model does not log; called after the sanity check's validation, before any training step.
 
     Lightning refuses such a monitor only after the first epoch's validation, having saved nothing.
     """
     for callback in [*trainer.checkpoint_callbacks, *trainer.early_stopping_callbacks]:
         monitor = getattr(callback, "monitor", None)
-        problem = monitor and unlogged_validation_key(trainer, pl_module, monitor)
+        problem = monitor and unlogged_key(trainer, pl_module, monitor)
         if problem:
             flag = (
                 "--checkpoint.monitor"
@@ -192,16 +192,25 @@ def check_monitored_keys(trainer, pl_module) -> None:
             )
 
 
-def unlogged_validation_key(trainer, pl_module, key: str) -> str | None:
-    """After the sanity check's validation: for a key in the validation's namespace (``val/accuracy``, ``val_loss``)
-    that it does not log, what it logs and the closest; ``None`` for a logged key or one outside the namespace
-    (``train/loss``, a callback's own: those are logged later)."""
-    logged = set(trainer.callback_metrics) | set(getattr(pl_module, "LOGGED_AFTER_TRAINING", ()))
-    if not key.startswith("val") or key in logged:
+def unlogged_key(trainer, pl_module, key: str) -> str | None:
+    """After the sanity check's validation: for a key in the validation's or the training's namespace
+    (``val/accuracy``, ``val_loss``, ``train/los``) that it does not log, what it logs and the closest; ``None`` for
+    a logged key or one outside both (a callback's own, ``lr-SGD``: logged later, by whom is not known here)."""
+    if key.startswith("val"):
+        stage, logged = (
+            "validation",
+            set(trainer.callback_metrics) | set(getattr(pl_module, "LOGGED_AFTER_TRAINING", ())),
+        )
+    elif key.startswith("train") and hasattr(pl_module, "LOGGED_BY_TRAINING"):
+        stage, logged = "training", set(pl_module.LOGGED_BY_TRAINING)  # not logged yet: the module names them
+    else:
         return None
-    validation_keys = sorted(k for k in logged if k.startswith("val/"))
-    close = difflib.get_close_matches(key, validation_keys, n=1, cutoff=0.6)
+    if key in logged:
+        return None
+    namespace = "val/" if stage == "validation" else "train/"
+    stage_keys = sorted(k for k in logged if k.startswith(namespace))
+    close = difflib.get_close_matches(key, stage_keys, n=1, cutoff=0.6)
     return (
-        f"the validation logs no such value{f'. Did you mean {close[0]}?' if close else '.'} "
-        f"It logs {', '.join(validation_keys)}."
+        f"the {stage} logs no such value{f'. Did you mean {close[0]}?' if close else '.'} "
+        f"It logs {', '.join(stage_keys)}."
     )
