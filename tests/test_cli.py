@@ -57,6 +57,18 @@ def test_rerun_in_the_same_place_does_not_fail_on_config(fitted):
     assert (run_dir(fitted, 1) / "config.yaml").is_file()
 
 
+def test_a_saved_config_with_a_device_valued_callback_option_replays(fashion):
+    # StochasticWeightAveraging's `device` defaults to torch.device("cpu"), which jsonargparse could not write:
+    # config.yaml held "Unable to serialize instance cpu" and would not load again.
+    swa = ["--trainer.callbacks+=StochasticWeightAveraging", "--trainer.callbacks.swa_lrs=0.01"]
+    cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=1"), *swa])
+    config = run_dir(fashion) / "config.yaml"
+    saved = yaml.safe_load(config.read_text())["trainer"]["callbacks"]
+    assert [c["init_args"]["device"] for c in saved if c["class_path"].endswith("StochasticWeightAveraging")] == ["cpu"]
+    cli_main(["fit", f"--config={config}"])
+    assert (run_dir(fashion, 1) / "checkpoints" / "last.ckpt").is_file()
+
+
 def test_test_from_best_checkpoint_covers_the_whole_test_set(fitted, capsys):
     best = run_dir(fitted) / "checkpoints" / "best.ckpt"
     cli = cli_main(["test", *cli_args(fitted, f"--ckpt_path={best}")])
