@@ -199,7 +199,7 @@ class FashionClassifier(L.LightningModule):
         return result
 
     def on_train_start(self) -> None:
-        self.steps.check_logging_interval()
+        self.steps.step_log.check_interval()
 
     def on_train_epoch_end(self) -> None:
         self.steps.log_epoch_metrics()

@@ -24,7 +24,7 @@ KNOWN_WARNINGS = (
     # from a notebook or a test is the documented way to run from Python; the kernel's argv is not the user's.
     (r"LightningCLI's args parameter is intended to run from within Python", UserWarning, "lightning.pytorch.cli"),
     # Lightning compares its training batches with log_every_n_steps, but a batch here holds --data.steps_per_batch
-    # optimizer steps and step values are written at optimizer steps; TrainingSteps.check_logging_interval warns on
+    # optimizer steps and step values are written at optimizer steps; StepLog.check_interval warns on
     # those instead.
     (r"The number of training batches \(\d+\) is smaller than the logging interval", UserWarning, "lightning fit_loop"),
     # Strategy.all_gather (resume.py gathers every process's RNG state with it) calls a torch.distributed function

@@ -3,6 +3,8 @@
 from collections.abc import Callable, Sequence
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import Tensor
 
 from fashion_lightning.host_copy import HostCopy
@@ -38,6 +40,20 @@ class StepLog:
         """Read ``global_step`` and ``log_every_n_steps`` before a group's updates count."""
         self.every = self.module.trainer.log_every_n_steps
         self.step = self.module.global_step
+
+    def check_interval(self) -> None:
+        """Warn when an epoch holds fewer optimizer steps than ``log_every_n_steps`` (no step values within it)."""
+        trainer = self.module.trainer
+        steps_per_batch = getattr(trainer.datamodule, "train_steps_per_batch", 1)  # (set with the training loader)
+        steps = trainer.num_training_batches * steps_per_batch  # (at most: the last batch may hold fewer)
+        every = trainer.log_every_n_steps
+        if trainer.loggers and not trainer.fast_dev_run and steps < every:
+            rank_zero_warn(
+                f"An epoch holds {steps} optimizer steps, fewer than --trainer.log_every_n_steps {every}: "
+                f"train/loss_step and train/acc_step are written every {every} optimizer steps. Set a lower "
+                "--trainer.log_every_n_steps to see them within an epoch.",
+                category=PossibleUserWarning,
+            )
 
     def write_due(
         self,

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
-from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import Tensor
 
 from fashion_lightning._compat import optimizer_step_counter
@@ -234,20 +233,6 @@ class TrainingSteps:
         """What the CUDA graph captures: one raw update, with its loss and correct count as device tensors."""
         loss, logits = self._raw_step(images, labels)
         return loss, correct_predictions(logits, labels)
-
-    def check_logging_interval(self) -> None:
-        """Warn when an epoch holds fewer optimizer steps than ``log_every_n_steps`` (no step values within it)."""
-        trainer = self.module.trainer
-        steps_per_batch = getattr(trainer.datamodule, "train_steps_per_batch", 1)  # (set with the training loader)
-        steps = trainer.num_training_batches * steps_per_batch  # (at most: the last batch may hold fewer)
-        every = trainer.log_every_n_steps
-        if trainer.loggers and not trainer.fast_dev_run and steps < every:
-            rank_zero_warn(
-                f"An epoch holds {steps} optimizer steps, fewer than --trainer.log_every_n_steps {every}: "
-                f"train/loss_step and train/acc_step are written every {every} optimizer steps. Set a lower "
-                "--trainer.log_every_n_steps to see them within an epoch.",
-                category=PossibleUserWarning,
-            )
 
     def log_epoch_metrics(self) -> None:
         """Log ``train/loss`` and ``train/acc`` over the epoch (all processes) and reset the sums."""
