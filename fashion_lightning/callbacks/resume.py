@@ -12,51 +12,23 @@
 """
 
 import os
-import random
 import signal
 import subprocess
 from pathlib import Path
 
 import lightning as L
-import numpy as np
-import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from fashion_lightning.atomic import remove_stale_temporaries
 from fashion_lightning.callbacks.last_checkpoint import LastCheckpoint
+from fashion_lightning.rng_state import restore_rng_state, rng_states_of_all_processes
 from fashion_lightning.runs import mark_training_started, resume_flag
 
 RNG_KEY = "fashion_lightning_rng"
 RUN_KEY = "fashion_lightning_run"
 stop_signal: int | None = None  # the signal that stopped the last fit, for the process exit code
-
-
-def collect_rng_state() -> dict[str, torch.Tensor]:
-    """This process's RNG states as tensors (loadable with ``weights_only=True``)."""
-    np_state = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
-        "numpy_rest": torch.tensor([np_state[2], np_state[3]], dtype=torch.int64),
-        "numpy_gauss": torch.tensor(np_state[4], dtype=torch.float64),
-        "python": torch.tensor(random.getstate()[1], dtype=torch.int64),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def restore_rng_state(state: dict[str, torch.Tensor]) -> None:
-    torch.set_rng_state(state["torch"])
-    position, has_gauss = (int(v) for v in state["numpy_rest"])
-    np.random.set_state(
-        ("MT19937", state["numpy_keys"].numpy().astype(np.uint32), position, has_gauss, float(state["numpy_gauss"]))
-    )
-    random.setstate((3, tuple(int(v) for v in state["python"]), None))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
 
 
 class ResumableRun(L.Callback):
@@ -195,10 +167,7 @@ class ResumableRun(L.Callback):
             self._saved = True
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
-        states = [collect_rng_state()]
-        if trainer.world_size > 1:
-            states = _gather_from_all_processes(trainer, states[0])
-        checkpoint[RNG_KEY] = states
+        checkpoint[RNG_KEY] = rng_states_of_all_processes(trainer)
         checkpoint[RUN_KEY] = {"world_size": trainer.world_size, "batch_size": _batch_size(trainer)}
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
@@ -241,13 +210,6 @@ def last_checkpoint_path(trainer: L.Trainer) -> Path | None:
 def _batch_size(trainer: L.Trainer) -> int | None:
     datamodule = trainer.datamodule
     return getattr(getattr(datamodule, "hparams", None), "batch_size", None)
-
-
-def _gather_from_all_processes(trainer: L.Trainer, state: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-    device = trainer.strategy.root_device
-    gathered = {key: trainer.strategy.all_gather(value.to(device)) for key, value in state.items()}
-    # clone(): a row of the gathered tensor is a view, and torch.set_rng_state needs a tensor of its own.
-    return [{key: value[rank].cpu().clone() for key, value in gathered.items()} for rank in range(trainer.world_size)]
 
 
 def requeue_slurm_job() -> None:
