@@ -1,14 +1,8 @@
 """``RunConfigSaver``: the resolved config saved in each run folder, so that it replays the run."""
 
-import torch
-from jsonargparse.typing import register_type
 from lightning.pytorch.cli import SaveConfigCallback
 
 from fashion_lightning import options
-
-# jsonargparse cannot write a torch.device (StochasticWeightAveraging's `device` default): the saved config held
-# "Unable to serialize instance cpu" instead, which it then could not load. Written as "cpu", read back as a device.
-register_type(torch.device, serializer=str, deserializer=torch.device)
 
 
 class RunConfigSaver(SaveConfigCallback):

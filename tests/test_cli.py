@@ -57,14 +57,22 @@ def test_rerun_in_the_same_place_does_not_fail_on_config(fitted):
     assert (run_dir(fitted, 1) / "config.yaml").is_file()
 
 
-def test_a_saved_config_with_a_device_valued_callback_option_replays(fashion):
-    # StochasticWeightAveraging's `device` defaults to torch.device("cpu"), which jsonargparse could not write:
-    # config.yaml held "Unable to serialize instance cpu" and would not load again.
-    swa = ["--trainer.callbacks+=StochasticWeightAveraging", "--trainer.callbacks.swa_lrs=0.01"]
-    cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=1"), *swa])
+@pytest.mark.parametrize(
+    ("flags", "callback", "option", "written"),
+    [
+        # Defaults that jsonargparse could not write, with plain LightningCLI too: a torch.device ("Unable to
+        # serialize instance cpu" in config.yaml, which then did not load) and a str enum (a traceback at once).
+        (["--trainer.callbacks.swa_lrs=0.01"], "StochasticWeightAveraging", "device", "cpu"),
+        (["--trainer.callbacks.duration=00:00:01:00"], "Timer", "interval", "step"),
+    ],
+)
+def test_lightning_callbacks_with_device_or_enum_defaults_run_and_their_saved_config_replays(
+    fashion, flags, callback, option, written
+):
+    cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=1"), f"--trainer.callbacks+={callback}", *flags])
     config = run_dir(fashion) / "config.yaml"
     saved = yaml.safe_load(config.read_text())["trainer"]["callbacks"]
-    assert [c["init_args"]["device"] for c in saved if c["class_path"].endswith("StochasticWeightAveraging")] == ["cpu"]
+    assert [c["init_args"][option] for c in saved if c["class_path"].endswith(f".{callback}")] == [written]
     cli_main(["fit", f"--config={config}"])
     assert (run_dir(fashion, 1) / "checkpoints" / "last.ckpt").is_file()
 
