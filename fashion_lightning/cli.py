@@ -5,7 +5,7 @@ import sys
 
 from lightning import Trainer
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint, ProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -18,10 +18,10 @@ from fashion_lightning.callbacks import (
     PredictionWriter,
     ResumableRun,
     RunSummary,
-    StepProgressBar,
     TensorBoardExtras,
     resume,
 )
+from fashion_lightning.callbacks.arrangement import arrange_callbacks, trainer_kwargs
 from fashion_lightning.checkpointing import AtomicCheckpointIO, check_compatible, load_checkpoint
 from fashion_lightning.datamodule import FashionMNISTDataModule
 from fashion_lightning.errors import FashionLightningError
@@ -149,27 +149,10 @@ class FashionCLI(LightningCLI):
             raise missing from None
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
-        # Lightning's default bar redraws every batch (RichProgressBar when `rich` is installed): ~0.3 ms a redraw.
-        # This one redraws every 320 optimizer steps, several times a second. A bar the user configures, or
-        # --trainer.enable_progress_bar false, is left alone.
-        trainer_config = self.config_init.get(str(self.subcommand), self.config_init).get("trainer") or {}
-        configured = trainer_config.get("callbacks") or []
-        configured = configured if isinstance(configured, list) else [configured]
-        wants_bar = trainer_config.get("enable_progress_bar") is not False
-        if wants_bar and not any(isinstance(callback, ProgressBar) for callback in configured):
-            kwargs["callbacks"] = [*configured, StepProgressBar()]
-        # --trainer.enable_checkpointing false: Lightning refuses it beside a ModelCheckpoint, and this CLI always adds
-        # two (--checkpoint, --last). They are built, then left out, so the run writes no checkpoint.
-        no_checkpoints = trainer_config.get("enable_checkpointing") is False
-        if no_checkpoints and not any(isinstance(callback, Checkpoint) for callback in configured):
-            kwargs["enable_checkpointing"] = True  # (with its callbacks present, Lightning adds none of its own)
-        trainer = super().instantiate_trainer(**kwargs)
-        if no_checkpoints:
-            trainer.callbacks = [cb for cb in trainer.callbacks if not isinstance(cb, Checkpoint)]
-        if self.subcommand != "predict":
-            # Lightning calls every hook of every callback each step (~30 us a callback on a small CPU), so the
-            # prediction writer only joins the runs that predict.
-            trainer.callbacks = [cb for cb in trainer.callbacks if not isinstance(cb, PredictionWriter)]
+        config = self.config_init.get(str(self.subcommand), self.config_init)
+        trainer_config = config.get("trainer") or {}
+        trainer = super().instantiate_trainer(**trainer_kwargs(trainer_config, kwargs))
+        arrange_callbacks(trainer, trainer_config, config.get("checkpoint"), str(self.subcommand))
         return trainer
 
     def after_instantiate_classes(self) -> None:

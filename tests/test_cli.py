@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from lightning.pytorch.callbacks import Checkpoint
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from fashion_lightning.callbacks import StepProgressBar
@@ -75,6 +76,21 @@ def test_lightning_callbacks_with_device_or_enum_defaults_run_and_their_saved_co
     assert [c["init_args"][option] for c in saved if c["class_path"].endswith(f".{callback}")] == [written]
     cli_main(["fit", f"--config={config}"])
     assert (run_dir(fashion, 1) / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_a_checkpoint_callback_added_on_the_command_line_leaves_best_ckpt_the_trainers_checkpoint_callback(
+    fashion, capsys
+):
+    # Lightning's trainer.checkpoint_callback is the first Checkpoint callback, and those given with
+    # --trainer.callbacks came first: the run summary then failed with an AttributeError (no best_model_score).
+    on_exception = ["--trainer.callbacks+=OnExceptionCheckpoint", f"--trainer.callbacks.dirpath={fashion.root / 'x'}"]
+    cli = cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=1"), *on_exception])
+    best = run_dir(fashion) / "checkpoints" / "best.ckpt"
+    assert cli.trainer.checkpoint_callback.best_model_path == str(best)
+    assert f"best checkpoint: {best}" in capsys.readouterr().out
+    is_checkpoint = [isinstance(callback, Checkpoint) for callback in cli.trainer.callbacks]
+    assert is_checkpoint == sorted(is_checkpoint)  # still after every other callback
+    assert sum(is_checkpoint) == 3
 
 
 def test_test_from_best_checkpoint_covers_the_whole_test_set(fitted, capsys):
