@@ -23,6 +23,7 @@ from fashion_lightning.callbacks import (
 )
 from fashion_lightning.callbacks.arrangement import arrange_callbacks, trainer_kwargs
 from fashion_lightning.checkpointing import AtomicCheckpointIO, check_compatible, load_checkpoint
+from fashion_lightning.class_errors import class_error
 from fashion_lightning.datamodule import FashionMNISTDataModule
 from fashion_lightning.errors import FashionLightningError
 from fashion_lightning.lit_module import FashionClassifier
@@ -36,7 +37,6 @@ from fashion_lightning.options import (
     folder_logger_args,
     follow_default_root_dir,
     follow_monitor,
-    missing_package_error,
     runs_root,
     set_run_version,
 )
@@ -143,10 +143,11 @@ class FashionCLI(LightningCLI):
         try:
             super().instantiate_classes()
         except ValueError as err:
-            missing = missing_package_error(err)  # e.g. --trainer.logger WandbLogger without wandb installed
-            if missing is None:
+            # e.g. --trainer.logger WandbLogger without wandb, --trainer.callbacks.mode maxx for EarlyStopping
+            error = class_error(err, str(self.subcommand))
+            if error is None:
                 raise
-            raise missing from None
+            raise error from None
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
         config = self.config_init.get(str(self.subcommand), self.config_init)

@@ -2,7 +2,6 @@
 the flags given on a command line."""
 
 import importlib
-import re
 import sys
 from argparse import ArgumentError
 from pathlib import Path
@@ -211,21 +210,3 @@ def explicit_options(parser, args) -> dict:
         return explicit_flags(sys.argv[1:] if args is None else args)
     finally:
         parser.exit_on_error = exit_on_error
-
-
-def missing_package_error(err: BaseException) -> ConfigurationError | None:
-    """For a class of the config (a logger, a callback, a profiler) whose package is not installed: one paragraph
-    that names both (jsonargparse reports it as a chain of tracebacks); ``None`` for any other error."""
-    chain, cause = [], err
-    while cause is not None and len(chain) < 20:
-        chain.append(cause)
-        cause = cause.__cause__ or cause.__context__
-    missing = next((e for e in chain if isinstance(e, ImportError)), None)
-    if missing is None:
-        return None
-    named = (re.search(r"class_path '([^']+)'", str(e)) for e in chain)
-    class_path = next((m.group(1) for m in named if m), "A class in the config")
-    return ConfigurationError(
-        f"{class_path} cannot be used: {str(missing).strip().rstrip('.')}. Install the package into this environment "
-        f"({sys.prefix}), or choose another class."
-    )

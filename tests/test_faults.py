@@ -377,6 +377,16 @@ def test_damaged_raw_file_with_a_verified_cache_uses_the_cache_and_says_so(fashi
         ("--checkpoint.monitor=train/los", "Did you mean train/loss?"),  # logged at the epoch's end: named by the model
         (["--trainer.callbacks+=EarlyStopping", "--trainer.callbacks.monitor=val/accu"], "Did you mean val/acc?"),
         ("--trainer.barebones=true", "--trainer.barebones"),  # Lightning's ValueError beside the CLI's logger
+        # A Lightning class refusing its own option was jsonargparse's chain of tracebacks (~80 lines), run folder left
+        (
+            [
+                "--trainer.callbacks+=EarlyStopping",
+                "--trainer.callbacks.monitor=val/acc",
+                "--trainer.callbacks.mode=maxx",
+            ],
+            "EarlyStopping refused its options: `mode` can be min, max, got maxx. `fashion-lightning fit "
+            "--trainer.callbacks.help EarlyStopping` lists its options.",
+        ),
     ],
 )
 def test_impossible_values_are_one_paragraph_and_leave_no_run_folder(fashion, capsys, flag, named):
