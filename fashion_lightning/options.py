@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from lightning.pytorch.callbacks import GradientAccumulationScheduler
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from fashion_lightning.errors import ConfigurationError
@@ -20,21 +21,22 @@ def _loggers(config) -> list:
     return (list(logger) or [None]) if isinstance(logger, list | tuple) else [logger]
 
 
-def is_logger_of(logger, *classes: type) -> bool:
-    """Whether a logger entry of the config (``class_path``, ``init_args``) names one of ``classes`` or a subclass."""
-    if not hasattr(logger, "get") or not logger.get("init_args"):
+def is_entry_of(entry, *classes: type) -> bool:
+    """Whether an entry of the config (``class_path``, ``init_args``: a logger, a callback) names one of ``classes``
+    or a subclass."""
+    if not hasattr(entry, "get") or not entry.get("init_args"):
         return False
-    module, _, name = str(logger.get("class_path", "")).rpartition(".")
+    module, _, name = str(entry.get("class_path", "")).rpartition(".")
     try:
-        logger_class = getattr(importlib.import_module(module), name)
+        entry_class = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError):
         return False  # (a class that cannot be imported is reported when it is instantiated)
-    return isinstance(logger_class, type) and issubclass(logger_class, classes)
+    return isinstance(entry_class, type) and issubclass(entry_class, classes)
 
 
 def _is_folder_logger(logger) -> bool:
     """Whether a logger of the config keeps runs in ``<save_dir>/<name>/version_N`` (TensorBoard, CSV, a subclass)."""
-    return is_logger_of(logger, TensorBoardLogger, CSVLogger)
+    return is_entry_of(logger, TensorBoardLogger, CSVLogger)
 
 
 def folder_logger_args(config):
@@ -146,6 +148,14 @@ def check_optimization_options(config) -> None:
         raise ConfigurationError(
             "--trainer.accumulate_grad_batches does not apply here: the training step runs the optimizer itself. "
             f"Use --model.accumulate_grad_batches {trainer.accumulate_grad_batches}."
+        )
+    callbacks = trainer.get("callbacks") or []
+    callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+    if any(is_entry_of(callback, GradientAccumulationScheduler) for callback in callbacks):
+        raise ConfigurationError(
+            "GradientAccumulationScheduler does not apply here: the training step runs the optimizer itself "
+            "(Lightning's manual optimization), where the callback cannot reach. Use --model.accumulate_grad_batches "
+            "N (one value for the whole run)."
         )
     every = config.get("checkpoint") and config.checkpoint.get("every_n_train_steps")
     if every and config.get("data") and config.data.get("steps_per_batch") is None:

@@ -229,7 +229,7 @@ def continue_run(config, subcommand: str, step: int) -> None:
 def keep_csv_metrics(config, run_dir: Path, step: int) -> None:
     """CSVLogger deletes a run's ``metrics.csv`` when it opens the folder again: keep the resumed run's rows."""
     metrics = run_dir / "metrics.csv"
-    is_csv = any(options.is_logger_of(logger, CSVLogger) for logger in options.run_loggers(config))
+    is_csv = any(options.is_entry_of(logger, CSVLogger) for logger in options.run_loggers(config))
     if is_csv and metrics.is_file() and rank_zero_only.rank == 0:
         kept = metrics.with_name(f"metrics.until-step-{step}.csv")
         os.replace(metrics, kept)

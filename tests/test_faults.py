@@ -377,6 +377,10 @@ def test_damaged_raw_file_with_a_verified_cache_uses_the_cache_and_says_so(fashi
         ("--checkpoint.monitor=train/los", "Did you mean train/loss?"),  # logged at the epoch's end: named by the model
         (["--trainer.callbacks+=EarlyStopping", "--trainer.callbacks.monitor=val/accu"], "Did you mean val/acc?"),
         ("--trainer.barebones=true", "--trainer.barebones"),  # Lightning's ValueError beside the CLI's logger
+        (  # Lightning's RuntimeError at the start of training: the module runs its optimizer itself
+            ["--trainer.callbacks+=GradientAccumulationScheduler", '--trainer.callbacks.scheduling={"0": 2}'],
+            "--model.accumulate_grad_batches",
+        ),
         # A Lightning class refusing its own option was jsonargparse's chain of tracebacks (~80 lines), run folder left
         (
             [
