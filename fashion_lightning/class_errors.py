@@ -2,28 +2,33 @@
 
 jsonargparse creates them, and reports a failure as a chain of tracebacks (~80 lines) that ends in "Does not
 validate against any of the Union subtypes". The two failures a user can fix are found in that chain: a package
-that is not installed, and a class that refuses one of its options (``EarlyStopping(mode="maxx")``).
+that is not installed, and a class that refuses one of its options (``EarlyStopping(mode="maxx")``, a Trainer
+whose strategy needs a GPU).
 """
 
 import re
 import sys
 
+from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.profilers import Profiler
 
-from fashion_lightning.errors import ConfigurationError
+from fashion_lightning.errors import ConfigurationError, FashionLightningError
 
 OPTION_OF = ((Callback, "trainer.callbacks"), (Logger, "trainer.logger"), (Profiler, "trainer.profiler"))
 
 
-def class_error(err: BaseException, subcommand: str) -> ConfigurationError | None:
+def class_error(err: BaseException, subcommand: str) -> FashionLightningError | None:
     """One paragraph for a class of the config that could not be created, naming the class and what to do;
     ``None`` when the chain of ``err`` holds neither a missing package nor a constructor's own error."""
     chain, cause = [], err
     while cause is not None and len(chain) < 20:
         chain.append(cause)
         cause = cause.__cause__ or cause.__context__
+    own = next((e for e in chain if isinstance(e, FashionLightningError)), None)
+    if own is not None:  # already one paragraph (the model's and the data module's checks)
+        return own
     missing = next((e for e in chain if isinstance(e, ImportError)), None)
     refused = next((e for e in reversed(chain) if _constructor_of(e) is not None), None)
     if missing is None and refused is None:
@@ -35,9 +40,12 @@ def class_error(err: BaseException, subcommand: str) -> ConfigurationError | Non
             f"{name} cannot be used: {str(missing).strip().rstrip('.')}. Install the package into this environment "
             f"({sys.prefix}), or choose another class."
         )
+    reason = str(refused).strip().rstrip(".")
+    if issubclass(cls, Trainer):  # (its own checks, such as a strategy that needs a GPU)
+        return ConfigurationError(f"--trainer: {reason}. `fashion-lightning {subcommand} --help` lists its options.")
     option = next((option for base, option in OPTION_OF if issubclass(cls, base)), None)
     listing = f" `fashion-lightning {subcommand} --{option}.help {cls.__name__}` lists its options." if option else ""
-    return ConfigurationError(f"{name} refused its options: {str(refused).strip().rstrip('.')}.{listing}")
+    return ConfigurationError(f"{name} refused its options: {reason}.{listing}")
 
 
 def _class_path(chain: list[BaseException], cls: type | None) -> str:
@@ -49,12 +57,14 @@ def _class_path(chain: list[BaseException], cls: type | None) -> str:
 
 
 def _constructor_of(err: BaseException | None) -> type | None:
-    """The class whose ``__init__`` raised ``err`` (its innermost such frame), if one did."""
+    """The public class whose ``__init__`` raised ``err`` (the innermost such frame: the Trainer, not its private
+    helpers), if one did."""
     frames, tb = [], err.__traceback__ if err is not None else None
     while tb is not None:
         frames.append(tb.tb_frame)
         tb = tb.tb_next
     for frame in reversed(frames):
-        if frame.f_code.co_name == "__init__" and "self" in frame.f_locals:
-            return type(frame.f_locals["self"])
+        cls = type(frame.f_locals.get("self")) if frame.f_code.co_name == "__init__" else None
+        if cls is not None and cls is not type(None) and not cls.__name__.startswith("_"):
+            return cls
     return None

@@ -142,7 +142,7 @@ class FashionCLI(LightningCLI):
     def instantiate_classes(self) -> None:
         try:
             super().instantiate_classes()
-        except ValueError as err:
+        except (ValueError, ImportError) as err:
             # e.g. --trainer.logger WandbLogger without wandb, --trainer.callbacks.mode maxx for EarlyStopping
             error = class_error(err, str(self.subcommand))
             if error is None:

@@ -377,6 +377,7 @@ def test_damaged_raw_file_with_a_verified_cache_uses_the_cache_and_says_so(fashi
         ("--checkpoint.monitor=train/los", "Did you mean train/loss?"),  # logged at the epoch's end: named by the model
         (["--trainer.callbacks+=EarlyStopping", "--trainer.callbacks.monitor=val/accu"], "Did you mean val/acc?"),
         ("--trainer.barebones=true", "--trainer.barebones"),  # Lightning's ValueError beside the CLI's logger
+        ("--trainer.num_nodes=0", "--trainer: `num_nodes` must be a positive integer"),  # was a ValueError traceback
         (  # Lightning's RuntimeError at the start of training: the module runs its optimizer itself
             ["--trainer.callbacks+=GradientAccumulationScheduler", '--trainer.callbacks.scheduling={"0": 2}'],
             "--model.accumulate_grad_batches",
@@ -412,6 +413,17 @@ def test_asking_for_a_gpu_on_a_machine_without_one_says_what_to_do(fashion, caps
     err = capsys.readouterr().err
     assert f"--trainer.accelerator {accelerator}: this machine has no CUDA GPU" in err
     assert "--trainer.accelerator cpu" in err
+    assert run_folders(fashion.logs) == []
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch_xla") is not None, reason="needs torch_xla absent")
+def test_an_accelerator_whose_package_is_missing_is_one_paragraph_and_leaves_no_run_folder(fashion, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", *cli_args(fashion), "--trainer.accelerator=tpu"])  # was a ModuleNotFoundError traceback
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: lightning.pytorch.accelerators.xla.XLAAccelerator cannot be used: Requirement")
+    assert len(err.strip().splitlines()) == 1
     assert run_folders(fashion.logs) == []
 
 
