@@ -1,4 +1,5 @@
-"""Values of Lightning's own classes that jsonargparse cannot write into YAML, made writable (imported by the CLI).
+"""Values of Lightning's own classes that jsonargparse cannot write into YAML or reads wrong, fixed (imported by the
+CLI).
 
 jsonargparse writes each option to YAML: to save ``config.yaml``, for ``--print_config``, and also while parsing a
 callback given on the command line (its arguments go through YAML once). Two defaults of Lightning's callbacks
@@ -8,13 +9,24 @@ were not writable, with plain ``LightningCLI`` too:
   serialize instance cpu", which it then could not load. Now written as ``cpu`` and read back as a device.
 - an enum that is a ``str`` (``Timer(interval=Interval.step)``): ``--trainer.callbacks+=Timer`` stopped with a
   traceback ("cannot represent an object"). Now written as its value, ``step``, which the callback accepts.
+
+And one type was read wrong: ``--trainer.limit_train_batches 1`` (one batch, as Lightning documents for an int)
+became 1.0, all the batches. The Trainer annotates ``Optional[Union[int, float]]``, but typing's cache treats that as
+equal to the ``Optional[Union[float, int]]`` that ``lightning/fabric/fabric.py`` built first and returns that object,
+float first, which jsonargparse tries first. The four ``limit_*_batches`` get ``Union[int, float, None]`` (int
+first), built here without the cache's help.
 """
 
 import enum
+from typing import Union
 
 import torch
 import yaml
 from jsonargparse.typing import register_type
+from lightning.pytorch import Trainer
+
+for _name in ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches"):
+    Trainer.__init__.__annotations__[_name] = Union[int, float, None]  # noqa: UP007 (X | Y builds no typing.Union)
 
 register_type(torch.device, serializer=str, deserializer=torch.device)
 

@@ -93,6 +93,16 @@ def test_a_checkpoint_callback_added_on_the_command_line_leaves_best_ckpt_the_tr
     assert sum(is_checkpoint) == 3
 
 
+def test_a_limit_of_one_batch_is_one_batch_not_all_of_them(fashion):
+    # Lightning reads an int as a number of batches and a float as a fraction; typing's cache handed the Trainer's
+    # Optional[Union[int, float]] the float-first object fabric.py built, so jsonargparse read "1" as 1.0 (100%).
+    cli = cli_main(["fit", *cli_args(fashion, "--trainer.limit_train_batches=1", "--trainer.max_epochs=1")])
+    assert cli.trainer.global_step == 1  # (8 steps of 32 images without the limit)
+    for stage in ("val", "test", "predict"):
+        cli = build_cli([*cli_args(fashion), f"--trainer.limit_{stage}_batches=1"], run=False)
+        assert repr(getattr(cli.trainer, f"limit_{stage}_batches")) == "1"
+
+
 def test_test_from_best_checkpoint_covers_the_whole_test_set(fitted, capsys):
     best = run_dir(fitted) / "checkpoints" / "best.ckpt"
     cli = cli_main(["test", *cli_args(fitted, f"--ckpt_path={best}")])

@@ -377,7 +377,8 @@ def test_damaged_raw_file_with_a_verified_cache_uses_the_cache_and_says_so(fashi
         ("--checkpoint.monitor=train/los", "Did you mean train/loss?"),  # logged at the epoch's end: named by the model
         (["--trainer.callbacks+=EarlyStopping", "--trainer.callbacks.monitor=val/accu"], "Did you mean val/acc?"),
         ("--trainer.barebones=true", "--trainer.barebones"),  # Lightning's ValueError beside the CLI's logger
-        ("--trainer.min_epochs=6", "--trainer.min_epochs 6 is more than --trainer.max_epochs 5"),  # (silent in Lightning)
+        # Lightning stops at max_epochs without a word
+        ("--trainer.min_epochs=6", "--trainer.min_epochs 6 is more than --trainer.max_epochs 5"),
         ("--trainer.num_nodes=0", "--trainer: `num_nodes` must be a positive integer"),  # was a ValueError traceback
         (  # Lightning's RuntimeError at the start of training: the module runs its optimizer itself
             ["--trainer.callbacks+=GradientAccumulationScheduler", '--trainer.callbacks.scheduling={"0": 2}'],
