@@ -1,4 +1,5 @@
-"""Errors of the classes a config names (loggers, callbacks, profilers) as one paragraph each.
+"""Errors of the classes a config creates (the Trainer, its loggers, callbacks, profilers, accelerators) as one
+paragraph each.
 
 jsonargparse creates them, and reports a failure as a chain of tracebacks (~80 lines) that ends in "Does not
 validate against any of the Union subtypes". The two failures a user can fix are found in that chain: a package

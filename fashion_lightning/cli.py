@@ -10,7 +10,7 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCL
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from fashion_lightning import config_types  # noqa: F401 (makes Lightning's device and enum defaults writable)
+from fashion_lightning import config_types  # noqa: F401 (how jsonargparse writes and reads some Lightning options)
 from fashion_lightning.callbacks import (
     EpochTimer,
     FiniteLossGuard,

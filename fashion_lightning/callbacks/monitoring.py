@@ -197,17 +197,15 @@ def unlogged_key(trainer, pl_module, key: str) -> str | None:
     (``val/accuracy``, ``val_loss``, ``train/los``) that it does not log, what it logs and the closest; ``None`` for
     a logged key or one outside both (a callback's own, ``lr-SGD``: logged later, by whom is not known here)."""
     if key.startswith("val"):
-        stage, logged = (
-            "validation",
-            set(trainer.callback_metrics) | set(getattr(pl_module, "LOGGED_AFTER_TRAINING", ())),
-        )
+        stage, namespace = "validation", "val/"
+        logged = set(trainer.callback_metrics) | set(getattr(pl_module, "LOGGED_AFTER_TRAINING", ()))
     elif key.startswith("train") and hasattr(pl_module, "LOGGED_BY_TRAINING"):
-        stage, logged = "training", set(pl_module.LOGGED_BY_TRAINING)  # not logged yet: the module names them
+        stage, namespace = "training", "train/"
+        logged = set(pl_module.LOGGED_BY_TRAINING)  # not logged yet: the module names them
     else:
         return None
     if key in logged:
         return None
-    namespace = "val/" if stage == "validation" else "train/"
     stage_keys = sorted(k for k in logged if k.startswith(namespace))
     close = difflib.get_close_matches(key, stage_keys, n=1, cutoff=0.6)
     return (
