@@ -54,6 +54,18 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     atomic_write_bytes(path, buffer.getbuffer())
 
 
+def temporary_path(path: str | os.PathLike) -> Path:
+    """A temporary name beside ``path`` for a file to be renamed into place later (``rename_into_place``)."""
+    path = Path(path)
+    return path.with_name(f"{TEMP_PREFIX}{os.getpid()}-{path.name}.part")
+
+
+def rename_into_place(temporary: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Rename a finished ``temporary`` over ``path`` atomically and durably."""
+    os.replace(temporary, path)
+    _fsync_directory(Path(path).parent)
+
+
 def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
     """Delete temporary files left in ``directory`` by a process killed mid-write; return what was removed."""
     directory = Path(directory)

@@ -155,6 +155,11 @@ class FashionClassifier(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.upgrade_checkpoint(checkpoint)
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # The step values held back for the host (StepLog) go to the loggers before a checkpoint of their steps:
+        # a resume from it never logs those steps again.
+        self.steps.step_log.flush()
+
     def forward(self, images: Tensor) -> Tensor:
         return self.net(images)
 

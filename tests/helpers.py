@@ -9,6 +9,7 @@ import zlib
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.loggers import Logger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -17,6 +18,7 @@ from fashion_lightning.tiny_fashion import TEST_COUNT, TRAIN_COUNT
 __all__ = [
     "CtrlCInSetup",
     "SignalInEpochOne",
+    "SigkillAfterLastCheckpoint",
     "VersionedElsewhere",
     "TEST_COUNT",
     "TRAIN_COUNT",
@@ -125,6 +127,27 @@ class SignalInEpochOne(L.Callback):
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         if self.in_validation and trainer.current_epoch == 1 and batch_idx == 0 and not trainer.sanity_checking:
             os.kill(os.getpid(), self.signum)
+
+
+class SigkillAfterLastCheckpoint(Checkpoint):
+    """SIGKILL in epoch 1 right after the checkpoint callbacks' ``on_train_batch_end`` of batch ``batch_idx`` (where
+    ``--last.every_n_train_steps`` writes last.ckpt), or with -1 right after their ``on_train_epoch_end`` (where
+    last.ckpt was written at the epoch's end), before Lightning writes the epoch's training values."""
+
+    def __init__(self, batch_idx: int = -1) -> None:
+        self.batch_idx = batch_idx
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        # Last among the callbacks, so after LastCheckpoint (a new list: Lightning is iterating the old one).
+        trainer.callbacks = [callback for callback in trainer.callbacks if callback is not self] + [self]
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if trainer.current_epoch == 1 and batch_idx == self.batch_idx:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == 1 and self.batch_idx == -1:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 class CtrlCInSetup(L.Callback):

@@ -46,6 +46,20 @@ def test_kill_9_at_random_moments_then_resume_gives_the_same_weights(fashion, re
     assert len(steps) == len(set(steps)) == 12  # one point per epoch: no duplicates, no gaps
 
 
+@pytest.mark.parametrize("batch_idx", [-1, 1], ids=["at-the-epochs-end", "mid-epoch"])
+def test_a_kill_right_after_last_ckpt_is_written_leaves_no_gap_in_the_curves(fashion, batch_idx):
+    logs = fashion.root / "killed"
+    # Every step logged and checkpointed: the kill comes right after last.ckpt is written, and each value must be
+    # on disk by then (a resume from that file never logs its steps again).
+    command = fit_command(fashion, logs, "--trainer.max_epochs=3", "--trainer.log_every_n_steps=1")
+    killer = ["--trainer.callbacks+=tests.helpers.SigkillAfterLastCheckpoint", f"--trainer.callbacks.{batch_idx=}"]
+    killed = subprocess.run(command + killer, capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    subprocess.run([*command, "--ckpt_path=last"], check=True, capture_output=True)
+    assert scalar_steps(logs, "train/loss") == [8, 16, 24]  # one point per epoch
+    assert scalar_steps(logs, "train/loss_step") == list(range(1, 25))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGTERM, 143), (signal.SIGUSR1, 138)])
 def test_signal_saves_a_checkpoint_exits_nonzero_and_resumes_exactly(fashion, reference, signum, exit_code):

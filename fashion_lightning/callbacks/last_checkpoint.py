@@ -1,8 +1,12 @@
 """``LastCheckpoint``: the one writer of ``last.ckpt`` (every epoch, optionally every n steps)."""
 
+import contextlib
 from pathlib import Path
 
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from fashion_lightning.atomic import rename_into_place, temporary_path
 
 
 class LastCheckpoint(Checkpoint):
@@ -10,6 +14,11 @@ class LastCheckpoint(Checkpoint):
 
     Lightning's ``ModelCheckpoint(save_top_k=0, save_last=True)`` writes nothing at epoch ends, so "last" is
     this small callback. ``fashion-lightning fit --ckpt_path last`` resumes from its file.
+
+    A file becomes ``last.ckpt`` only once the values logged for the steps it holds are on disk: a resume from it
+    drops what was logged after its step and never logs its own steps again, so a kill in between would leave a
+    gap in the curves. The epoch's file is written beside it after validation and renamed when the next epoch
+    starts (or training ends), since Lightning writes the epoch's training values after this callback's hook.
 
     Args:
         every_n_train_steps: Also write ``last.ckpt`` every n optimizer steps inside an epoch, so a killed run
@@ -24,6 +33,7 @@ class LastCheckpoint(Checkpoint):
         self.dirpath = dirpath
         self._resolved_dir: Path | None = None
         self._saved_step = 0
+        self._waiting = False  # a file written beside last.ckpt waits to be renamed into place
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if self.dirpath:
@@ -55,10 +65,38 @@ class LastCheckpoint(Checkpoint):
             self.save(trainer)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self.save(trainer)  # validation of this epoch has run and logged by now
+        self.save(trainer, now=False)  # validation of this epoch has run and logged by now
 
-    def save(self, trainer) -> None:
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._rename_into_place(trainer)  # (the previous epoch's training values were logged in between)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._rename_into_place(trainer)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        with contextlib.suppress(OSError):  # (the exception being handled says more than a failed rename)
+            self._rename_into_place(trainer)  # a finished epoch's file is worth more than the gap it may leave
+
+    def save(self, trainer, now: bool = True) -> bool:
+        """Write the trainer's state (not in ``fast_dev_run`` or the sanity check: ``False``); it becomes
+        ``last.ckpt`` at once (``now``) or when the next epoch starts or training ends."""
         if trainer.fast_dev_run or trainer.sanity_checking:
-            return
-        trainer.save_checkpoint(self.path(), weights_only=False)
+            return False
+        # The module's on_save_checkpoint hands the step values it holds back to the loggers (StepLog).
+        trainer.save_checkpoint(temporary_path(self.path()), weights_only=False)
         self._saved_step = trainer.global_step
+        self._waiting = True
+        if now:
+            self._rename_into_place(trainer)
+        return True
+
+    def _rename_into_place(self, trainer) -> None:
+        if not self._waiting:
+            return
+        self._waiting = False
+        for logger in trainer.loggers:
+            logger.save()  # (CSVLogger writes its rows here)
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.flush()  # (its events are written by a thread: wait for it)
+        if trainer.is_global_zero:  # (the process that wrote the file)
+            rename_into_place(temporary_path(self.path()), self.path())
