@@ -139,6 +139,13 @@ def check_run_options(config) -> None:
             "this project writes (after every epoch, and every n steps with --last.every_n_train_steps N). Remove "
             "checkpoint.save_last from the command or config file; last.ckpt is always written."
         )
+    for logger in _loggers(config):
+        every = logger.init_args.get("flush_logs_every_n_steps") if is_entry_of(logger, CSVLogger) else None
+        if every is not None and every < 1:  # (Lightning divides by it when it logs: a ZeroDivisionError in fit)
+            raise ConfigurationError(
+                f"--trainer.logger CSVLogger: flush_logs_every_n_steps must be at least 1 (metrics.csv is written "
+                f"every that many logged steps), got {every}."
+            )
 
 
 def check_optimization_options(config) -> None:

@@ -380,6 +380,10 @@ def test_damaged_raw_file_with_a_verified_cache_uses_the_cache_and_says_so(fashi
         # Lightning stops at max_epochs without a word
         ("--trainer.min_epochs=6", "--trainer.min_epochs 6 is more than --trainer.max_epochs 5"),
         ("--trainer.num_nodes=0", "--trainer: `num_nodes` must be a positive integer"),  # was a ValueError traceback
+        (  # Lightning's ZeroDivisionError during training
+            ["--trainer.logger=CSVLogger", "--trainer.logger.flush_logs_every_n_steps=0"],
+            "--trainer.logger CSVLogger: flush_logs_every_n_steps must be at least 1",
+        ),
         (  # Lightning's RuntimeError at the start of training: the module runs its optimizer itself
             ["--trainer.callbacks+=GradientAccumulationScheduler", '--trainer.callbacks.scheduling={"0": 2}'],
             "--model.accumulate_grad_batches",
