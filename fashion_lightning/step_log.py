@@ -22,8 +22,9 @@ class StepLog:
     whole result record to the device on every call), as much as the rest of the group's bookkeeping.
 
     Values are read a group late: on a GPU, reading a loss at once would wait for the steps queued before it, so a
-    group's values travel as a ``HostCopy`` and are written once a later group finds them on the host, or at the
-    epoch's end (``flush``). A run stopped by an error or a signal may leave its last group's values unwritten.
+    group's values travel as a ``HostCopy`` and are written once a later group finds them on the host, at the
+    epoch's end, or before a checkpoint (``flush``), which a resume continues from. A run stopped by an error may
+    leave the values of its steps after the last checkpoint unwritten; a resume runs those steps again.
 
     Args:
         module: The ``FashionClassifier`` whose trainer counts the steps.

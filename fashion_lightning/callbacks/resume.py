@@ -162,10 +162,9 @@ class ResumableRun(L.Callback):
 
     def _save_last(self, trainer: L.Trainer) -> None:
         last = [callback for callback in trainer.checkpoint_callbacks if isinstance(callback, LastCheckpoint)]
-        path = last_checkpoint_path(trainer)
         if last:
             self._saved = last[0].save(trainer)  # (in place of an epoch's file still waiting to be renamed)
-        elif path is not None:
+        elif (path := last_checkpoint_path(trainer)) is not None:
             trainer.save_checkpoint(path, weights_only=False)
             self._saved = True
 
