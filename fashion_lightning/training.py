@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelPruning
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
@@ -62,6 +63,9 @@ def graph_unavailable(module) -> str | None:
         return f"the model is on the {module.device.type.upper()}, not on a CUDA device"
     if module.hparams.compile:
         return "the network is compiled (--model.compile)"
+    if any(isinstance(callback, ModelPruning) for callback in module.trainer.callbacks):
+        # Pruning puts masks (new tensors at each pruning) in the layers' forward pre-hooks; a replay runs no hooks.
+        return "ModelPruning changes the network's layers between epochs, and a replayed graph would not follow"
     return lightning_steps_needed(module)
 
 

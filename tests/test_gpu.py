@@ -176,11 +176,15 @@ def test_training_batches_never_wait_for_the_gpu(fashion):
 
 @pytest.mark.parametrize(
     ("flag", "reason"),
-    [("--trainer.precision=16-mixed", "precision 16-mixed"), ("--model.accumulate_grad_batches=2", "accumulate")],
+    [
+        ("--trainer.precision=16-mixed", "precision 16-mixed"),
+        ("--model.accumulate_grad_batches=2", "accumulate"),
+        ("--trainer.callbacks+=ModelPruning --trainer.callbacks.pruning_fn=l1_unstructured", "ModelPruning"),
+    ],
 )
 def test_graph_falls_back_to_eager_steps_saying_why(fashion, flag, reason):
     with pytest.warns(UserWarning, match=f"runs eagerly, not as a CUDA graph: {reason}"):
-        cli, _ = gpu_run(fashion, "fallback", "--model.cuda_graph=on", "--trainer.max_epochs=1", flag)
+        cli, _ = gpu_run(fashion, "fallback", "--model.cuda_graph=on", "--trainer.max_epochs=1", *flag.split())
     assert cli.model.steps.captured is None
     assert cli.trainer.global_step == (8 if "accumulate" not in flag else 4)
 

@@ -206,6 +206,24 @@ def test_graph_mode_bookkeeping_under_lightning_on_cpu(fashion, monkeypatch):
     assert graph.model.latest_step_values == eager.model.latest_step_values
 
 
+def test_model_pruning_keeps_the_steps_eager_saying_why(fashion):
+    """A replayed CUDA graph would keep the masks of its capture: with ModelPruning the steps stay eager."""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import ModelPruning
+
+    from fashion_lightning.training import graph_unavailable
+
+    trainer = SimpleNamespace(callbacks=[ModelPruning("l1_unstructured")])
+    on_a_gpu = SimpleNamespace(device=torch.device("cuda"), hparams=SimpleNamespace(compile=False), trainer=trainer)
+    assert graph_unavailable(on_a_gpu).startswith("ModelPruning changes the network's layers between epochs")
+    # Eager steps prune as asked: half of what is left at each epoch's end (here, on a CPU).
+    pruning = ["--trainer.callbacks+=ModelPruning", "--trainer.callbacks.pruning_fn=l1_unstructured"]
+    cli, _ = fit_run(fashion, "pruned", "--trainer.max_epochs=2", *pruning)
+    values = torch.cat([parameter.flatten() for parameter in cli.model.net.parameters()])
+    assert float((values == 0).float().mean()) == pytest.approx(0.75, abs=1e-4)
+
+
 def test_callbacks_hooked_around_the_update_run_every_step_and_change_nothing(fashion):
     """Steps skip Lightning's optimizer and backward hooks only when nobody overrides them; both ways train, count
     and log the same."""
