@@ -161,9 +161,9 @@ class ResumableRun(L.Callback):
             requeue_slurm_job()
 
     def _save_last(self, trainer: L.Trainer) -> None:
-        last = [callback for callback in trainer.checkpoint_callbacks if isinstance(callback, LastCheckpoint)]
-        if last:
-            self._saved = last[0].save(trainer)  # (in place of an epoch's file still waiting to be renamed)
+        last = _last_checkpoint_callback(trainer)
+        if last is not None:
+            self._saved = last.save(trainer)  # (in place of an epoch's file still waiting to be renamed)
         elif (path := last_checkpoint_path(trainer)) is not None:
             trainer.save_checkpoint(path, weights_only=False)
             self._saved = True
@@ -200,13 +200,17 @@ class ResumableRun(L.Callback):
 
 def last_checkpoint_path(trainer: L.Trainer) -> Path | None:
     """Where the run's ``last.ckpt`` goes (from its ``LastCheckpoint`` or ``ModelCheckpoint`` callback)."""
-    for callback in trainer.checkpoint_callbacks:
-        if isinstance(callback, LastCheckpoint):
-            return callback.path()
+    last = _last_checkpoint_callback(trainer)
+    if last is not None:
+        return last.path()
     for callback in trainer.checkpoint_callbacks:
         if isinstance(callback, ModelCheckpoint) and callback.dirpath:
             return Path(callback.dirpath) / LastCheckpoint.FILE_NAME
     return None
+
+
+def _last_checkpoint_callback(trainer: L.Trainer) -> LastCheckpoint | None:
+    return next((cb for cb in trainer.checkpoint_callbacks if isinstance(cb, LastCheckpoint)), None)
 
 
 def _batch_size(trainer: L.Trainer) -> int | None:
