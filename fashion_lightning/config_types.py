@@ -10,6 +10,13 @@ were not writable, with plain ``LightningCLI`` too:
 - an enum that is a ``str`` (``Timer(interval=Interval.step)``): ``--trainer.callbacks+=Timer`` stopped with a
   traceback ("cannot represent an object"). Now written as its value, ``step``, which the callback accepts.
 
+- a pruning function's name (``ModelPruning(pruning_fn="l1_unstructured")``, annotated ``Union[Callable, str]``):
+  jsonargparse wrote the str with the Callable's import-path writer, which returns "Unable to serialize instance
+  l1_unstructured" rather than failing, so the saved config did not replay. From a command line or a config file only a
+  name can work (a function is refused by ``ModelPruning``, and jsonargparse would instantiate a ``BasePruningMethod``
+  class that the callback wants uninstantiated), so ``pruning_fn`` is read as a ``str`` here; anything else gets
+  ``ModelPruning``'s own one-paragraph refusal listing the names.
+
 And one type was read wrong: ``--trainer.limit_train_batches 1`` (one batch, as Lightning documents for an int)
 became 1.0, all the batches. The Trainer annotates ``Optional[Union[int, float]]``, but typing's cache treats that as
 equal to the ``Optional[Union[float, int]]`` that ``lightning/fabric/fabric.py`` built first and returns that object,
@@ -24,9 +31,12 @@ import torch
 import yaml
 from jsonargparse.typing import register_type
 from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelPruning
 
 for _name in ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches"):
     Trainer.__init__.__annotations__[_name] = Union[int, float, None]  # noqa: UP007 (X | Y builds no typing.Union)
+
+ModelPruning.__init__.__annotations__["pruning_fn"] = str
 
 register_type(torch.device, serializer=str, deserializer=torch.device)
 

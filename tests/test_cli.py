@@ -61,13 +61,15 @@ def test_rerun_in_the_same_place_does_not_fail_on_config(fitted):
 @pytest.mark.parametrize(
     ("flags", "callback", "option", "written"),
     [
-        # Defaults that jsonargparse could not write, with plain LightningCLI too: a torch.device ("Unable to
-        # serialize instance cpu" in config.yaml, which then did not load) and a str enum (a traceback at once).
+        # Values that jsonargparse could not write, with plain LightningCLI too: a torch.device ("Unable to
+        # serialize instance cpu" in config.yaml, which then did not load), a str enum (a traceback at once) and a
+        # str given to a Union[Callable, str] ("Unable to serialize instance l1_unstructured").
         (["--trainer.callbacks.swa_lrs=0.01"], "StochasticWeightAveraging", "device", "cpu"),
         (["--trainer.callbacks.duration=00:00:01:00"], "Timer", "interval", "step"),
+        (["--trainer.callbacks.pruning_fn=l1_unstructured"], "ModelPruning", "pruning_fn", "l1_unstructured"),
     ],
 )
-def test_lightning_callbacks_with_device_or_enum_defaults_run_and_their_saved_config_replays(
+def test_lightning_callbacks_with_values_jsonargparse_could_not_write_run_and_their_saved_config_replays(
     fashion, flags, callback, option, written
 ):
     cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=1"), f"--trainer.callbacks+={callback}", *flags])
