@@ -19,7 +19,7 @@ from torch import Tensor
 
 from fashion_lightning._compat import optimizer_step_counter
 from fashion_lightning.compiled import compile_failures_explained, compile_network
-from fashion_lightning.cuda_graph import CapturedSteps, make_capturable
+from fashion_lightning.cuda_graph import CapturedSteps
 from fashion_lightning.step_log import StepLog
 
 log = logging.getLogger(__name__)
@@ -96,12 +96,11 @@ class TrainingSteps:
         self.through_lightning: str | None = None  # why the steps go through Lightning's optimizer, if they do
         self.step_log = StepLog(module)
         self._accumulated = 0
-        self._capturable = False
 
     def configure(self, optimizer: torch.optim.Optimizer) -> None:
         """Choose how this fit's steps run (``optimizer`` is the one handed to Lightning)."""
         hp = self.module.hparams
-        self.optimizer, self.captured, self._capturable = optimizer, None, False
+        self.optimizer, self.captured = optimizer, None
         self.step_log = StepLog(self.module)  # nothing left over from an interrupted fit
         self.net = compile_network(self.module.net) if hp.compile else self.module.net
         self.through_lightning = lightning_steps_needed(self.module)
@@ -109,7 +108,7 @@ class TrainingSteps:
             return
         reason = graph_unavailable(self.module)
         if reason is None:
-            self.captured = CapturedSteps(self._graph_step, optimizer)
+            self.captured = CapturedSteps(self._graph_step, optimizer, self.module.device)
             return
         message = f"The training step runs eagerly, not as a CUDA graph: {reason}."
         if hp.cuda_graph == "on":
@@ -131,9 +130,6 @@ class TrainingSteps:
         return losses
 
     def _replayed(self, batches) -> tuple[Tensor, Tensor]:
-        if not self._capturable:
-            make_capturable(self.optimizer, self.module.device)
-            self._capturable = True
         self.step_log.start_group()
         losses, correct = self.captured.run(batches)  # (K,) each, on the device
         optimizer_step_counter(self.module.trainer)(len(batches))

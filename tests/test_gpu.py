@@ -102,6 +102,21 @@ def test_graph_step_equals_the_eager_step(fashion, recipe):
     assert graph_acc == pytest.approx(eager_acc, abs=0.01)
 
 
+def test_a_learning_rate_search_before_the_fit_leaves_graph_steps_equal_to_eager_ones(fashion):
+    # LearningRateFinder takes 20 single steps (its rate captured anew at each), then restores the optimizer from its
+    # checkpoint: new momentum buffers, none yet. A graph kept from the search, or captured while they are created,
+    # would step with stale or ever-new buffers; the graph warms up and captures again (epochs 1-3, 8 steps each).
+    flags = ["--trainer.max_epochs=6", "--model.momentum=0.9", "--trainer.callbacks+=LearningRateFinder"]
+    flags += ["--trainer.callbacks.num_training_steps=20", "--trainer.callbacks.update_attr=false"]
+    graph, graph_logs = gpu_run(fashion, "graph", *flags)
+    eager, eager_logs = gpu_run(fashion, "eager", *flags, "--model.cuda_graph=off")
+    assert graph.model.steps.captured.replays >= 2
+    assert graph.trainer.global_step == eager.trainer.global_step == 48
+    expected = weights(last_ckpt(eager_logs))
+    for name, value in weights(last_ckpt(graph_logs)).items():
+        assert torch.allclose(value, expected[name], atol=1e-5), name
+
+
 def test_graph_steps_equal_the_seeds_loop(fashion):
     seed_config = Path(__file__).parents[1] / "configs" / "seed.yaml"
     steps = 24  # 3 epochs of 8: groups of 4 are warmed up in epoch 1 and replayed in epochs 2 and 3

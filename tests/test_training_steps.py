@@ -179,7 +179,21 @@ def test_graph_mode_bookkeeping_under_lightning_on_cpu(fashion, monkeypatch):
     from fashion_lightning.cuda_graph import CapturedSteps
 
     class EagerCapturedSteps(CapturedSteps):
-        def run(self, batches):
+        """The real planning (warm-ups, captures, replays), with every group run eagerly."""
+
+        plans: list[str] = []
+
+        def plan(self, batches):
+            self.plans.append(super().plan(batches))
+            return self.plans[-1]
+
+        def _eager(self, batches, side_stream=False):
+            return super()._eager(batches)
+
+        def _capture(self, batches):
+            self.graph, self._lrs = "captured", self._current_lrs()
+
+        def _replay(self, batches):
             self.replays += 1
             return self._eager(batches)
 
@@ -191,7 +205,9 @@ def test_graph_mode_bookkeeping_under_lightning_on_cpu(fashion, monkeypatch):
         graph, graph_logs = fit_run(fashion, "graph", *common, "--model.cuda_graph=on")
     eager, eager_logs = fit_run(fashion, "eager", *common)
     assert type(graph.trainer.optimizers[0]) is torch.optim.SGD  # the real one: schedulers and checkpoints see it
-    assert graph.model.steps.captured.replays == 6
+    # Groups of 3, 3 and 2 steps an epoch: two warm-ups, then a capture at the new learning rate of epoch 2.
+    assert EagerCapturedSteps.plans == ["warm-up", "warm-up", "eager", "capture", "replay", "eager"]
+    assert graph.model.steps.captured.replays == 2
     assert graph.trainer.global_step == eager.trainer.global_step == 2 * STEPS_PER_EPOCH
     assert graph.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(1e-3 * 0.1**2)
     a, b = weights(last_ckpt(graph_logs)), weights(last_ckpt(eager_logs))

@@ -1,0 +1,82 @@
+"""When ``CapturedSteps`` warms up, captures, replays or runs a group eagerly: its planning, checked on the CPU."""
+
+import copy
+
+import torch
+
+from fashion_lightning.cuda_graph import CapturedSteps
+
+
+class PlannedOnly(CapturedSteps):
+    """The real planning, with every group run eagerly; a capture only records what a real one would."""
+
+    def plan(self, batches):
+        self.seen.append(super().plan(batches))
+        return self.seen[-1]
+
+    def _eager(self, batches, side_stream=False):
+        return super()._eager(batches)
+
+    def _capture(self, batches):
+        self.graph, self._lrs = "captured", self._current_lrs()
+
+    def _replay(self, batches):
+        return self._eager(batches)
+
+
+def make_steps(momentum: float) -> tuple[PlannedOnly, torch.optim.Optimizer]:
+    net = torch.nn.Linear(4, 3)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=momentum)
+
+    def step(images, labels):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(net(images), labels)
+        loss.backward()
+        optimizer.step()
+        return loss.detach(), loss.detach()
+
+    return PlannedOnly(step, optimizer, torch.device("cpu")), optimizer
+
+
+def group(steps: int, batch: int, last: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    sizes = [batch] * (steps - 1) + [batch if last is None else last]
+    return [(torch.randn(size, 4), torch.randint(0, 3, (size,))) for size in sizes]
+
+
+def plans(captured: PlannedOnly, *groups) -> list[str]:
+    captured.seen = []
+    for batches in groups:
+        captured.run(batches)
+    return captured.seen
+
+
+def test_two_warm_ups_then_one_capture_then_replays_and_shorter_groups_run_eagerly():
+    captured, _ = make_steps(momentum=0.0)  # plain SGD: no state to create
+    seen = plans(captured, group(3, 8), group(3, 8), group(3, 8), group(3, 8), group(2, 8), group(3, 8, last=5))
+    assert seen == ["warm-up", "warm-up", "capture", "replay", "eager", "eager"]
+
+
+def test_a_new_learning_rate_is_captured_again():
+    captured, optimizer = make_steps(momentum=0.0)
+    plans(captured, group(3, 8), group(3, 8), group(3, 8))
+    optimizer.param_groups[0]["lr"] = 0.01  # e.g. a per-epoch schedule
+    assert plans(captured, group(3, 8), group(3, 8)) == ["capture", "replay"]
+
+
+def test_optimizer_state_created_or_replaced_is_warmed_up_before_a_capture():
+    # A capture that recorded the momentum buffers' creation would create them again at every replay.
+    captured, optimizer = make_steps(momentum=0.9)
+    first = plans(captured, *[group(3, 8)] * 4)
+    assert first == ["warm-up", "warm-up", "warm-up", "capture"]  # the first warm-up creates the buffers
+    saved = copy.deepcopy(optimizer.state_dict())  # (as torch.load gives it: other tensors)
+    assert plans(captured, group(3, 8)) == ["replay"]
+    optimizer.load_state_dict(saved)  # e.g. LearningRateFinder restoring its checkpoint: new state tensors
+    assert plans(captured, *[group(3, 8)] * 3) == ["warm-up", "warm-up", "capture"]
+
+
+def test_a_new_batch_size_is_warmed_up_and_captured_again():
+    captured, _ = make_steps(momentum=0.0)
+    plans(captured, *[group(3, 8)] * 3)
+    # BatchSizeFinder's trials, then the size it found: full groups of another batch size.
+    assert plans(captured, *[group(3, 16)] * 4) == ["warm-up", "warm-up", "capture", "replay"]
+    assert plans(captured, group(1, 16)) == ["eager"]  # (its trials stop after a few steps: a shorter group)
