@@ -153,7 +153,8 @@ class FashionCLI(LightningCLI):
         config = self.config_init.get(str(self.subcommand), self.config_init)
         trainer_config = config.get("trainer") or {}
         trainer = super().instantiate_trainer(**trainer_kwargs(trainer_config, kwargs))
-        arrange_callbacks(trainer, trainer_config, config.get("checkpoint"), str(self.subcommand))
+        resuming = self.subcommand == "fit" and bool(config.get("ckpt_path"))
+        arrange_callbacks(trainer, trainer_config, config.get("checkpoint"), str(self.subcommand), resuming)
         return trainer
 
     def after_instantiate_classes(self) -> None:

@@ -164,9 +164,16 @@ class FashionMNISTDataModule(L.LightningDataModule):
 
     def steps_per_batch(self) -> int:
         """Optimizer steps per training batch: ``--data.steps_per_batch``, or the automatic choice."""
+        stepped_per_batch = self._lr_stepped_per_batch()
         if self.hparams.steps_per_batch is not None:
+            if stepped_per_batch and self.hparams.steps_per_batch > 1:
+                raise ConfigurationError(
+                    f"--data.steps_per_batch {self.hparams.steps_per_batch} puts that many optimizer steps in each "
+                    f"training batch, but {stepped_per_batch} sets a learning rate per batch. Leave "
+                    "--data.steps_per_batch unset (or 1) for this run."
+                )
             return self.hparams.steps_per_batch
-        counting_groups = self._options_counting_batches()
+        counting_groups = stepped_per_batch or self._options_counting_batches()
         if counting_groups:
             log.info("One optimizer step per training batch, because %s counts batches.", counting_groups)
             return 1
@@ -174,6 +181,13 @@ class FashionMNISTDataModule(L.LightningDataModule):
             return 1
         device = self.trainer.strategy.root_device.type
         return self.AUTO_STEPS_PER_BATCH.get(device, self.AUTO_STEPS_PER_BATCH["cuda"])  # other accelerators: as GPUs
+
+    def _lr_stepped_per_batch(self) -> str | None:
+        """What steps the learning rate at every training batch: ``LearningRateFinder`` tries one rate per batch."""
+        trainer = self.trainer
+        if trainer is not None and any(config.interval == "step" for config in trainer.lr_scheduler_configs):
+            return "a learning-rate scheduler stepped every batch (LearningRateFinder's)"
+        return None
 
     def _options_counting_batches(self) -> str | None:
         trainer = self.trainer

@@ -182,7 +182,9 @@ class FashionClassifier(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         """One optimizer step per ``(images, labels)`` in the batch (a list of them when steps are grouped)."""
+        updates_before = self.global_step
         losses = self.steps.run(step_batches(batch), last_batch=batch_idx + 1 == self.trainer.num_training_batches)
+        self._step_lr_schedulers("step", self.global_step - updates_before)
         return losses.mean()  # NaN if any step's loss was (FiniteLossGuard reads it)
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
@@ -211,9 +213,15 @@ class FashionClassifier(L.LightningModule):
         # sync_dist: the same number on every process (it only keeps Lightning from warning under DDP)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], sync_dist=True)
         self.log("step", float(self.global_step), sync_dist=True)  # the x-axis of epoch values: optimizer steps
-        scheduler = self.lr_schedulers()
-        if scheduler is not None:  # per epoch; stepped before last.ckpt is written, so a resume continues it
-            scheduler.step()
+        self._step_lr_schedulers("epoch")  # before last.ckpt is written, so a resume continues the schedule
+
+    def _step_lr_schedulers(self, interval: str, times: int = 1) -> None:
+        """Step the schedulers of ``interval`` ("step": once per optimizer step; "epoch"), as Lightning does only
+        under automatic optimization. Those made here are per epoch; per step is ``LearningRateFinder``'s."""
+        for config in self.trainer.lr_scheduler_configs:
+            if config.interval == interval:
+                for _ in range(times):
+                    config.scheduler.step()
 
     def on_validation_epoch_end(self) -> None:
         values = self._log_epoch_metrics("val")

@@ -46,9 +46,18 @@ KNOWN_WARNINGS = (
     (r"(?s).*(RetryHeartbeatStaleTrialCallback[.\w]*|fail_stale_trials) is experimental", Warning, "optuna (sweep)"),
     (r"Argument ``heartbeat_interval`` is an experimental feature", Warning, "optuna (sweep)"),
 )
-# Logged (not warned) on every Trainer start by Lightning 2.6's logger connector; no switch (Lightning #21294).
-KNOWN_LOG_PREFIXES = ("💡 Tip: For seamless cloud logging",)
-LIGHTNING_INFO_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+KNOWN_LOG_PREFIXES = (
+    # Logged (not warned) on every Trainer start by Lightning 2.6's logger connector; no switch (Lightning #21294).
+    "💡 Tip: For seamless cloud logging",
+    # Logged by Lightning's checkpoint connector when LearningRateFinder/BatchSizeFinder save their temporary
+    # checkpoint (they pass no weights_only; the file is theirs and removed after the search).
+    "`weights_only` was not set, defaulting to `False`.",
+)
+LIGHTNING_INFO_LOGGERS = (
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.fabric.utilities.rank_zero",
+    "lightning.pytorch.trainer.connectors.checkpoint_connector",
+)
 
 
 class _DropKnownLines(logging.Filter):

@@ -1,6 +1,7 @@
 """Which callbacks the trainer that the CLI builds gets, beside the configured ones, and in what order."""
 
-from lightning.pytorch.callbacks import Checkpoint, ProgressBar
+from lightning.pytorch.callbacks import Checkpoint, LearningRateFinder, ProgressBar
+from lightning.pytorch.utilities import rank_zero_info
 
 from fashion_lightning.callbacks.prediction_writer import PredictionWriter
 from fashion_lightning.callbacks.progress_bar import StepProgressBar
@@ -33,9 +34,14 @@ def no_checkpoints(trainer_config: dict) -> bool:
     return trainer_config.get("enable_checkpointing") is False
 
 
-def arrange_callbacks(trainer, trainer_config: dict, best: Checkpoint | None, subcommand: str) -> None:
+def arrange_callbacks(trainer, trainer_config: dict, best: Checkpoint | None, subcommand: str, resuming: bool) -> None:
     """Leave out what this run does not use, and make ``best`` (``--checkpoint``, best.ckpt) the trainer's
-    ``checkpoint_callback``."""
+    ``checkpoint_callback``; ``resuming``: a fit with ``--ckpt_path``."""
+    if resuming and any(isinstance(cb, LearningRateFinder) for cb in trainer.callbacks):
+        # The resumed optimizer's learning rate comes from the checkpoint: a new search would cost time, and set the
+        # module's lr to a rate that the optimizer would then not use.
+        rank_zero_info("Resuming: LearningRateFinder is skipped (the run's learning rate is in its checkpoint).")
+        trainer.callbacks = [cb for cb in trainer.callbacks if not isinstance(cb, LearningRateFinder)]
     if no_checkpoints(trainer_config):
         trainer.callbacks = [cb for cb in trainer.callbacks if not isinstance(cb, Checkpoint)]
     if subcommand != "predict":
