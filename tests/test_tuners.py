@@ -3,6 +3,8 @@
 import pytest
 import torch
 from lightning.pytorch.callbacks import LearningRateFinder
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from fashion_lightning.cli import cli_main
 from tests.helpers import cli_args, last_ckpt
@@ -36,6 +38,11 @@ def test_learning_rate_finder_tries_rising_rates_and_the_fit_trains_at_its_sugge
     assert saved["optimizer_states"][0]["param_groups"][0]["lr"] == suggestion
     assert saved["hyper_parameters"]["lr"] == suggestion
     assert not list(fashion.root.glob(".lr_find_*"))  # the finder's own checkpoint is gone
+    # TensorBoard's HParams tab compares runs by the rate they trained at (hparams.yaml keeps the given one).
+    events = EventAccumulator(str(fashion.logs / "fashion" / "version_0"))
+    events.Reload()
+    start = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    assert HParamsPluginData.FromString(start).session_start_info.hparams["model/lr"].number_value == suggestion
 
 
 def test_a_resumed_fit_keeps_its_learning_rate_and_skips_the_search(fashion, caplog):

@@ -41,7 +41,8 @@ class TensorBoardExtras(L.Callback):
         logger = trainer.logger
         return logger.experiment if isinstance(logger, TensorBoardLogger) else None
 
-    def on_fit_start(self, trainer, pl_module) -> None:
+    def on_train_start(self, trainer, pl_module) -> None:
+        # Not at fit start: a tuner (LearningRateFinder, BatchSizeFinder) changes the values in its on_fit_start.
         if self._writer(trainer) is not None and trainer.global_step == 0:  # once per run, not on resume
             self._log_hparams(trainer)
             self._log_samples(trainer)
