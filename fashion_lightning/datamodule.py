@@ -5,6 +5,7 @@ from typing import Literal
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, SequentialSampler
 
@@ -164,30 +165,35 @@ class FashionMNISTDataModule(L.LightningDataModule):
 
     def steps_per_batch(self) -> int:
         """Optimizer steps per training batch: ``--data.steps_per_batch``, or the automatic choice."""
-        stepped_per_batch = self._lr_stepped_per_batch()
+        per_batch = self._acting_per_batch()
         if self.hparams.steps_per_batch is not None:
-            if stepped_per_batch and self.hparams.steps_per_batch > 1:
+            if per_batch and self.hparams.steps_per_batch > 1:
                 raise ConfigurationError(
                     f"--data.steps_per_batch {self.hparams.steps_per_batch} puts that many optimizer steps in each "
-                    f"training batch, but {stepped_per_batch} sets a learning rate per batch. Leave "
-                    "--data.steps_per_batch unset (or 1) for this run."
+                    f"training batch, but {per_batch} after every training batch, which would then be every "
+                    f"{self.hparams.steps_per_batch} steps. Leave --data.steps_per_batch unset (or 1) for this run."
                 )
             return self.hparams.steps_per_batch
-        counting_groups = stepped_per_batch or self._options_counting_batches()
-        if counting_groups:
-            log.info("One optimizer step per training batch, because %s counts batches.", counting_groups)
+        counting_groups = self._options_counting_batches()
+        if per_batch or counting_groups:
+            why = per_batch and f"{per_batch} after every batch"
+            log.info("One optimizer step per training batch, because %s.", why or f"{counting_groups} counts batches")
             return 1
         if self.trainer is None:
             return 1
         device = self.trainer.strategy.root_device.type
         return self.AUTO_STEPS_PER_BATCH.get(device, self.AUTO_STEPS_PER_BATCH["cuda"])  # other accelerators: as GPUs
 
-    def _lr_stepped_per_batch(self) -> str | None:
-        """What steps the learning rate at every training batch: ``LearningRateFinder`` tries one rate per batch."""
+    def _acting_per_batch(self) -> str | None:
+        """What acts after every training batch and means each optimizer step: ``LearningRateFinder``'s scheduler
+        (one rate a batch), a ``WeightAveraging`` callback (``EMAWeightAveraging``: one update a batch)."""
         trainer = self.trainer
-        if trainer is not None and any(config.interval == "step" for config in trainer.lr_scheduler_configs):
-            return "a learning-rate scheduler stepped every batch (LearningRateFinder's)"
-        return None
+        if trainer is None:
+            return None
+        if any(config.interval == "step" for config in trainer.lr_scheduler_configs):
+            return "a learning-rate scheduler (LearningRateFinder's) is stepped"
+        averaging = [type(callback).__name__ for callback in trainer.callbacks if isinstance(callback, WeightAveraging)]
+        return f"{averaging[0]} updates its average" if averaging else None
 
     def _options_counting_batches(self) -> str | None:
         trainer = self.trainer

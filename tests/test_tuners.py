@@ -1,8 +1,9 @@
-"""Lightning's tuners as callbacks (LearningRateFinder, BatchSizeFinder), with the module's own optimizer steps."""
+"""Lightning's tuners (LearningRateFinder, BatchSizeFinder) and weight averaging as callbacks, with the module's own
+optimizer steps."""
 
 import pytest
 import torch
-from lightning.pytorch.callbacks import LearningRateFinder
+from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateFinder
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
@@ -72,3 +73,11 @@ def test_batch_size_finder_trains_at_the_size_it_found(fashion):
     assert cli.datamodule.hparams.batch_size == 4
     assert cli.trainer.global_step == 256 // 4
     assert torch.load(last_ckpt(fashion.logs), weights_only=True)["global_step"] == 256 // 4
+
+
+def test_ema_weight_averaging_updates_its_average_after_every_optimizer_step(fashion):
+    # It updates after every training batch: with 64 steps a batch, it averaged once an epoch (decay 0.999 per
+    # update then spans ~1,000 epochs), silently.
+    cli = cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=2"), "--trainer.callbacks+=EMAWeightAveraging"])
+    averaging = next(callback for callback in cli.trainer.callbacks if isinstance(callback, EMAWeightAveraging))
+    assert int(averaging._average_model.n_averaged) == 2 * STEPS_PER_EPOCH
