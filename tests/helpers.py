@@ -1,4 +1,5 @@
-"""Helpers shared by the tests: CLI arguments for the tiny fixture, run-folder paths, weight comparisons."""
+"""Helpers shared by the tests: CLI arguments for the tiny fixture, run-folder paths, weight comparisons, callbacks
+that interrupt a run, and ``CapturedSteps`` planning on a CPU."""
 
 import os
 import signal
@@ -13,10 +14,12 @@ from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.loggers import Logger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from fashion_lightning.cuda_graph import CapturedSteps
 from fashion_lightning.tiny_fashion import TEST_COUNT, TRAIN_COUNT
 
 __all__ = [
     "CtrlCInSetup",
+    "PlannedOnly",
     "SignalInEpochOne",
     "SigkillAfterLastCheckpoint",
     "VersionedElsewhere",
@@ -182,3 +185,25 @@ class VersionedElsewhere(Logger):
 
     def log_hyperparams(self, params, *args, **kwargs) -> None:
         pass
+
+
+class PlannedOnly(CapturedSteps):
+    """``CapturedSteps``' real planning (warm-ups, captures, replays) with every group run eagerly, on a CPU; a
+    capture only records what a real one would. ``seen`` lists the plans (the class's list: instances made inside a
+    fit append to it)."""
+
+    seen: list[str] = []
+
+    def plan(self, batches):
+        PlannedOnly.seen.append(super().plan(batches))
+        return PlannedOnly.seen[-1]
+
+    def _eager(self, batches, side_stream=False):
+        return super()._eager(batches)
+
+    def _capture(self, batches):
+        self.graph, self._lrs = "captured", self._current_lrs()
+
+    def _replay(self, batches):
+        self.replays += 1
+        return self._eager(batches)

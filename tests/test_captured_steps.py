@@ -4,24 +4,7 @@ import copy
 
 import torch
 
-from fashion_lightning.cuda_graph import CapturedSteps
-
-
-class PlannedOnly(CapturedSteps):
-    """The real planning, with every group run eagerly; a capture only records what a real one would."""
-
-    def plan(self, batches):
-        self.seen.append(super().plan(batches))
-        return self.seen[-1]
-
-    def _eager(self, batches, side_stream=False):
-        return super()._eager(batches)
-
-    def _capture(self, batches):
-        self.graph, self._lrs = "captured", self._current_lrs()
-
-    def _replay(self, batches):
-        return self._eager(batches)
+from tests.helpers import PlannedOnly
 
 
 def make_steps(momentum: float) -> tuple[PlannedOnly, torch.optim.Optimizer]:
@@ -44,10 +27,10 @@ def group(steps: int, batch: int, last: int | None = None) -> list[tuple[torch.T
 
 
 def plans(captured: PlannedOnly, *groups) -> list[str]:
-    captured.seen = []
+    PlannedOnly.seen.clear()
     for batches in groups:
         captured.run(batches)
-    return captured.seen
+    return list(PlannedOnly.seen)
 
 
 def test_two_warm_ups_then_one_capture_then_replays_and_shorter_groups_run_eagerly():

@@ -11,7 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from fashion_lightning.cli import build_cli, cli_main
 from fashion_lightning.data import split_into_steps, step_batches
-from tests.helpers import cli_args, fit_command, last_ckpt, weights
+from tests.helpers import PlannedOnly, cli_args, fit_command, last_ckpt, weights
 
 STEPS_PER_EPOCH = 8  # the tiny training split: 256 images in batches of 32
 
@@ -176,37 +176,18 @@ def test_resuming_may_change_how_steps_run_but_not_what_they_compute(fashion):
 def test_graph_mode_bookkeeping_under_lightning_on_cpu(fashion, monkeypatch):
     """The graph path's step counting and LR changes, with the replay replaced by eager steps (no GPU)."""
     from fashion_lightning import training
-    from fashion_lightning.cuda_graph import CapturedSteps
-
-    class EagerCapturedSteps(CapturedSteps):
-        """The real planning (warm-ups, captures, replays), with every group run eagerly."""
-
-        plans: list[str] = []
-
-        def plan(self, batches):
-            self.plans.append(super().plan(batches))
-            return self.plans[-1]
-
-        def _eager(self, batches, side_stream=False):
-            return super()._eager(batches)
-
-        def _capture(self, batches):
-            self.graph, self._lrs = "captured", self._current_lrs()
-
-        def _replay(self, batches):
-            self.replays += 1
-            return self._eager(batches)
 
     common = ["--trainer.max_epochs=2", "--data.steps_per_batch=3", "--model.lr_scheduler=step"]
     common += ["--model.lr_step_size=1", "--trainer.log_every_n_steps=2"]
     with monkeypatch.context() as patch:
         patch.setattr(training, "graph_unavailable", lambda module: None)
-        patch.setattr(training, "CapturedSteps", EagerCapturedSteps)
+        patch.setattr(training, "CapturedSteps", PlannedOnly)
+        PlannedOnly.seen.clear()
         graph, graph_logs = fit_run(fashion, "graph", *common, "--model.cuda_graph=on")
     eager, eager_logs = fit_run(fashion, "eager", *common)
     assert type(graph.trainer.optimizers[0]) is torch.optim.SGD  # the real one: schedulers and checkpoints see it
     # Groups of 3, 3 and 2 steps an epoch: two warm-ups, then a capture at the new learning rate of epoch 2.
-    assert EagerCapturedSteps.plans == ["warm-up", "warm-up", "eager", "capture", "replay", "eager"]
+    assert PlannedOnly.seen == ["warm-up", "warm-up", "eager", "capture", "replay", "eager"]
     assert graph.model.steps.captured.replays == 2
     assert graph.trainer.global_step == eager.trainer.global_step == 2 * STEPS_PER_EPOCH
     assert graph.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(1e-3 * 0.1**2)
