@@ -170,14 +170,14 @@ class FashionMNISTDataModule(L.LightningDataModule):
             if per_batch and self.hparams.steps_per_batch > 1:
                 raise ConfigurationError(
                     f"--data.steps_per_batch {self.hparams.steps_per_batch} puts that many optimizer steps in each "
-                    f"training batch, but {per_batch} after every training batch, which would then be every "
-                    f"{self.hparams.steps_per_batch} steps. Leave --data.steps_per_batch unset (or 1) for this run."
+                    f"training batch, but {per_batch}, which would then be every {self.hparams.steps_per_batch} "
+                    "steps. Leave --data.steps_per_batch unset (or 1) for this run."
                 )
             return self.hparams.steps_per_batch
         counting_groups = self._options_counting_batches()
         if per_batch or counting_groups:
-            why = per_batch and f"{per_batch} after every batch"
-            log.info("One optimizer step per training batch, because %s.", why or f"{counting_groups} counts batches")
+            why = per_batch or f"{counting_groups} counts batches"
+            log.info("One optimizer step per training batch, because %s.", why)
             return 1
         if self.trainer is None:
             return 1
@@ -191,9 +191,9 @@ class FashionMNISTDataModule(L.LightningDataModule):
         if trainer is None:
             return None
         if any(config.interval == "step" for config in trainer.lr_scheduler_configs):
-            return "a learning-rate scheduler (LearningRateFinder's) is stepped"
+            return "a learning-rate scheduler (LearningRateFinder's) is stepped after every training batch"
         averaging = [type(callback).__name__ for callback in trainer.callbacks if isinstance(callback, WeightAveraging)]
-        return f"{averaging[0]} updates its average" if averaging else None
+        return f"{averaging[0]} updates its average after every training batch" if averaging else None
 
     def _options_counting_batches(self) -> str | None:
         trainer = self.trainer
