@@ -12,6 +12,12 @@
   than the whole step's GPU work in a CUDA graph. When nobody overrides those hooks (checked by ``TrainingSteps``),
   the training step updates the weights itself and counts each update here, as ``LightningOptimizer.step`` does.
   ``tests/test_training_steps.py`` checks ``global_step``, logging steps and resume against Lightning's own path.
+- ``set_logging_step``: Lightning's loggers write what callbacks log (``LearningRateMonitor``, ``DeviceStatsMonitor``,
+  ``ThroughputMonitor``, a ``self.log`` with ``on_step``) at its count of training batches that stepped the
+  optimizer. Under manual optimization it counts every training batch, so with grouped steps or gradient
+  accumulation that count is not ``global_step``, and those curves would lie at other x than the training curves
+  (``lr-SGD`` at 0, 1, 2 where the epochs end at 860, 1720). Nothing public sets it; ``TrainingSteps`` sets it around
+  each group as Lightning counts under automatic optimization (``tests/test_training_steps.py`` checks both).
 """
 
 from collections.abc import Callable
@@ -38,3 +44,11 @@ def optimizer_step_counter(trainer) -> Callable[[int], None] | None:
             progress.increment_completed()
 
     return count
+
+
+def set_logging_step(trainer, step: int) -> None:
+    """Set Lightning's logging step (its count of training batches that stepped the optimizer) to ``step``; it adds
+    one after each training batch. Does nothing where this Lightning version keeps no such count."""
+    loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
+    if hasattr(loop, "_batches_that_stepped"):
+        loop._batches_that_stepped = step

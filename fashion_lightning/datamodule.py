@@ -5,10 +5,10 @@ from typing import Literal
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, SequentialSampler
 
+from fashion_lightning.batch_counting import acting_per_batch, options_counting_batches
 from fashion_lightning.data import (
     CLASS_NAMES,
     IMAGE_SHAPE,
@@ -60,7 +60,9 @@ class FashionMNISTDataModule(L.LightningDataModule):
             the progress bar, ``--trainer.limit_train_batches``, ``--trainer.overfit_batches``, an integer
             ``--trainer.val_check_interval`` and ``--checkpoint.every_n_train_steps`` count groups; a stop signal
             or ``last.ckpt`` every n steps takes effect at the end of a group. ``None``: 16 on a GPU, 64 on a CPU,
-            or 1 when one of the options that count groups is set.
+            or 1 when one of the options that count groups is set or a callback acts on every training batch
+            (a learning-rate search, weight averaging, SpikeDetection, and the monitors that log every
+            ``log_every_n_steps`` batches).
     """
 
     # Lightning's work per training batch (fetch loop, transfer, callback hooks, the call into training_step) costs
@@ -165,47 +167,24 @@ class FashionMNISTDataModule(L.LightningDataModule):
 
     def steps_per_batch(self) -> int:
         """Optimizer steps per training batch: ``--data.steps_per_batch``, or the automatic choice."""
-        per_batch = self._acting_per_batch()
-        if self.hparams.steps_per_batch is not None:
-            if per_batch and self.hparams.steps_per_batch > 1:
+        per_batch = acting_per_batch(self.trainer)
+        steps = self.hparams.steps_per_batch
+        if steps is not None:
+            if per_batch and steps > 1:
                 raise ConfigurationError(
-                    f"--data.steps_per_batch {self.hparams.steps_per_batch} puts that many optimizer steps in each "
-                    f"training batch, but {per_batch}, which would then be every {self.hparams.steps_per_batch} "
-                    "steps. Leave --data.steps_per_batch unset (or 1) for this run."
+                    f"--data.steps_per_batch {steps} puts that many optimizer steps in each training batch, but "
+                    f"{per_batch}: it would see one training batch per {steps} optimizer steps. Leave "
+                    "--data.steps_per_batch unset (or 1) for this run."
                 )
-            return self.hparams.steps_per_batch
-        counting_groups = self._options_counting_batches()
-        if per_batch or counting_groups:
-            why = per_batch or f"{counting_groups} counts batches"
+            return steps
+        why = per_batch or options_counting_batches(self.trainer)
+        if why:
             log.info("One optimizer step per training batch, because %s.", why)
             return 1
         if self.trainer is None:
             return 1
         device = self.trainer.strategy.root_device.type
         return self.AUTO_STEPS_PER_BATCH.get(device, self.AUTO_STEPS_PER_BATCH["cuda"])  # other accelerators: as GPUs
-
-    def _acting_per_batch(self) -> str | None:
-        """What acts after every training batch and means each optimizer step: ``LearningRateFinder``'s scheduler
-        (one rate a batch), a ``WeightAveraging`` callback (``EMAWeightAveraging``: one update a batch)."""
-        trainer = self.trainer
-        if trainer is None:
-            return None
-        if any(config.interval == "step" for config in trainer.lr_scheduler_configs):
-            return "a learning-rate scheduler (LearningRateFinder's) is stepped after every training batch"
-        averaging = [type(callback).__name__ for callback in trainer.callbacks if isinstance(callback, WeightAveraging)]
-        return f"{averaging[0]} updates its average after every training batch" if averaging else None
-
-    def _options_counting_batches(self) -> str | None:
-        trainer = self.trainer
-        if trainer is None:
-            return None
-        if isinstance(trainer.limit_train_batches, int):
-            return "--trainer.limit_train_batches"
-        if isinstance(trainer.val_check_interval, int):
-            return "--trainer.val_check_interval"
-        if trainer.overfit_batches:
-            return "--trainer.overfit_batches"
-        return None  # (the CLI sets 1 for --checkpoint.every_n_train_steps)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.datasets["val"])

@@ -182,9 +182,8 @@ class FashionClassifier(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         """One optimizer step per ``(images, labels)`` in the batch (a list of them when steps are grouped)."""
-        updates_before = self.global_step
         losses = self.steps.run(step_batches(batch), last_batch=batch_idx + 1 == self.trainer.num_training_batches)
-        self._step_lr_schedulers("step", self.global_step - updates_before)
+        self._step_lr_schedulers("step", self.steps.updates_in_last_run)
         return losses.mean()  # NaN if any step's loss was (FiniteLossGuard reads it)
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
@@ -206,7 +205,10 @@ class FashionClassifier(L.LightningModule):
         return result
 
     def on_train_start(self) -> None:
-        self.steps.step_log.check_interval()
+        self.steps.on_train_start()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        self.steps.after_batch()
 
     def on_train_epoch_end(self) -> None:
         self.steps.log_epoch_metrics()

@@ -11,62 +11,17 @@ at multiples of ``log_every_n_steps`` optimizer steps, and epoch values carry ``
 import logging
 from collections.abc import Sequence
 
-import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelPruning
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
-from fashion_lightning._compat import optimizer_step_counter
+from fashion_lightning._compat import optimizer_step_counter, set_logging_step
 from fashion_lightning.compiled import compile_failures_explained, compile_network
 from fashion_lightning.cuda_graph import CapturedSteps
 from fashion_lightning.step_log import StepLog
+from fashion_lightning.step_paths import graph_unavailable, lightning_steps_needed
 
 log = logging.getLogger(__name__)
-
-
-# Hooks Lightning runs between a step's forward and its update. Its defaults do nothing; when someone overrides one,
-# the steps go through Lightning's optimizer so that it runs at the right moment, every step.
-STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
-
-
-def step_hooks_in_use(module) -> list[str]:
-    """The callbacks' and the module's overrides of the hooks around backward and the optimizer step."""
-    used = [f"{type(cb).__name__}.{name}" for cb in module.trainer.callbacks for name in STEP_HOOKS
-            if getattr(type(cb), name) is not getattr(L.Callback, name)]  # fmt: skip
-    used += [f"{type(module).__name__}.{name}" for name in (*STEP_HOOKS, "backward")
-             if getattr(type(module), name) is not getattr(L.LightningModule, name)]  # fmt: skip
-    return used
-
-
-def lightning_steps_needed(module) -> str | None:
-    """Why the optimizer steps must go through Lightning's optimizer and ``manual_backward``, or ``None`` when
-    plain torch calls do all they would (one process, 32-bit, no hook overridden, no accumulation)."""
-    hp, trainer = module.hparams, module.trainer
-    if trainer.world_size > 1:
-        return f"DDP over {trainer.world_size} processes all-reduces gradients in Lightning's backward"
-    if trainer.precision != "32-true":
-        return f"precision {trainer.precision} (the graph runs in 32-true)"
-    if hp.accumulate_grad_batches > 1:
-        return "accumulate_grad_batches > 1"
-    hooks = step_hooks_in_use(module)
-    if hooks:
-        return f"{', '.join(hooks)} must run between the forward and the update"
-    if optimizer_step_counter(trainer) is None:
-        return "this Lightning version counts optimizer steps only through its optimizer"
-    return None
-
-
-def graph_unavailable(module) -> str | None:
-    """Why the training step cannot run as a CUDA graph, or ``None`` when it can."""
-    if module.device.type != "cuda":
-        return f"the model is on the {module.device.type.upper()}, not on a CUDA device"
-    if module.hparams.compile:
-        return "the network is compiled (--model.compile)"
-    if any(isinstance(callback, ModelPruning) for callback in module.trainer.callbacks):
-        # Pruning puts masks (new tensors at each pruning) in the layers' forward pre-hooks; a replay runs no hooks.
-        return "ModelPruning changes the network's layers between epochs, and a replayed graph would not follow"
-    return lightning_steps_needed(module)
 
 
 def correct_predictions(logits: Tensor, labels: Tensor) -> Tensor:
@@ -95,6 +50,7 @@ class TrainingSteps:
         self.net: torch.nn.Module | None = None  # the module's network, compiled if asked (--model.compile)
         self.through_lightning: str | None = None  # why the steps go through Lightning's optimizer, if they do
         self.step_log = StepLog(module)
+        self.updates_in_last_run = 0  # optimizer steps of the last group (fewer than its batches when accumulating)
         self._accumulated = 0
 
     def configure(self, optimizer: torch.optim.Optimizer) -> None:
@@ -116,8 +72,22 @@ class TrainingSteps:
         else:
             log.info(message)
 
+    # Lightning's logging step, at which what callbacks log is written (``_compat.set_logging_step``), is set to
+    # count optimizer steps as Lightning counts them under automatic optimization: before a training batch, the
+    # updates done; after it, those done before its last update. Lightning adds 1 after every batch.
+    def on_train_start(self) -> None:
+        """Warn if no step values would be written within an epoch; start the logging step at ``global_step`` (a
+        resume, a tuner's restored checkpoint)."""
+        self.step_log.check_interval()
+        set_logging_step(self.module.trainer, self.module.global_step)
+
+    def after_batch(self) -> None:
+        """After the callbacks' ``on_train_batch_end``: the next batch's logging step is ``global_step``."""
+        set_logging_step(self.module.trainer, self.module.global_step - 1)
+
     def run(self, batches: Sequence[tuple[Tensor, Tensor]], last_batch: bool) -> Tensor:
         """One update per batch (fewer with gradient accumulation); returns the losses, shape (len(batches),)."""
+        updates_before = self.module.global_step
         batches = self._within_max_steps(batches)
         if self.captured is not None:
             losses, correct = self._replayed(batches)
@@ -127,6 +97,9 @@ class TrainingSteps:
             with compile_failures_explained():
                 losses, correct = self._eager(batches, last_batch)
         self._add_to_sums(losses, correct, [len(labels) for _, labels in batches])
+        updates = self.module.global_step
+        self.updates_in_last_run = updates - updates_before
+        set_logging_step(self.module.trainer, updates - 1 if self.updates_in_last_run else updates)
         return losses
 
     def _replayed(self, batches) -> tuple[Tensor, Tensor]:

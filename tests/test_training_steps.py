@@ -2,13 +2,22 @@
 
 import os
 import subprocess
+from types import SimpleNamespace
 
 import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import (
+    EMAWeightAveraging,
+    LearningRateMonitor,
+    ModelSummary,
+    SpikeDetection,
+    ThroughputMonitor,
+)
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from fashion_lightning.batch_counting import acting_per_batch
 from fashion_lightning.cli import build_cli, cli_main
 from fashion_lightning.data import split_into_steps, step_batches
 from tests.helpers import PlannedOnly, cli_args, fit_command, last_ckpt, weights
@@ -31,6 +40,7 @@ def scalars(logs, tag):
 
 def test_grouped_steps_train_and_log_exactly_like_single_steps(fashion):
     common = ["--trainer.max_epochs=2", "--trainer.log_every_n_steps=2", "--model.dropout=0.1"]
+    common += ["--model.lr_scheduler=cosine", "--trainer.callbacks+=LearningRateMonitor"]  # it logs at epoch starts
     single, single_logs = fit_run(fashion, "single", *common, "--data.steps_per_batch=1")
     grouped, grouped_logs = fit_run(fashion, "grouped", *common, "--data.steps_per_batch=3")  # groups of 3, 3, 2
     assert single.trainer.num_training_batches == STEPS_PER_EPOCH
@@ -40,10 +50,11 @@ def test_grouped_steps_train_and_log_exactly_like_single_steps(fashion):
     for name in a:
         assert torch.allclose(a[name], b[name], atol=1e-6), name
     # Per-step curves at the same optimizer steps, epoch values at the same x (global_step), same numbers.
-    for tag in ("train/loss_step", "train/acc_step", "train/loss", "train/acc", "val/acc"):
+    for tag in ("train/loss_step", "train/acc_step", "train/loss", "train/acc", "val/acc", "lr-SGD"):
         assert scalars(single_logs, tag) == scalars(grouped_logs, tag), tag
     assert [step for step, _ in scalars(grouped_logs, "train/loss_step")] == list(range(2, 17, 2))
     assert [step for step, _ in scalars(grouped_logs, "val/acc")] == [8, 16]
+    assert [step for step, _ in scalars(grouped_logs, "lr-SGD")] == [0, 8]  # (Lightning's count of groups: 0, 3)
     # What the progress bar shows: the last step values written.
     for cli, logs in ((single, single_logs), (grouped, grouped_logs)):
         for tag in ("train/loss_step", "train/acc_step"):
@@ -96,6 +107,42 @@ def test_automatic_grouping_and_when_it_steps_aside(fashion, caplog):
     assert "because --trainer.limit_train_batches counts batches" in caplog.text
     cli, _ = fit_run(fashion, "every3", "--checkpoint.every_n_train_steps=3", "--trainer.max_epochs=1")
     assert cli.datamodule.steps_per_batch() == 1  # Lightning's ModelCheckpoint needs every step to be seen
+
+
+def test_monitors_of_every_training_batch_get_one_step_a_batch_and_log_at_optimizer_steps(fashion, caplog):
+    # With 64 steps a batch they logged at Lightning's count of batches, 0, 1, 2 (or, counting optimizer steps,
+    # never: the count would skip the multiples of log_every_n_steps).
+    monitors = ["--trainer.callbacks+=DeviceStatsMonitor", "--trainer.callbacks+=LearningRateMonitor"]
+    monitors += ["--trainer.callbacks.logging_interval=step", "--trainer.log_every_n_steps=2"]
+    accumulate = "--model.accumulate_grad_batches=2"  # updates after the 2nd, 4th, 6th and 8th batch
+    with caplog.at_level("INFO"):
+        cli, logs = fit_run(fashion, "monitored", "--trainer.max_epochs=1", *monitors, accumulate)
+    assert "because DeviceStatsMonitor logs every --trainer.log_every_n_steps training batches" in caplog.text
+    assert cli.datamodule.steps_per_batch() == 1
+    assert cli.trainer.global_step == STEPS_PER_EPOCH // 2
+    # As Lightning counts under automatic optimization: before an update, the steps done so far (1 and 3, each seen
+    # by two batches); after a batch, the steps done before it.
+    assert [step for step, _ in scalars(logs, "lr-SGD")] == [1, 1, 3, 3]
+    assert [step for step, _ in scalars(logs, "DeviceStatsMonitor.on_train_batch_end/cpu_percent")] == [1, 1, 3, 3]
+
+
+@pytest.mark.parametrize(
+    ("callback", "acting"),
+    [
+        (LearningRateMonitor(logging_interval="epoch"), None),  # once an epoch: groups do not matter
+        (LearningRateMonitor(logging_interval="step"), "LearningRateMonitor (logging_interval step) logs every"),
+        (ThroughputMonitor(batch_size_fn=len), "ThroughputMonitor logs every"),
+        (SpikeDetection(), "SpikeDetection checks the loss of every training batch"),
+        (EMAWeightAveraging(), "EMAWeightAveraging updates its average after every training batch"),
+    ],
+)
+def test_what_acts_on_every_training_batch_is_named(callback, acting):
+    trainer = SimpleNamespace(lr_scheduler_configs=[], callbacks=[ModelSummary(), callback])
+    found = acting_per_batch(trainer)
+    if acting is None:
+        assert found is None
+    else:
+        assert found.startswith(acting)
 
 
 def test_overfit_batches_trains_on_the_first_batches_in_order_every_epoch(fashion):
@@ -209,7 +256,7 @@ def test_model_pruning_keeps_the_steps_eager_saying_why(fashion):
 
     from lightning.pytorch.callbacks import ModelPruning
 
-    from fashion_lightning.training import graph_unavailable
+    from fashion_lightning.step_paths import graph_unavailable
 
     trainer = SimpleNamespace(callbacks=[ModelPruning("l1_unstructured")])
     on_a_gpu = SimpleNamespace(device=torch.device("cuda"), hparams=SimpleNamespace(compile=False), trainer=trainer)
@@ -226,7 +273,7 @@ def test_callbacks_hooked_around_the_update_run_every_step_and_change_nothing(fa
     and log the same."""
     import lightning as L
 
-    from fashion_lightning.training import step_hooks_in_use
+    from fashion_lightning.step_paths import step_hooks_in_use
 
     class GradientWatcher(L.Callback):
         def __init__(self):
