@@ -18,6 +18,10 @@
   accumulation that count is not ``global_step``, and those curves would lie at other x than the training curves
   (``lr-SGD`` at 0, 1, 2 where the epochs end at 860, 1720). Nothing public sets it; ``TrainingSteps`` sets it around
   each group as Lightning counts under automatic optimization (``tests/test_training_steps.py`` checks both).
+- ``updates_skipped``: ``StochasticWeightAveraging`` ends with one epoch that only recomputes the BatchNorm
+  statistics of the averaged weights: it tells Lightning's loop to skip backward and the update, which only
+  automatic optimization obeys. The module's own steps read the same flag; without it they trained that epoch on,
+  away from the average (``tests/test_tuners.py``).
 """
 
 from collections.abc import Callable
@@ -52,3 +56,9 @@ def set_logging_step(trainer, step: int) -> None:
     loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
     if hasattr(loop, "_batches_that_stepped"):
         loop._batches_that_stepped = step
+
+
+def updates_skipped(trainer) -> bool:
+    """Whether Lightning's loop runs this epoch without backward and updates (``StochasticWeightAveraging``'s
+    BatchNorm pass); ``False`` where this Lightning version has no such flag."""
+    return bool(getattr(getattr(trainer, "fit_loop", None), "_skip_backward", False))

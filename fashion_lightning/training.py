@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
-from fashion_lightning._compat import optimizer_step_counter, set_logging_step
+from fashion_lightning._compat import optimizer_step_counter, set_logging_step, updates_skipped
 from fashion_lightning.compiled import compile_failures_explained, compile_network
 from fashion_lightning.cuda_graph import CapturedSteps
 from fashion_lightning.step_log import StepLog
@@ -89,7 +89,9 @@ class TrainingSteps:
         """One update per batch (fewer with gradient accumulation); returns the losses, shape (len(batches),)."""
         updates_before = self.module.global_step
         batches = self._within_max_steps(batches)
-        if self.captured is not None:
+        if updates_skipped(self.module.trainer):
+            losses, correct = self._forward_only(batches)
+        elif self.captured is not None:
             losses, correct = self._replayed(batches)
         elif self.net is self.module.net:
             losses, correct = self._eager(batches, last_batch)
@@ -108,6 +110,14 @@ class TrainingSteps:
         optimizer_step_counter(self.module.trainer)(len(batches))
         self.step_log.write_due(losses, batches, correct.__getitem__)
         return losses, correct.sum()
+
+    @torch.no_grad()
+    def _forward_only(self, batches) -> tuple[Tensor, Tensor]:
+        """Forward passes in training mode and no update: ``StochasticWeightAveraging``'s last epoch, in which the
+        BatchNorm layers gather the statistics of the averaged weights."""
+        results = [self.module.loss_and_logits(images, labels) for images, labels in batches]
+        logits, labels = torch.cat([logits for _, logits in results]), torch.cat([labels for _, labels in batches])
+        return torch.stack([loss for loss, _ in results]), correct_predictions(logits, labels)
 
     def _eager(self, batches, last_batch: bool) -> tuple[Tensor, Tensor]:
         """Direct steps, or steps through Lightning's optimizer; returns the (K,) losses and the correct count."""

@@ -3,11 +3,13 @@ optimizer steps."""
 
 import pytest
 import torch
-from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateFinder
+from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateFinder, StochasticWeightAveraging
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+from torch.optim.swa_utils import update_bn
 
 from fashion_lightning.cli import cli_main
+from fashion_lightning.data import split_into_steps, step_batches
 from tests.helpers import cli_args, last_ckpt
 
 STEPS_PER_EPOCH = 8  # the tiny training split: 256 images in batches of 32
@@ -81,3 +83,22 @@ def test_ema_weight_averaging_updates_its_average_after_every_optimizer_step(fas
     cli = cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=2"), "--trainer.callbacks+=EMAWeightAveraging"])
     averaging = next(callback for callback in cli.trainer.callbacks if isinstance(callback, EMAWeightAveraging))
     assert int(averaging._average_model.n_averaged) == 2 * STEPS_PER_EPOCH
+
+
+def test_stochastic_weight_averaging_ends_at_the_average_with_its_batchnorm_statistics(fashion):
+    # SWA's last epoch only recomputes BatchNorm statistics for the averaged weights: Lightning skips backward and
+    # the update there under automatic optimization only. The module trained that epoch on, away from the average.
+    swa = ["--trainer.callbacks+=StochasticWeightAveraging", "--trainer.callbacks.swa_lrs=0.01"]
+    swa += ["--trainer.callbacks.swa_epoch_start=1", "--model.net=cnn", "--data.shuffle=false"]
+    cli = cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=3"), *swa])
+    assert cli.trainer.global_step == 3 * STEPS_PER_EPOCH  # none in the BatchNorm epoch
+    averaging = next(callback for callback in cli.trainer.callbacks if isinstance(callback, StochasticWeightAveraging))
+    average = averaging._average_model.net
+    for (name, trained), averaged in zip(cli.model.net.named_parameters(), average.parameters(), strict=True):
+        assert torch.equal(trained, averaged), name
+    # The statistics of one pass over the training batches with the averaged weights, as torch computes them.
+    groups = cli.datamodule.train_dataloader()
+    update_bn([images for group in groups for images, _ in step_batches(split_into_steps(group, 32))], average)
+    for name, value in average.state_dict().items():
+        if "running_" in name:
+            assert torch.allclose(cli.model.net.state_dict()[name], value, atol=1e-5), name
