@@ -5,8 +5,8 @@ Two kinds, both said in one phrase that the data module's log line and refusal u
 
 - ``acting_per_batch``: something that acts after every training batch and is meant to act after every optimizer
   step. With K steps a batch it would act once per K steps, or, for the monitors that log when Lightning's step count
-  (optimizer steps here) hits a multiple of ``log_every_n_steps``, never. An explicit ``steps_per_batch`` > 1 beside
-  it is refused.
+  (optimizer steps here) hits a multiple of ``log_every_n_steps``, seldom or never (that count moves K at a time).
+  An explicit ``steps_per_batch`` > 1 beside it is refused.
 - ``options_counting_batches``: a Trainer option given as a number of batches. An explicit ``steps_per_batch`` makes
   it count groups, as ``--help`` says.
 """

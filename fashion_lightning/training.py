@@ -5,7 +5,8 @@ data module's ``steps_per_batch``) and, on a GPU, run them as one CUDA graph. Li
 callbacks, logging, the loader) is then paid once per group instead of once per update: on a 2-core CPU it
 costs about as much as the MLP's step itself. What the user sees still counts optimizer steps: each update counts
 in ``global_step`` (and runs Lightning's optimizer hooks where someone overrides them), per-step curves are written
-at multiples of ``log_every_n_steps`` optimizer steps, and epoch values carry ``global_step`` as their x-axis.
+at multiples of ``log_every_n_steps`` optimizer steps, and epoch values and what callbacks log (a
+``LearningRateMonitor``) carry ``global_step`` as their x-axis.
 """
 
 import logging
