@@ -34,11 +34,15 @@ def tensorboard_file_writer(writer: SummaryWriter):
     return writer._get_file_writer()
 
 
+def _epoch_loop(trainer):
+    """Lightning's training-epoch loop, or ``None`` where this version has none there."""
+    return getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
+
+
 def optimizer_step_counter(trainer) -> Callable[[int], None] | None:
     """A function counting optimizer steps (``steps``, default 1) in ``trainer.global_step`` under manual
     optimization, as ``LightningOptimizer.step`` would; ``None`` where this Lightning version keeps no such count."""
-    loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
-    progress = getattr(getattr(loop, "manual_optimization", None), "optim_step_progress", None)
+    progress = getattr(getattr(_epoch_loop(trainer), "manual_optimization", None), "optim_step_progress", None)
     if not (hasattr(progress, "increment_ready") and hasattr(progress, "increment_completed")):
         return None
 
@@ -53,7 +57,7 @@ def optimizer_step_counter(trainer) -> Callable[[int], None] | None:
 def set_logging_step(trainer, step: int) -> None:
     """Set Lightning's logging step (its count of training batches that stepped the optimizer) to ``step``; it adds
     one after each training batch. Does nothing where this Lightning version keeps no such count."""
-    loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
+    loop = _epoch_loop(trainer)
     if hasattr(loop, "_batches_that_stepped"):
         loop._batches_that_stepped = step
 

@@ -182,8 +182,9 @@ class FashionClassifier(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         """One optimizer step per ``(images, labels)`` in the batch (a list of them when steps are grouped)."""
-        losses = self.steps.run(step_batches(batch), last_batch=batch_idx + 1 == self.trainer.num_training_batches)
-        self._step_lr_schedulers("step", self.steps.updates_in_last_run)
+        last_batch = batch_idx + 1 == self.trainer.num_training_batches
+        losses, updates = self.steps.run(step_batches(batch), last_batch=last_batch)
+        self._step_lr_schedulers("step", updates)
         return losses.mean()  # NaN if any step's loss was (FiniteLossGuard reads it)
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:

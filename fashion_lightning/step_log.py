@@ -37,10 +37,10 @@ class StepLog:
         # (optimizer steps, images per step, their (n, 2) [loss, correct] on their way to the host)
         self._pending: list[tuple[list[int], list[int], HostCopy]] = []
 
-    def start_group(self) -> None:
-        """Read ``global_step`` and ``log_every_n_steps`` before a group's updates count."""
+    def start_group(self, step: int) -> None:
+        """Count on from ``step``, ``global_step`` before a group's updates; read ``log_every_n_steps``."""
         self.every = self.module.trainer.log_every_n_steps
-        self.step = self.module.global_step
+        self.step = step
 
     def check_interval(self) -> None:
         """Warn when an epoch holds fewer optimizer steps than ``log_every_n_steps`` (no step values within it)."""

@@ -51,7 +51,6 @@ class TrainingSteps:
         self.net: torch.nn.Module | None = None  # the module's network, compiled if asked (--model.compile)
         self.through_lightning: str | None = None  # why the steps go through Lightning's optimizer, if they do
         self.step_log = StepLog(module)
-        self.updates_in_last_run = 0  # optimizer steps of the last group (fewer than its batches when accumulating)
         self._accumulated = 0
 
     def configure(self, optimizer: torch.optim.Optimizer) -> None:
@@ -86,9 +85,11 @@ class TrainingSteps:
         """After the callbacks' ``on_train_batch_end``: the next batch's logging step is ``global_step``."""
         set_logging_step(self.module.trainer, self.module.global_step - 1)
 
-    def run(self, batches: Sequence[tuple[Tensor, Tensor]], last_batch: bool) -> Tensor:
-        """One update per batch (fewer with gradient accumulation); returns the losses, shape (len(batches),)."""
+    def run(self, batches: Sequence[tuple[Tensor, Tensor]], last_batch: bool) -> tuple[Tensor, int]:
+        """One update per batch (fewer with gradient accumulation); returns the losses, shape (len(batches),), and
+        the number of updates."""
         updates_before = self.module.global_step
+        self.step_log.start_group(updates_before)
         batches = self._within_max_steps(batches)
         if updates_skipped(self.module.trainer):
             losses, correct = self._forward_only(batches)
@@ -101,12 +102,10 @@ class TrainingSteps:
                 losses, correct = self._eager(batches, last_batch)
         self._add_to_sums(losses, correct, [len(labels) for _, labels in batches])
         updates = self.module.global_step
-        self.updates_in_last_run = updates - updates_before
-        set_logging_step(self.module.trainer, updates - 1 if self.updates_in_last_run else updates)
-        return losses
+        set_logging_step(self.module.trainer, updates - 1 if updates > updates_before else updates)
+        return losses, updates - updates_before
 
     def _replayed(self, batches) -> tuple[Tensor, Tensor]:
-        self.step_log.start_group()
         losses, correct = self.captured.run(batches)  # (K,) each, on the device
         optimizer_step_counter(self.module.trainer)(len(batches))
         self.step_log.write_due(losses, batches, correct.__getitem__)
@@ -122,7 +121,6 @@ class TrainingSteps:
 
     def _eager(self, batches, last_batch: bool) -> tuple[Tensor, Tensor]:
         """Direct steps, or steps through Lightning's optimizer; returns the (K,) losses and the correct count."""
-        self.step_log.start_group()  # reads global_step before the group's updates count
         if self.through_lightning is None:
             losses, logits = self._direct(batches)
             updated = None  # every batch ended in an update
