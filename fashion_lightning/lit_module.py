@@ -12,35 +12,12 @@ from torchmetrics import MaxMetric, MeanMetric, MetricCollection, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from fashion_lightning.data import step_batches
-from fashion_lightning.errors import ConfigurationError
+from fashion_lightning.hparam_checks import check_hparams
 from fashion_lightning.model import net_from_hparams
 from fashion_lightning.optimizers import build_optimizer
 from fashion_lightning.training import TrainingSteps
 
 STAGES = ("val", "test")  # training keeps device-side sums instead (see TrainingSteps)
-# What each numeric hyperparameter must be: checked before anything is built, so a bad value is one paragraph
-# (torch would raise its own error later, from deep inside fit).
-VALID_VALUES = {
-    "lr": (lambda v: v > 0, "a positive number"),
-    "momentum": (lambda v: v >= 0, "at least 0"),
-    "weight_decay": (lambda v: v >= 0, "at least 0"),
-    "dropout": (lambda v: 0 <= v < 1, "at least 0 and below 1"),
-    "label_smoothing": (lambda v: 0 <= v <= 1, "between 0 and 1"),
-    "lr_step_size": (lambda v: v >= 1, "at least 1"),
-    "lr_gamma": (lambda v: v > 0, "a positive number"),
-    "gradient_clip_val": (lambda v: v is None or v > 0, "a positive number (or null: no clipping)"),
-    "accumulate_grad_batches": (lambda v: v >= 1, "at least 1"),
-    "hidden_dims": (lambda v: all(width >= 1 for width in v), "a list of widths of at least 1"),
-}
-
-
-def check_hparams(hparams) -> None:
-    """Raise ``ConfigurationError`` naming the first hyperparameter whose value cannot train."""
-    for name, (valid, must_be) in VALID_VALUES.items():
-        if not valid(hparams[name]):
-            raise ConfigurationError(f"--model.{name} must be {must_be}, got {hparams[name]}.")
-    if hparams["nesterov"] and hparams["momentum"] <= 0:
-        raise ConfigurationError("--model.nesterov needs a momentum: add --model.momentum 0.9 (or another value > 0).")
 
 
 def stage_metrics(stage: str, num_classes: int) -> MetricCollection:

@@ -1,0 +1,27 @@
+"""What the values of a ``FashionClassifier``'s hyperparameters must be, checked before anything is built."""
+
+from fashion_lightning.errors import ConfigurationError
+
+# name: (test of a value, what it must be). A bad value is one paragraph here; torch would raise its own error later,
+# from deep inside fit.
+VALID_VALUES = {
+    "lr": (lambda v: v > 0, "a positive number"),
+    "momentum": (lambda v: v >= 0, "at least 0"),
+    "weight_decay": (lambda v: v >= 0, "at least 0"),
+    "dropout": (lambda v: 0 <= v < 1, "at least 0 and below 1"),
+    "label_smoothing": (lambda v: 0 <= v <= 1, "between 0 and 1"),
+    "lr_step_size": (lambda v: v >= 1, "at least 1"),
+    "lr_gamma": (lambda v: v > 0, "a positive number"),
+    "gradient_clip_val": (lambda v: v is None or v > 0, "a positive number (or null: no clipping)"),
+    "accumulate_grad_batches": (lambda v: v >= 1, "at least 1"),
+    "hidden_dims": (lambda v: all(width >= 1 for width in v), "a list of widths of at least 1"),
+}
+
+
+def check_hparams(hparams) -> None:
+    """Raise ``ConfigurationError`` naming the first hyperparameter whose value cannot train."""
+    for name, (valid, must_be) in VALID_VALUES.items():
+        if not valid(hparams[name]):
+            raise ConfigurationError(f"--model.{name} must be {must_be}, got {hparams[name]}.")
+    if hparams["nesterov"] and hparams["momentum"] <= 0:
+        raise ConfigurationError("--model.nesterov needs a momentum: add --model.momentum 0.9 (or another value > 0).")
