@@ -108,13 +108,13 @@ def check_run_options(config) -> None:
         raise ConfigurationError(
             f"--trainer.max_epochs must be a positive number of epochs (or -1 for no limit), got {max_epochs}."
         )
-    min_epochs = config.trainer.get("min_epochs")
-    if min_epochs is not None and max_epochs is not None and max_epochs >= 0 and min_epochs > max_epochs:
-        # (Lightning stops at max_epochs without a word)
-        raise ConfigurationError(
-            f"--trainer.min_epochs {min_epochs} is more than --trainer.max_epochs {max_epochs}: raise max_epochs or "
-            "lower min_epochs."
-        )
+    for unit in ("epochs", "steps"):  # (Lightning stops at the maximum without a word)
+        low, high = config.trainer.get(f"min_{unit}"), config.trainer.get(f"max_{unit}")
+        if low is not None and high is not None and high >= 0 and low > high:
+            raise ConfigurationError(
+                f"--trainer.min_{unit} {low} is more than --trainer.max_{unit} {high}: raise max_{unit} or lower "
+                f"min_{unit}."
+            )
     accelerator = config.trainer.get("accelerator")
     any_gpu = torch.cuda.is_available() or (accelerator == "gpu" and torch.backends.mps.is_available())
     if accelerator in ("gpu", "cuda") and not any_gpu:

@@ -379,6 +379,7 @@ def test_damaged_raw_file_with_a_verified_cache_uses_the_cache_and_says_so(fashi
         ("--trainer.barebones=true", "--trainer.barebones"),  # Lightning's ValueError beside the CLI's logger
         # Lightning stops at max_epochs without a word
         ("--trainer.min_epochs=6", "--trainer.min_epochs 6 is more than --trainer.max_epochs 5"),
+        (["--trainer.min_steps=9", "--trainer.max_steps=8"], "--trainer.min_steps 9 is more than --trainer.max_steps"),
         ("--trainer.num_nodes=0", "--trainer: `num_nodes` must be a positive integer"),  # was a ValueError traceback
         (  # Lightning's ZeroDivisionError during training
             ["--trainer.logger=CSVLogger", "--trainer.logger.flush_logs_every_n_steps=0"],
