@@ -30,6 +30,12 @@ def correct_predictions(logits: Tensor, labels: Tensor) -> Tensor:
     return (logits.argmax(dim=-1) == labels).sum()
 
 
+def correct_in_group(logits: Sequence[Tensor], batches: Sequence[tuple[Tensor, Tensor]]) -> Tensor:
+    """Correct predictions of a group, from each batch's (B, num_classes) logits, as a 0-d tensor: 3 ops per group
+    instead of 3 per step."""
+    return correct_predictions(torch.cat(logits), torch.cat([labels for _, labels in batches]))
+
+
 class TrainingSteps:
     """The optimizer steps of the module's ``training_step``, run one of three ways:
 
@@ -116,8 +122,7 @@ class TrainingSteps:
         """Forward passes in training mode and no update: ``StochasticWeightAveraging``'s last epoch, in which the
         BatchNorm layers gather the statistics of the averaged weights."""
         results = [self.module.loss_and_logits(images, labels) for images, labels in batches]
-        logits, labels = torch.cat([logits for _, logits in results]), torch.cat([labels for _, labels in batches])
-        return torch.stack([loss for loss, _ in results]), correct_predictions(logits, labels)
+        return torch.stack([loss for loss, _ in results]), correct_in_group([logits for _, logits in results], batches)
 
     def _eager(self, batches, last_batch: bool) -> tuple[Tensor, Tensor]:
         """Direct steps, or steps through Lightning's optimizer; returns the (K,) losses and the correct count."""
@@ -127,9 +132,7 @@ class TrainingSteps:
         else:
             losses, logits, updated = self._through_lightning(batches, last_batch)
         self.step_log.write_due(losses, batches, lambda i: correct_predictions(logits[i], batches[i][1]), updated)
-        # Correct predictions of the whole group at once: 3 ops per group instead of 3 per step.
-        correct = correct_predictions(torch.cat(logits), torch.cat([labels for _, labels in batches]))
-        return torch.stack(losses), correct
+        return torch.stack(losses), correct_in_group(logits, batches)
 
     def _direct(self, batches) -> tuple[list[Tensor], list[Tensor]]:
         """Plain torch updates, counted in ``global_step`` once the group is done (also when one fails).
