@@ -67,7 +67,7 @@ class FashionClassifier(L.LightningModule):
         image_shape: Input shape (C, H, W) (linked from the data module).
     """
 
-    LOGGED_AFTER_TRAINING = ("val/acc_best",)  # validation values that the sanity check does not log
+    LOGGED_BY_VALIDATION = ("val/loss", "val/acc", "val/images", "val/acc_best")  # (val/acc_best not in sanity checks)
     LOGGED_BY_TRAINING = ("train/loss", "train/acc", "train/lr")  # at each training epoch's end (a monitor may name)
 
     def __init__(

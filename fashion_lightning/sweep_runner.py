@@ -53,15 +53,18 @@ class TrialReporter(L.Callback):
 
     def __init__(self, trial: optuna.Trial, metric: str, earlier: list[float]) -> None:
         self.trial, self.metric, self.values = trial, metric, list(earlier)
+        self._metric_checked = False
 
     def on_fit_start(self, trainer, pl_module) -> None:
         if trainer.is_global_zero:
             self.trial.set_user_attr("run_dir", str(Path(trainer.log_dir).absolute()))
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        problem = trainer.sanity_checking and unlogged_key(trainer, pl_module, self.metric)
-        if problem:  # before the first trial trains, not after it (and before RunSummary names --checkpoint.monitor)
-            raise ConfigurationError(f"--metric {self.metric}: {problem} Set --metric to one of them.")
+        if not self._metric_checked:  # the first validation: the sanity check's, before the first trial trains
+            self._metric_checked = True
+            problem = unlogged_key(trainer, pl_module, self.metric)
+            if problem:  # (and before RunSummary names --checkpoint.monitor, set to the metric)
+                raise ConfigurationError(f"--metric {self.metric}: {problem} Set --metric to one of them.")
         value = trainer.callback_metrics.get(self.metric)
         if trainer.sanity_checking or value is None or not trainer.is_global_zero:
             return

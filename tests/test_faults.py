@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -409,6 +410,33 @@ def test_impossible_values_are_one_paragraph_and_leave_no_run_folder(fashion, ca
     assert named in err
     assert "Traceback" not in err
     assert run_folders(fashion.logs) == []
+
+
+def test_without_a_sanity_check_a_monitor_typo_is_warned_at_the_start_and_refused_at_the_first_validation(
+    fashion, capsys
+):
+    # No sanity check, so no validation before training: the model's own names are all that is known at the start.
+    args = ["--checkpoint.monitor=val/accuracy", "--trainer.num_sanity_val_steps=0", "--trainer.max_epochs=2"]
+    with (
+        pytest.warns(UserWarning, match=r"--checkpoint\.monitor val/accuracy: .*Did you mean val/acc\?.*stop it now"),
+        pytest.raises(SystemExit) as exit_info,
+    ):
+        cli_main(["fit", *cli_args(fashion), *args])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "--checkpoint.monitor val/accuracy: the validation logs no such value. Did you mean val/acc?" in err
+    assert "Traceback" not in err
+    assert "HINT" not in err  # ours, not Lightning's message for module authors
+
+
+def test_without_a_sanity_check_a_logged_monitor_is_not_warned_about_and_the_model_names_what_it_logs(fashion):
+    args = ["--checkpoint.monitor=val/loss", "--trainer.num_sanity_val_steps=0", "--trainer.max_epochs=1"]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=r".*--checkpoint\.monitor")
+        cli = cli_main(["fit", *cli_args(fashion), *args])
+    assert cli.trainer.checkpoint_callback.best_model_path
+    logged = {key for key in cli.trainer.callback_metrics if key.startswith("val/")}
+    assert logged == set(cli.model.LOGGED_BY_VALIDATION)  # what the warning above is judged by
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="asks for a GPU where there is none")

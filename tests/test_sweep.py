@@ -1,5 +1,6 @@
 """``fashion-lightning sweep``: trials as normal runs, kill -9 and rerun, two workers on a real PostgreSQL."""
 
+import contextlib
 import os
 import re
 import shutil
@@ -157,16 +158,22 @@ def test_a_search_space_that_is_not_yaml_is_one_error_with_its_line(fashion, cap
     assert len(err.strip().splitlines()) == 1  # one paragraph, not the YAML library's multi-line report
 
 
-def test_a_metric_the_validation_does_not_log_stops_before_the_first_trial_trains(fashion, capsys):
+@pytest.mark.parametrize("sanity_steps", [2, 0])
+def test_a_metric_the_validation_does_not_log_stops_the_first_trial_at_its_first_validation(
+    fashion, capsys, sanity_steps
+):
     # It was a RuntimeError traceback after the whole first trial.
     args = sweep_command(fashion, f"sqlite:///{fashion.root / 's.db'}", "--metric=val/accu", "--n_trials=1")[4:]
-    with pytest.raises(SystemExit) as exit_info:
-        cli_main(["sweep", *args, "--trainer.max_epochs=2"])
+    # Without a sanity check, the checkpoint's monitor (the metric) is only warned about when training starts.
+    warned = pytest.warns(UserWarning, match="val/accu") if sanity_steps == 0 else contextlib.nullcontext()
+    with warned, pytest.raises(SystemExit) as exit_info:
+        cli_main(["sweep", *args, "--trainer.max_epochs=2", f"--trainer.num_sanity_val_steps={sanity_steps}"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "--metric val/accu: the validation logs no such value. Did you mean val/acc?" in err
     assert "Traceback" not in err
-    assert versions(fashion.logs / "t") == []  # the trial never trained: no run folder
+    if sanity_steps:  # the sanity check's validation comes before any training: the trial never trained
+        assert versions(fashion.logs / "t") == []
 
 
 def test_each_trials_best_checkpoint_is_its_best_by_the_sweeps_metric(fashion):

@@ -7,7 +7,7 @@ import time
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 from fashion_lightning.callbacks.resume import last_checkpoint_path
 from fashion_lightning.data import step_batches
@@ -123,8 +123,9 @@ class FiniteLossGuard(L.Callback):
 
 
 class RunSummary(L.Callback):
-    """Print where a run's checkpoints and logs went, with its best and final metrics; after the sanity check,
-    refuse a checkpoint monitor that the model does not log (``check_monitored_keys``).
+    """Print where a run's checkpoints and logs went, with its best and final metrics; after a fit's first validation
+    (the sanity check's, before any training), refuse a monitor that the model does not log (``check_monitored_keys``;
+    without a sanity check, a warning says so when training starts).
 
     Args:
         resume: How to resume the run, shown beside ``last.ckpt``; ``None``: ``--ckpt_path last`` (or the file's
@@ -133,9 +134,22 @@ class RunSummary(L.Callback):
 
     def __init__(self, resume: str | None = None) -> None:
         self.resume = resume
+        self._monitors_checked = True  # (until a fit starts)
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self._monitors_checked = False
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if not self._monitors_checked:  # no sanity check ran: warn now, from the names the model declares
+            for flag, monitor, problem in unlogged_monitors(trainer, pl_module):
+                rank_zero_warn(
+                    f"{flag} {monitor}: {problem} Unless a callback of yours logs {monitor}, the run stops at its "
+                    f"first validation: stop it now and set {flag} to one of them."
+                )
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking:
+        if not self._monitors_checked:  # the sanity check's validation, or the first one when there was none
+            self._monitors_checked = True
             check_monitored_keys(trainer, pl_module)
 
     @rank_zero_only
@@ -174,31 +188,38 @@ class RunSummary(L.Callback):
 
 def check_monitored_keys(trainer, pl_module) -> None:
     """``ConfigurationError`` for a checkpoint's or early stopping's monitor that names a validation or training
-    value the model does not log; called after the sanity check's validation, before any training step.
+    value the model does not log; called after the first validation (the sanity check's, before any training step).
 
     Lightning refuses such a monitor only after the first epoch's validation, having saved nothing.
     """
+    problems = unlogged_monitors(trainer, pl_module)
+    if problems:
+        flag, monitor, problem = problems[0]
+        raise ConfigurationError(
+            f"{flag} {monitor}: {problem} Set {flag} to one of them (its mode: max for accuracies, min for losses)."
+        )
+
+
+def unlogged_monitors(trainer, pl_module) -> list[tuple[str, str, str]]:
+    """``(flag, monitor, what is wrong)`` for each checkpoint's or early stopping's monitor that ``unlogged_key``
+    finds unlogged."""
+    found = []
     for callback in [*trainer.checkpoint_callbacks, *trainer.early_stopping_callbacks]:
         monitor = getattr(callback, "monitor", None)
         problem = monitor and unlogged_key(trainer, pl_module, monitor)
         if problem:
-            flag = (
-                "--checkpoint.monitor"
-                if callback is trainer.checkpoint_callback
-                else f"{type(callback).__name__}'s monitor"
-            )
-            raise ConfigurationError(
-                f"{flag} {monitor}: {problem} Set {flag} to one of them (its mode: max for accuracies, min for losses)."
-            )
+            mine = callback is trainer.checkpoint_callback
+            found.append(("--checkpoint.monitor" if mine else f"{type(callback).__name__}'s monitor", monitor, problem))
+    return found
 
 
 def unlogged_key(trainer, pl_module, key: str) -> str | None:
-    """After the sanity check's validation: for a key in the validation's or the training's namespace
-    (``val/accuracy``, ``val_loss``, ``train/los``) that it does not log, what it logs and the closest; ``None`` for
-    a logged key or one outside both (a callback's own, ``lr-SGD``: logged later, by whom is not known here)."""
+    """For a key in the validation's or the training's namespace (``val/accuracy``, ``val_loss``, ``train/los``)
+    that neither the model names nor a validation has logged, what they log and the closest; ``None`` for a logged
+    key or one outside both (a callback's own, ``lr-SGD``: logged later, by whom is not known here)."""
     if key.startswith("val"):
         stage, namespace = "validation", "val/"
-        logged = set(trainer.callback_metrics) | set(getattr(pl_module, "LOGGED_AFTER_TRAINING", ()))
+        logged = set(trainer.callback_metrics) | set(getattr(pl_module, "LOGGED_BY_VALIDATION", ()))
     elif key.startswith("train") and hasattr(pl_module, "LOGGED_BY_TRAINING"):
         stage, namespace = "training", "train/"
         logged = set(pl_module.LOGGED_BY_TRAINING)  # not logged yet: the module names them
