@@ -129,18 +129,20 @@ class Floor:
 
 
 class FreeLoop:
-    """A framework-free loop doing what one ``fit`` epoch does with the defaults: 55,000 shuffled training images
-    in steps of 64, validation on the 5,000 held out (loss, accuracy), the best and the last checkpoint written.
-    Its training runs in pieces (``train_steps``), its validation and checkpoints apart (``epoch_end``)."""
+    """A framework-free loop doing what one ``fit`` epoch does: shuffled training images in steps of 64 (55,000 with
+    the defaults), validation on those held out (5,000; the test split if none) (loss, accuracy), the best and the
+    last checkpoint written. Its training runs in pieces (``train_steps``), its validation and checkpoints apart
+    (``epoch_end``). ``val_size`` and ``split_seed`` are fit's (``--data.*``)."""
 
-    def __init__(self, data_dir: str, device: str, workdir: str) -> None:
+    def __init__(self, data_dir: str, device: str, workdir: str, val_size: int, split_seed: int) -> None:
         from fashion_lightning.data import split_train_val, to_unit_float
         from fashion_lightning.raw_files import load_split
 
         images, labels = load_split(data_dir, "train")
-        train_idx, val_idx = split_train_val(len(labels), 5000, seed=0)
+        train_idx, val_idx = split_train_val(len(labels), val_size, seed=split_seed)
         self.train = to_unit_float(images[train_idx]).to(device), labels[train_idx].to(device)
-        self.val = to_unit_float(images[val_idx]).to(device), labels[val_idx].to(device)
+        val_images, val_labels = (images[val_idx], labels[val_idx]) if val_size else load_split(data_dir, "test")
+        self.val = to_unit_float(val_images).to(device), val_labels.to(device)
         self.model = seed_network().to(device)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=1e-3)
         self.device, self.workdir, self.best = device, Path(workdir), 0.0
@@ -254,8 +256,7 @@ def run_fit(data_dir: str, epochs: int, device: str, *extra: str) -> dict:
     from fashion_lightning.data import step_batches
 
     workdir = tempfile.mkdtemp(prefix="fashion-bench-")
-    floor = Floor(data_dir, device) if device == "cpu" else None
-    loop = FreeLoop(data_dir, device, workdir) if device == "cpu" else None
+    floor = loop = None  # on a CPU: the floor, and the free loop once fit's data options are known
     epochs_seen: list[dict] = []  # per fit epoch: what ran beside it, and fit's whole epoch
 
     class Interleaved(L.Callback):
@@ -307,7 +308,9 @@ def run_fit(data_dir: str, epochs: int, device: str, *extra: str) -> dict:
             ],
             run=False,
         )
-        if floor is not None:
+        if device == "cpu":
+            data = cli.datamodule.hparams
+            floor, loop = Floor(data_dir, device), FreeLoop(data_dir, device, workdir, data.val_size, data.split_seed)
             cli.trainer.callbacks.insert(0, Interleaved())
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
         timer = next(cb for cb in cli.trainer.callbacks if isinstance(cb, EpochTimer))

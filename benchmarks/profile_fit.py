@@ -23,29 +23,15 @@ def main() -> None:
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="fashion-profile-")
     accelerator = "gpu" if args.device == "cuda" else "cpu"
-    fit = [
-        "fit",
-        f"--data.data_dir={args.data_dir}",
-        f"--trainer.accelerator={accelerator}",
-        "--trainer.devices=1",
-        "--trainer.max_epochs=1",
-        "--trainer.limit_val_batches=1.0",
-        f"--trainer.default_root_dir={workdir}",
-        f"--trainer.logger.init_args.save_dir={workdir}",
-        *args.extra,
-    ]
-    cli_main(
-        [
-            "fit",
-            *fit[1:3],
-            "--trainer.max_epochs=1",
-            "--trainer.limit_train_batches=20",
-            f"--trainer.logger.init_args.save_dir={workdir}/warmup",
-            f"--trainer.accelerator={accelerator}",
-        ]
-    )
+    common = [f"--data.data_dir={args.data_dir}", f"--trainer.accelerator={accelerator}", "--trainer.devices=1"]
+    common += ["--trainer.max_epochs=1", f"--trainer.default_root_dir={workdir}"]
+    # A short fit first, unprofiled, so that the profiled one finds imports done and caches warm.
+    warmup = ["--trainer.limit_train_batches=20", f"--trainer.logger.init_args.save_dir={workdir}/warmup"]
+    fit = ["fit", *common, "--trainer.limit_val_batches=1.0", f"--trainer.logger.init_args.save_dir={workdir}"]
+    fit += args.extra
     profile = cProfile.Profile()
     with open(f"{workdir}/fit.log", "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        cli_main(["fit", *common, *warmup, *args.extra])
         profile.enable()
         cli_main(fit)
         profile.disable()

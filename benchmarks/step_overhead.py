@@ -100,6 +100,12 @@ def main() -> None:
     batches, per_epoch = marks["batches"], cli.trainer.num_training_batches
     # Pairs of consecutive batches within an epoch, warm-up epoch dropped (validation sits between epochs).
     rows = [parts(batches[i], batches[i - 1]) for i in range(per_epoch, len(batches)) if i % per_epoch]
+    if not rows:
+        raise SystemExit(
+            f"error: nothing to measure: an epoch holds {per_epoch} training batch(es) and {args.epochs} epoch(s) ran; "
+            "this needs two batches or more in an epoch after the first (more data, or a lower "
+            "--data.steps_per_batch after --) and --epochs 2 or more."
+        )
     steps_per_batch = cli.datamodule.steps_per_batch()
     medians = {part: statistics.median(row[part] for row in rows) * 1e3 for part in PARTS}
     print(f"{steps_per_batch} optimizer steps per training batch, {len(rows)} batches measured (medians):")
