@@ -3,6 +3,7 @@
     python benchmarks/accuracy.py                        # seed loop, configs/seed.yaml, mlp.yaml, cnn.yaml
     python benchmarks/accuracy.py --recipes mlp cnn      # some of them
     python benchmarks/accuracy.py --device cuda          # the same commands with --trainer.accelerator gpu
+    python benchmarks/accuracy.py --recipes cnn --fit-args "--trainer.max_epochs=1"   # more flags for fit and test
 
 Each recipe is ``fashion-lightning fit --config configs/<recipe>.yaml`` (model selection on the validation
 split only) followed by one ``fashion-lightning test`` of its best checkpoint on the official 10,000 test
@@ -11,6 +12,7 @@ images. "seed-loop" is the seed's plain PyTorch loop (benchmarks/epoch_time.py) 
 
 import argparse
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -62,14 +64,16 @@ def recipe(name: str, args, workdir: Path) -> dict:
         f"--trainer.logger.init_args.name={name}",
         "--trainer.enable_progress_bar=false",
         *device,
+        *shlex.split(args.fit_args),
     ]
     fit = ["fashion-lightning", "fit", f"--config=configs/{name}.yaml", *common]
     run([sys.executable, "-m", "fashion_lightning", *fit[1:]], log)
     best = max((logs / name).glob("version_*/checkpoints/best.ckpt"), key=lambda p: p.stat().st_mtime)
     test = ["fashion-lightning", "test", f"--config=configs/{name}.yaml", *common, f"--ckpt_path={best}"]
     output = run([sys.executable, "-m", "fashion_lightning", *test[1:]], log)
-    accuracy = float(re.findall(r"test/acc: ([0-9.]+) on 10,000 images", output)[-1])
-    shown = [" ".join(fit[:3]), " ".join(test[:3]) + " --ckpt_path <its best.ckpt>"]
+    accuracy = float(re.findall(r"test/acc: ([0-9.]+) on [0-9,]+ images", output)[-1])
+    given = shlex.split(args.fit_args)  # (shown: they change the result)
+    shown = [" ".join([*fit[:3], *given]), " ".join([*test[:3], *given]) + " --ckpt_path <its best.ckpt>"]
     return {"accuracy": accuracy, "seconds": time.perf_counter() - start, "commands": shown}
 
 
@@ -78,6 +82,7 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="*", choices=RECIPES, default=list(RECIPES))
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--data-dir", default=str(ROOT / "data"))
+    parser.add_argument("--fit-args", default="", help='more flags for fit and test, e.g. "--trainer.max_epochs=1"')
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="fashion-accuracy-"))
     print(f"device={args.device}; logs and runs in {workdir}")

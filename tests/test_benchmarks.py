@@ -72,3 +72,13 @@ def test_profile_fit_prints_the_profile_of_one_epoch(tmp_path, prepared):
     assert done.returncode == 0, done.stderr[-3000:]
     assert re.search(r"\d+ function calls .* in \d+\.\d+ seconds", done.stdout)
     assert "cumtime" in done.stdout
+
+
+def test_accuracy_runs_the_cnn_recipe_end_to_end_and_shows_its_commands(tmp_path, prepared):
+    flags = " ".join(["--trainer.max_epochs=1", *TINY])
+    done = bench(tmp_path, "accuracy.py", "--recipes", "cnn", f"--data-dir={prepared}", f"--fit-args={flags}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    row = re.search(r"^\| cnn \| (\d+\.\d+)% \| \d+\.\d+ min \| (.*) \|$", done.stdout, re.MULTILINE)
+    assert row, done.stdout
+    assert 0 <= float(row.group(1)) <= 100
+    assert f"`fashion-lightning fit --config=configs/cnn.yaml {flags}`" in row.group(2)
