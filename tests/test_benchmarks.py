@@ -82,3 +82,14 @@ def test_accuracy_runs_the_cnn_recipe_end_to_end_and_shows_its_commands(tmp_path
     assert row, done.stdout
     assert 0 <= float(row.group(1)) <= 100
     assert f"`fashion-lightning fit --config=configs/cnn.yaml {flags}`" in row.group(2)
+
+
+def test_serve_load_prints_a_row_per_batching_and_client_count(tmp_path):
+    pytest.importorskip("litserve")
+    done = bench(tmp_path, "serve_load.py", "--rounds=1", "--requests=8", "--seconds=1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    for batching in ("on", "off"):
+        for clients in (1, 8, 64):
+            assert re.search(
+                rf"^\| {batching} \| {clients} \| \d+ \| [\d.]+ \| [\d.]+ \| 8 \| 0 \|$", done.stdout, re.M
+            )
