@@ -57,6 +57,7 @@ def recipe(name: str, args, workdir: Path) -> dict:
         accuracy = float(re.findall(r'"test_acc": ([0-9.]+)', output)[-1])
         return {"accuracy": accuracy, "seconds": time.perf_counter() - start, "commands": [" ".join(command[1:])]}
     logs = workdir / "lightning_logs"
+    given = shlex.split(args.fit_args)  # (also shown in the commands: they change the result)
     device = ["--trainer.accelerator=gpu", "--trainer.devices=1"] if args.device == "cuda" else []
     common = [
         f"--data.data_dir={args.data_dir}",
@@ -64,7 +65,7 @@ def recipe(name: str, args, workdir: Path) -> dict:
         f"--trainer.logger.init_args.name={name}",
         "--trainer.enable_progress_bar=false",
         *device,
-        *shlex.split(args.fit_args),
+        *given,
     ]
     fit = ["fashion-lightning", "fit", f"--config=configs/{name}.yaml", *common]
     run([sys.executable, "-m", "fashion_lightning", *fit[1:]], log)
@@ -72,7 +73,6 @@ def recipe(name: str, args, workdir: Path) -> dict:
     test = ["fashion-lightning", "test", f"--config=configs/{name}.yaml", *common, f"--ckpt_path={best}"]
     output = run([sys.executable, "-m", "fashion_lightning", *test[1:]], log)
     accuracy = float(re.findall(r"test/acc: ([0-9.]+) on [0-9,]+ images", output)[-1])
-    given = shlex.split(args.fit_args)  # (shown: they change the result)
     shown = [" ".join([*fit[:3], *given]), " ".join([*test[:3], *given]) + " --ckpt_path <its best.ckpt>"]
     return {"accuracy": accuracy, "seconds": time.perf_counter() - start, "commands": shown}
 

@@ -33,29 +33,32 @@ def bench(tmp_path, script: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
 
 
+def report(tmp_path, script: str, *args: str) -> str:
+    """What ``script`` printed, after it ended well."""
+    done = bench(tmp_path, script, *args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
 def test_epoch_time_prints_every_variant_and_the_ratios_the_targets_are_about(tmp_path, prepared):
-    done = bench(
+    out = report(
         tmp_path, "epoch_time.py", f"--data-dir={prepared}", "--epochs=2", "--rounds=1", f"--fit-args={' '.join(TINY)}"
     )
-    assert done.returncode == 0, done.stderr[-3000:]
     for variant in ("(a) seed loop", "(b) compute floor", "(c) fashion-lightning fit"):
-        assert re.search(rf"\| {re.escape(variant)} \| \d+\.\d+ \|", done.stdout)
-    assert re.search(
-        rf"fit / floor per step, interleaved in one process \(target <= 1.05 on CPU\): {RATIO}", done.stdout
-    )
-    assert re.search(rf"a framework-free loop doing the same work .*: {RATIO} over 1 epochs", done.stdout)
-    assert re.search(rf"seed / fit test pass \(target > 1\): {RATIO}", done.stdout)
+        assert re.search(rf"\| {re.escape(variant)} \| \d+\.\d+ \|", out)
+    assert re.search(rf"fit / floor per step, interleaved in one process \(target <= 1.05 on CPU\): {RATIO}", out)
+    assert re.search(rf"a framework-free loop doing the same work .*: {RATIO} over 1 epochs", out)
+    assert re.search(rf"seed / fit test pass \(target > 1\): {RATIO}", out)
 
 
 def test_step_overhead_splits_a_batch_into_its_parts(tmp_path, prepared):
     # One optimizer step per batch: 4 training batches an epoch on the tiny data
-    done = bench(
+    out = report(
         tmp_path, "step_overhead.py", f"--data-dir={prepared}", "--epochs=2", "--", *TINY, "--data.steps_per_batch=1"
     )
-    assert done.returncode == 0, done.stderr[-3000:]
     for part in ("steps", "bookkeeping", "step call", "hooks", "gather", "loop"):
-        assert re.search(rf"^  {part} +\d+\.\d+ ms", done.stdout, re.MULTILINE)
-    assert re.search(r"all but the steps: \d+\.\d+ ms a batch", done.stdout)
+        assert re.search(rf"^  {part} +\d+\.\d+ ms", out, re.MULTILINE)
+    assert re.search(r"all but the steps: \d+\.\d+ ms a batch", out)
 
 
 def test_step_overhead_with_one_batch_an_epoch_says_what_to_change(tmp_path, prepared):
@@ -68,28 +71,23 @@ def test_step_overhead_with_one_batch_an_epoch_says_what_to_change(tmp_path, pre
 
 
 def test_profile_fit_prints_the_profile_of_one_epoch(tmp_path, prepared):
-    done = bench(tmp_path, "profile_fit.py", f"--data-dir={prepared}", "--top=5", "--sort=cumulative", "--", *TINY)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert re.search(r"\d+ function calls .* in \d+\.\d+ seconds", done.stdout)
-    assert "cumtime" in done.stdout
+    out = report(tmp_path, "profile_fit.py", f"--data-dir={prepared}", "--top=5", "--sort=cumulative", "--", *TINY)
+    assert re.search(r"\d+ function calls .* in \d+\.\d+ seconds", out)
+    assert "cumtime" in out
 
 
 def test_accuracy_runs_the_cnn_recipe_end_to_end_and_shows_its_commands(tmp_path, prepared):
     flags = " ".join(["--trainer.max_epochs=1", *TINY])
-    done = bench(tmp_path, "accuracy.py", "--recipes", "cnn", f"--data-dir={prepared}", f"--fit-args={flags}")
-    assert done.returncode == 0, done.stderr[-3000:]
-    row = re.search(r"^\| cnn \| (\d+\.\d+)% \| \d+\.\d+ min \| (.*) \|$", done.stdout, re.MULTILINE)
-    assert row, done.stdout
+    out = report(tmp_path, "accuracy.py", "--recipes", "cnn", f"--data-dir={prepared}", f"--fit-args={flags}")
+    row = re.search(r"^\| cnn \| (\d+\.\d+)% \| \d+\.\d+ min \| (.*) \|$", out, re.MULTILINE)
+    assert row, out
     assert 0 <= float(row.group(1)) <= 100
     assert f"`fashion-lightning fit --config=configs/cnn.yaml {flags}`" in row.group(2)
 
 
 def test_serve_load_prints_a_row_per_batching_and_client_count(tmp_path):
     pytest.importorskip("litserve")
-    done = bench(tmp_path, "serve_load.py", "--rounds=1", "--requests=8", "--seconds=1")
-    assert done.returncode == 0, done.stderr[-3000:]
+    out = report(tmp_path, "serve_load.py", "--rounds=1", "--requests=8", "--seconds=1")
     for batching in ("on", "off"):
         for clients in (1, 8, 64):
-            assert re.search(
-                rf"^\| {batching} \| {clients} \| \d+ \| [\d.]+ \| [\d.]+ \| 8 \| 0 \|$", done.stdout, re.M
-            )
+            assert re.search(rf"^\| {batching} \| {clients} \| \d+ \| [\d.]+ \| [\d.]+ \| 8 \| 0 \|$", out, re.M)
