@@ -21,6 +21,11 @@ def _loggers(config) -> list:
     return (list(logger) or [None]) if isinstance(logger, list | tuple) else [logger]
 
 
+def first_logger(config):
+    """The first logger's config entry (Lightning's checkpoints and ``trainer.log_dir`` follow it); falsy for none."""
+    return _loggers(config)[0]
+
+
 def is_entry_of(entry, *classes: type) -> bool:
     """Whether an entry of the config (``class_path``, ``init_args``: a logger, a callback) names one of ``classes``
     or a subclass."""
@@ -43,7 +48,7 @@ def folder_logger_args(config):
     """The ``init_args`` of the run's logger if it keeps runs in ``<save_dir>/<name>/version_N`` folders
     (TensorBoard, CSV, or a subclass); else ``None`` (no logger, or another kind: W&B, MLflow, ...). Of a list, the
     first: Lightning's checkpoints and ``trainer.log_dir`` follow it."""
-    first = _loggers(config)[0]
+    first = first_logger(config)
     return first.init_args if _is_folder_logger(first) else None
 
 

@@ -18,8 +18,9 @@ def lock_path(run_dir: Path) -> Path:
     return run_dir.parent / f".{run_dir.name}.lock"
 
 
-def lock_run(run_dir: str | os.PathLike) -> None:
-    """Hold the run's writer lock until the process ends; ``ConfigurationError`` if a live process holds it."""
+def lock_run(run_dir: str | os.PathLike, what: str = "The run") -> None:
+    """Hold the run's writer lock until the process ends; ``ConfigurationError`` if a live process holds it.
+    ``what``: how the message names the folder."""
     run_dir = Path(run_dir).absolute()
     if run_dir in _held_locks:
         return
@@ -31,7 +32,7 @@ def lock_run(run_dir: str | os.PathLike) -> None:
         holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
         os.close(fd)
         raise ConfigurationError(
-            f"The run '{run_dir}' is being trained right now by another process (pid {holder}); two writers would "
+            f"{what} '{run_dir}' is being trained right now by another process (pid {holder}); two writers would "
             "mix their checkpoints. Wait for it to finish (or stop it: Ctrl-C saves last.ckpt), then resume with "
             "--ckpt_path last; or start a separate run without --ckpt_path."
         ) from None

@@ -127,7 +127,7 @@ def claim_version(runs_root: str | os.PathLike, fit: bool = True) -> int:
     while True:
         try:
             (root / f"version_{version}").mkdir()
-            _remember_claim(root / f"version_{version}", fit)
+            remember_claim(root / f"version_{version}", fit)
             return version
         except FileExistsError:  # another run claimed it between the listing and here: take the next one
             version += 1
@@ -154,11 +154,13 @@ def enter_given_run_dir(run_dir: Path, fresh: bool) -> None:
         if fresh:
             check_fresh_run_dir(run_dir)
         if not run_dir.exists():
-            _remember_claim(run_dir, fit=True)  # (removed again if the run never starts)
+            remember_claim(run_dir, fit=True)  # (removed again if the run never starts)
         lock_run(run_dir)
 
 
-def _remember_claim(run_dir: Path, fit: bool) -> None:
+def remember_claim(run_dir: Path, fit: bool = True) -> None:
+    """Note a folder this process created for a run: ``release_unused_claims`` removes it if the run leaves nothing
+    in it (``fit``: or never reaches its first training step)."""
     global _training_started
     _claimed.append((run_dir.absolute(), fit))
     _training_started = False  # (a sweep runs many fits in one process)

@@ -5,6 +5,7 @@ existing files or into unwritable places, a full disk during a checkpoint, bad d
 values, --model flags that disagree with a checkpoint, a damaged raw file beside a verified cache.
 """
 
+import contextlib
 import errno
 import gzip
 import importlib.util
@@ -141,25 +142,27 @@ def test_resuming_a_run_that_a_live_process_writes_is_refused(fashion):
     assert run_folders(logs) == ["version_0"]
 
 
-def test_the_run_lock_is_exclusive_between_processes(tmp_path):
-    run = tmp_path / "version_0"
+@contextlib.contextmanager
+def lock_held_elsewhere(folder):
+    """Another process holds ``folder``'s writer lock until the block ends; yields its pid."""
     holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"from fashion_lightning.run_lock import lock_run; lock_run({str(run)!r}); input()",
-        ],
+        [sys.executable, "-c", f"from fashion_lightning.run_lock import lock_run; lock_run({str(folder)!r}); input()"],
         stdin=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 30
-        while not lock_path(run).exists() or not lock_path(run).read_text():
-            assert time.monotonic() < deadline
+        while not lock_path(folder).exists() or lock_path(folder).read_text().strip() != str(holder.pid):
+            assert time.monotonic() < deadline  # (a fit's pid is there until the holder writes its own)
             time.sleep(0.05)
-        with pytest.raises(ConfigurationError, match=f"pid {holder.pid}"):
-            lock_run(run)
+        yield holder.pid
     finally:
         holder.communicate(b"\n", timeout=30)
+
+
+def test_the_run_lock_is_exclusive_between_processes(tmp_path):
+    run = tmp_path / "version_0"
+    with lock_held_elsewhere(run) as pid, pytest.raises(ConfigurationError, match=f"pid {pid}"):
+        lock_run(run)
     lock_run(run)  # the holder has exited: the lock is free
 
 
@@ -168,23 +171,71 @@ def test_a_fit_into_a_given_version_that_a_live_process_writes_is_refused(fashio
     args = cli_args(fashion, "--trainer.max_epochs=1", f"--trainer.logger.init_args.version={version}")
     cli_main(["fit", *args])
     run = fashion.logs / "fashion" / ("version_0" if version == "0" else version)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", f"from fashion_lightning.run_lock import lock_run; lock_run({str(run)!r}); input()"],
-        stdin=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while lock_path(run).read_text().strip() != str(holder.pid):  # (the first fit's pid until the holder writes)
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    with lock_held_elsewhere(run) as pid:
         before = (run / "checkpoints" / "last.ckpt").read_bytes()
         with pytest.raises(SystemExit) as exit_info:
             cli_main(["fit", *args, "--trainer.max_epochs=2", "--ckpt_path=last"])  # a resume into that folder
         assert exit_info.value.code == 2
-        assert f"being trained right now by another process (pid {holder.pid})" in capsys.readouterr().err
+        assert f"being trained right now by another process (pid {pid})" in capsys.readouterr().err
         assert (run / "checkpoints" / "last.ckpt").read_bytes() == before
-    finally:
-        holder.communicate(b"\n", timeout=30)
+
+
+def without_logger(fashion, root, *extra: str) -> list[str]:
+    """``cli_args`` for a fit with no logger, its checkpoints in ``<root>/checkpoints`` (Lightning's place)."""
+    args = [a for a in cli_args(fashion, *extra) if not a.startswith(("--trainer.logger", "--trainer.default_root"))]
+    return [*args, "--trainer.logger=false", f"--trainer.default_root_dir={root}"]
+
+
+def checkpoint_bytes(folder) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.glob("*.ckpt"))}
+
+
+def test_a_second_fit_without_a_logger_does_not_write_over_the_first(fashion, capsys):
+    # No version_N folders: every run would write <default_root_dir>/checkpoints/best.ckpt and last.ckpt.
+    args = without_logger(fashion, fashion.root / "no_logger", "--trainer.max_epochs=1")
+    checkpoints = fashion.root / "no_logger" / "checkpoints"
+    cli_main(["fit", *args])
+    before = checkpoint_bytes(checkpoints)
+    assert sorted(before) == ["best.ckpt", "last.ckpt"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        cli_main(["fit", *args, "--model.lr=0.1"])
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert f"'{checkpoints}' already holds checkpoints of another run (best.ckpt, last.ckpt)" in error
+    assert checkpoint_bytes(checkpoints) == before
+    # The resume the message names continues that run.
+    resume = re.search(r"add (--ckpt_path \S+);", error).group(1).replace(" ", "=")
+    cli = cli_main(["fit", *args, "--trainer.max_epochs=2", resume])
+    assert cli.trainer.current_epoch == 2
+    assert checkpoint_bytes(checkpoints) != before
+
+
+@pytest.mark.parametrize("option", ["checkpoint.dirpath", "last.dirpath"])
+def test_a_second_fit_into_a_named_checkpoint_folder_is_refused_before_claiming_a_version(fashion, capsys, option):
+    folder = fashion.root / "mine"
+    args = cli_args(fashion, "--trainer.max_epochs=1", f"--{option}={folder}")
+    cli_main(["fit", *args])
+    before = checkpoint_bytes(folder)
+    assert sorted(before) == (["best.ckpt", "last.ckpt"] if option == "checkpoint.dirpath" else ["last.ckpt"])
+    with pytest.raises(SystemExit) as stopped:
+        cli_main(["fit", *args])
+    assert stopped.value.code == 2
+    assert f"'{folder}' already holds checkpoints of another run" in capsys.readouterr().err
+    assert checkpoint_bytes(folder) == before
+    assert run_folders(fashion.logs) == ["version_0"]
+
+
+def test_a_fit_into_a_checkpoint_folder_that_a_live_process_writes_is_refused(fashion, capsys):
+    root = fashion.root / "no_logger"
+    with lock_held_elsewhere(root / "checkpoints") as pid:
+        with pytest.raises(SystemExit) as stopped:
+            cli_main(["fit", *without_logger(fashion, root, "--trainer.max_epochs=1")])
+        assert stopped.value.code == 2
+        error = capsys.readouterr().err
+        assert f"The checkpoint folder '{root / 'checkpoints'}' is being trained right now by another process" in error
+        assert f"(pid {pid})" in error
+    assert not list((root / "checkpoints").iterdir())  # the holder's (empty) folder: nothing written into it
 
 
 # --- classify: hostile and unusual images -------------------------------------------------------------------

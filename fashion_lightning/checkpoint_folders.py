@@ -1,0 +1,49 @@
+"""Checkpoint folders that no ``version_N`` claim keeps apart: without a logger, Lightning writes every run's
+checkpoints to ``<default_root_dir>/checkpoints``, and ``--checkpoint.dirpath``/``--last.dirpath`` name one folder
+for every run given them. The files keep fixed names (``best.ckpt``, ``last.ckpt``), so a second ``fit`` there
+would write over the first run's. Such a folder is treated as a run's folder: locked while a ``fit`` writes it, and
+refused to a ``fit`` without ``--ckpt_path`` while it holds checkpoints.
+"""
+
+from pathlib import Path
+
+from lightning.pytorch.utilities import rank_zero_only
+
+from fashion_lightning.errors import ConfigurationError
+from fashion_lightning.options import first_logger
+from fashion_lightning.run_lock import lock_run
+from fashion_lightning.runs import remember_claim
+
+
+def unclaimed_checkpoint_folders(config) -> list[Path]:
+    """The folders a ``fit`` of ``config`` writes checkpoints to that are not inside a ``version_N`` it claims."""
+    trainer = config.trainer
+    if trainer.get("enable_checkpointing") is False or trainer.get("fast_dev_run"):
+        return []
+    # Lightning's place without a logger; with one, <save_dir>/<name>/<version>/checkpoints (a claimed version_N,
+    # or a W&B/MLflow run's own id).
+    default = None if first_logger(config) else Path(trainer.get("default_root_dir") or ".") / "checkpoints"
+    best_dir = (config.get("checkpoint") or {}).get("dirpath")
+    last_dir = (config.get("last") or {}).get("dirpath") or best_dir  # (LastCheckpoint writes beside best.ckpt)
+    folders = [Path(given) if given else default for given in (best_dir, last_dir)]
+    return list(dict.fromkeys(folder.absolute() for folder in folders if folder is not None))
+
+
+def enter_checkpoint_folder(folder: Path, fresh: bool) -> None:
+    """Lock ``folder`` for this ``fit``; a ``fresh`` one (no ``--ckpt_path``) is refused if it holds checkpoints."""
+    if rank_zero_only.rank != 0:
+        return
+    held = sorted(path.name for path in folder.glob("*.ckpt"))
+    if fresh and held:
+        last = folder / "last.ckpt"
+        resume = last if last.is_file() else "CHECKPOINT"
+        raise ConfigurationError(
+            f"'{folder}' already holds checkpoints of another run ({', '.join(held)}), and a fit without "
+            f"--ckpt_path would write over them: without a logger's version_N folders (--trainer.logger false) or "
+            f"with --checkpoint.dirpath/--last.dirpath, every run writes its checkpoints there. To continue that "
+            f"run, add --ckpt_path {resume}; to start a new one, give it another folder (--trainer.default_root_dir "
+            "DIR, or --checkpoint.dirpath DIR), or keep a TensorBoard or CSV logger."
+        )
+    if not folder.exists():
+        remember_claim(folder)  # (removed again if the run never starts)
+    lock_run(folder, what="The checkpoint folder")
