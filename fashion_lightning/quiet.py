@@ -1,11 +1,14 @@
 """A quiet console: third-party messages that a default run prints and that no user can act on, silenced by
-their exact text, in this one place. Anything else, and any message of this project, still shows.
+their exact text, in this one place, and Optuna's traceback of a trial that this project's own error stopped (the
+CLI prints that error as one paragraph). Anything else, and any message of this project, still shows.
 
 Each entry names where it comes from; drop it once the upstream fix is released and required.
 """
 
 import logging
 import warnings
+
+from fashion_lightning.errors import FashionLightningError
 
 # (message regex, category, where it comes from)
 KNOWN_WARNINGS = (
@@ -73,3 +76,30 @@ def silence_known_noise() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(existing, _DropKnownLines) for existing in logger.filters):
             logger.addFilter(_DropKnownLines())
+
+
+class _ReportedElsewhere(logging.Filter):
+    """Drops Optuna's report of a trial that this project's own error failed (a bad option found once the trial
+    runs): its traceback, then "Trial N failed with value None.". The sweep stops on such an error, and the CLI
+    prints it as one paragraph. Any other error keeps Optuna's report."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._follow_up: str | None = None  # the start of the second line to drop
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        if record.exc_info and isinstance(record.exc_info[1], FashionLightningError):
+            self._follow_up = message.partition(" failed with parameters")[0] + " failed with value "
+            return False
+        if self._follow_up and message.startswith(self._follow_up):
+            self._follow_up = None
+            return False
+        return True
+
+
+def quiet_optuna_reports() -> None:
+    """Install ``_ReportedElsewhere`` on Optuna's console handler (idempotent)."""
+    for handler in logging.getLogger("optuna").handlers:
+        if not any(isinstance(existing, _ReportedElsewhere) for existing in handler.filters):
+            handler.addFilter(_ReportedElsewhere())

@@ -15,11 +15,13 @@ from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
 
 from fashion_lightning.callbacks import ResumableRun, RunSummary
 from fashion_lightning.callbacks.monitoring import unlogged_key
+from fashion_lightning.checkpoint_folders import unclaimed_checkpoint_folders
 from fashion_lightning.cli import FashionCLI, cli_kwargs
 from fashion_lightning.datamodule import FashionMNISTDataModule
 from fashion_lightning.errors import ConfigurationError
 from fashion_lightning.lit_module import FashionClassifier
 from fashion_lightning.options import runs_root
+from fashion_lightning.quiet import quiet_optuna_reports
 from fashion_lightning.run_lock import release_locks
 from fashion_lightning.runs import release_unused_claims
 from fashion_lightning.sweep import GRACE_S, HEARTBEAT_S, load_search_space, process_alive, suggest
@@ -173,8 +175,21 @@ def default_storage(config) -> str:
     return f"sqlite:///{(root / 'sweeps.db').absolute()}"
 
 
+def check_trial_folders(config) -> None:
+    """``ConfigurationError`` if the trials would share one checkpoint folder instead of each its ``version_N``."""
+    shared = unclaimed_checkpoint_folders(config)
+    if shared:
+        raise ConfigurationError(
+            f"Each trial needs a run folder of its own, but every trial's checkpoints would go to '{shared[0]}' "
+            "(--trainer.logger false, --checkpoint.dirpath or --last.dirpath), where the second trial would find "
+            "the first one's. Keep a TensorBoard or CSV logger (the default) and leave the checkpoints in its "
+            "version_N folders."
+        )
+
+
 def run_sweep(options: dict, fit_args: list[str], host: str, out) -> int:
     config = resolved_fit_config(fit_args)
+    check_trial_folders(config)
     space = load_search_space(options["search_space"], set(config.keys()))
     storage = open_storage(options["storage"] or default_storage(config))
     sampler_class = optuna.samplers.TPESampler if options["sampler"] == "tpe" else optuna.samplers.RandomSampler
@@ -190,6 +205,7 @@ def run_sweep(options: dict, fit_args: list[str], host: str, out) -> int:
         load_if_exists=True,
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    quiet_optuna_reports()
     n_trials = options["n_trials"]
     while n_trials:
         fail_dead_local_trials(study, storage, host)

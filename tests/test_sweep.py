@@ -176,6 +176,27 @@ def test_a_metric_the_validation_does_not_log_stops_the_first_trial_at_its_first
         assert versions(fashion.logs / "t") == []
 
 
+def test_an_error_found_inside_a_trial_is_one_paragraph_on_the_console(fashion):
+    # Optuna logs the exception that fails a trial with its traceback, through its own handler (capsys misses it).
+    command = sweep_command(fashion, f"sqlite:///{fashion.root / 's.db'}", "--metric=val/accu", "--n_trials=1")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "error: --metric val/accu: the validation logs no such value. Did you mean val/acc?" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "failed with" not in result.stderr  # (Optuna's two lines about the failed trial)
+
+
+def test_trials_sharing_one_checkpoint_folder_are_refused_before_the_first(fashion, capsys):
+    storage = fashion.root / "s.db"
+    args = sweep_command(fashion, f"sqlite:///{storage}", f"--checkpoint.dirpath={fashion.root / 'shared'}")[4:]
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["sweep", *args])
+    assert exit_info.value.code == 2
+    assert f"every trial's checkpoints would go to '{fashion.root / 'shared'}'" in capsys.readouterr().err
+    assert not storage.exists()  # no study, no trial
+    assert not (fashion.root / "shared").exists()
+
+
 def test_each_trials_best_checkpoint_is_its_best_by_the_sweeps_metric(fashion):
     storage = f"sqlite:///{fashion.root / 's.db'}"
     args = sweep_command(fashion, storage, "--metric=val/loss", "--direction=minimize", "--n_trials=1")[4:]
