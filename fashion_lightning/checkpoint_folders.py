@@ -29,21 +29,28 @@ def unclaimed_checkpoint_folders(config) -> list[Path]:
     return list(dict.fromkeys(folder.absolute() for folder in folders if folder is not None))
 
 
-def enter_checkpoint_folder(folder: Path, fresh: bool) -> None:
-    """Lock ``folder`` for this ``fit``; a ``fresh`` one (no ``--ckpt_path``) is refused if it holds checkpoints."""
+def enter_checkpoint_folders(folders: list[Path], ckpt_path: str | None) -> None:
+    """Lock each of ``folders`` for this ``fit``. Unless it continues a run of theirs (``ckpt_path`` in one of them),
+    folders holding checkpoints are refused (``ConfigurationError``)."""
     if rank_zero_only.rank != 0:
         return
-    held = sorted(path.name for path in folder.glob("*.ckpt"))
-    if fresh and held:
-        last = folder / "last.ckpt"
-        resume = last if last.is_file() else "CHECKPOINT"
-        raise ConfigurationError(
-            f"'{folder}' already holds checkpoints of another run ({', '.join(held)}), and a fit without "
-            f"--ckpt_path would write over them: without a logger's version_N folders (--trainer.logger false) or "
-            f"with --checkpoint.dirpath/--last.dirpath, every run writes its checkpoints there. To continue that "
-            f"run, add --ckpt_path {resume}; to start a new one, give it another folder (--trainer.default_root_dir "
-            "DIR, or --checkpoint.dirpath DIR), or keep a TensorBoard or CSV logger."
-        )
-    if not folder.exists():
-        remember_claim(folder)  # (removed again if the run never starts)
-    lock_run(folder, what="The checkpoint folder")
+    continuing = ckpt_path is not None and Path(ckpt_path).absolute().parent in folders
+    for folder in folders:
+        held = sorted(path.name for path in folder.glob("*.ckpt"))
+        if held and not continuing:
+            raise ConfigurationError(_would_write_over(folder, held))
+    for folder in folders:
+        if not folder.exists():
+            remember_claim(folder)  # (removed again if the run never starts)
+        lock_run(folder, what="The checkpoint folder")
+
+
+def _would_write_over(folder: Path, held: list[str]) -> str:
+    last = folder / "last.ckpt"
+    return (
+        f"'{folder}' already holds checkpoints of another run ({', '.join(held)}), and this fit would write over "
+        "them: without a logger's version_N folders (--trainer.logger false) or with --checkpoint.dirpath/"
+        "--last.dirpath, every run writes its checkpoints there. To continue that run, use --ckpt_path "
+        f"{last if last.is_file() else 'CHECKPOINT'}; to start a new one, give it another folder "
+        "(--trainer.default_root_dir DIR, or --checkpoint.dirpath DIR), or keep a TensorBoard or CSV logger."
+    )

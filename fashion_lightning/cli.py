@@ -22,7 +22,7 @@ from fashion_lightning.callbacks import (
     resume,
 )
 from fashion_lightning.callbacks.arrangement import arrange_callbacks, trainer_kwargs
-from fashion_lightning.checkpoint_folders import enter_checkpoint_folder, unclaimed_checkpoint_folders
+from fashion_lightning.checkpoint_folders import enter_checkpoint_folders, unclaimed_checkpoint_folders
 from fashion_lightning.checkpointing import AtomicCheckpointIO, check_compatible, load_checkpoint
 from fashion_lightning.class_errors import class_error
 from fashion_lightning.datamodule import FashionMNISTDataModule
@@ -129,8 +129,7 @@ class FashionCLI(LightningCLI):
         for name, value in self._how_to_run.items():
             config.model[name] = value
         if subcommand == "fit":
-            for folder in unclaimed_checkpoint_folders(config):
-                enter_checkpoint_folder(folder, fresh=not config.ckpt_path)
+            enter_checkpoint_folders(unclaimed_checkpoint_folders(config), config.ckpt_path)
         root = runs_root(config)
         if root is None or config.trainer.get("fast_dev_run"):
             return  # (fast_dev_run: Lightning logs and saves nothing, so no run folder)

@@ -204,8 +204,16 @@ def test_a_second_fit_without_a_logger_does_not_write_over_the_first(fashion, ca
     error = capsys.readouterr().err
     assert f"'{checkpoints}' already holds checkpoints of another run (best.ckpt, last.ckpt)" in error
     assert checkpoint_bytes(checkpoints) == before
+    # Training on from a checkpoint kept elsewhere would write over them too.
+    elsewhere = fashion.root / "elsewhere.ckpt"
+    elsewhere.write_bytes(before["last.ckpt"])
+    with pytest.raises(SystemExit) as stopped:
+        cli_main(["fit", *args, "--trainer.max_epochs=2", f"--ckpt_path={elsewhere}"])
+    assert stopped.value.code == 2
+    assert "already holds checkpoints of another run" in capsys.readouterr().err
+    assert checkpoint_bytes(checkpoints) == before
     # The resume the message names continues that run.
-    resume = re.search(r"add (--ckpt_path \S+);", error).group(1).replace(" ", "=")
+    resume = re.search(r"use (--ckpt_path \S+);", error).group(1).replace(" ", "=")
     cli = cli_main(["fit", *args, "--trainer.max_epochs=2", resume])
     assert cli.trainer.current_epoch == 2
     assert checkpoint_bytes(checkpoints) != before
