@@ -29,12 +29,17 @@ def unclaimed_checkpoint_folders(config) -> list[Path]:
     return list(dict.fromkeys(folder.absolute() for folder in folders if folder is not None))
 
 
+def continues_from(ckpt_path: str | None, checkpoints_dir: Path) -> bool:
+    """Whether a fit from ``ckpt_path`` continues the run whose checkpoints are in ``checkpoints_dir``."""
+    return ckpt_path is not None and Path(ckpt_path).absolute().parent == checkpoints_dir.absolute()
+
+
 def enter_checkpoint_folders(folders: list[Path], ckpt_path: str | None) -> None:
     """Lock each of ``folders`` for this ``fit``. Unless it continues a run of theirs (``ckpt_path`` in one of them),
     folders holding checkpoints are refused (``ConfigurationError``)."""
     if rank_zero_only.rank != 0:
         return
-    continuing = ckpt_path is not None and Path(ckpt_path).absolute().parent in folders
+    continuing = any(continues_from(ckpt_path, folder) for folder in folders)
     for folder in folders:
         held = sorted(path.name for path in folder.glob("*.ckpt"))
         if held and not continuing:

@@ -22,7 +22,7 @@ from fashion_lightning.callbacks import (
     resume,
 )
 from fashion_lightning.callbacks.arrangement import arrange_callbacks, trainer_kwargs
-from fashion_lightning.checkpoint_folders import enter_checkpoint_folders, unclaimed_checkpoint_folders
+from fashion_lightning.checkpoint_folders import continues_from, enter_checkpoint_folders, unclaimed_checkpoint_folders
 from fashion_lightning.checkpointing import AtomicCheckpointIO, check_compatible, load_checkpoint
 from fashion_lightning.class_errors import class_error
 from fashion_lightning.datamodule import FashionMNISTDataModule
@@ -137,7 +137,8 @@ class FashionCLI(LightningCLI):
         version = folder_logger_args(config).version
         if self._given_version:
             if subcommand == "fit":
-                enter_given_run_dir(root / version_dir_name(version), fresh=not config.ckpt_path)
+                run_dir = root / version_dir_name(version)
+                enter_given_run_dir(run_dir, fresh=not continues_from(config.ckpt_path, run_dir / "checkpoints"))
         elif version is None:  # (else a resume: continue_run chose the checkpoint's run)
             version = claim_run_dir(root, fit=subcommand == "fit")
         set_run_version(config, version)  # the first logger's, and the others' writing the same folder

@@ -148,8 +148,8 @@ def claim_run_dir(runs_root: Path, fit: bool) -> int | None:
 
 
 def enter_given_run_dir(run_dir: Path, fresh: bool) -> None:
-    """A fit into a folder the user named: locked; a ``fresh`` one (no ``--ckpt_path``) is refused if the folder
-    holds a run."""
+    """A fit into a folder the user named: locked; a ``fresh`` one (not continuing the run there) is refused if the
+    folder holds a run."""
     if rank_zero_only.rank == 0:
         if fresh:
             check_fresh_run_dir(run_dir)
@@ -239,12 +239,14 @@ def keep_csv_metrics(config, run_dir: Path, step: int) -> None:
 
 
 def check_fresh_run_dir(run_dir: str | os.PathLike) -> None:
-    """``ConfigurationError`` if a fit without ``--ckpt_path`` would write over the checkpoints of ``run_dir``."""
+    """``ConfigurationError`` if a fit that does not continue the run in ``run_dir`` would write over its
+    checkpoints."""
     checkpoints = sorted(Path(run_dir, "checkpoints").glob("*.ckpt"))
     if checkpoints:
         raise ConfigurationError(
             f"The logger's version points this fit at '{run_dir}', which already holds a run "
-            f"({', '.join(p.name for p in checkpoints)}), and a fit without --ckpt_path would write over it. To "
-            "continue that run, add --ckpt_path last (or a checkpoint's path); to start a new run, leave the version "
-            "out (--trainer.logger.init_args.version null, or delete `version:` from the config file)."
+            f"({', '.join(p.name for p in checkpoints)}), and this fit (no --ckpt_path, or another run's) would "
+            "write over it. To continue that run, use --ckpt_path last (or one of its checkpoints); to start a new "
+            "run, leave the version out (--trainer.logger.init_args.version null, or delete `version:` from the "
+            "config file)."
         )

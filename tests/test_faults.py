@@ -114,11 +114,17 @@ def test_a_runs_saved_config_replayed_starts_a_new_run_and_never_writes_over_it(
     assert "already holds a run (best.ckpt, last.ckpt)" in capsys.readouterr().err
     assert best.read_bytes() == before
     assert run_folders(fashion.logs) == ["version_0", "version_1"]
+    # ... so is one training on from another run's checkpoint ...
+    second_last = fashion.logs / "fashion" / "version_1" / "checkpoints" / "last.ckpt"
+    with pytest.raises(SystemExit) as stopped:
+        cli_main(["fit", f"--config={config}", f"--ckpt_path={second_last}", "--trainer.max_epochs=2"])
+    assert stopped.value.code == 2
+    assert "already holds a run (best.ckpt, last.ckpt)" in capsys.readouterr().err
+    assert best.read_bytes() == before
     # ... and --ckpt_path last continues that run, not the newest one.
     cli = cli_main(["fit", f"--config={config}", "--ckpt_path=last", "--trainer.max_epochs=2"])
     assert cli.trainer.ckpt_path == str(first / "checkpoints" / "last.ckpt")
     assert cli.trainer.current_epoch == 2
-    second_last = fashion.logs / "fashion" / "version_1" / "checkpoints" / "last.ckpt"
     assert torch.load(second_last, weights_only=True)["epoch"] == 0
 
 
