@@ -38,6 +38,22 @@ def test_predict_writes_a_csv_with_class_names(fashion, checkpoint):
     assert [row["predicted"] for row in rows[:5]] == [CLASS_NAMES[i] for i in expected]
 
 
+def test_predict_never_writes_over_earlier_predictions_unless_told(fashion, checkpoint, capsys):
+    args = cli_args(fashion, f"--ckpt_path={checkpoint}")
+    cli_main(["predict", *args])
+    written = checkpoint.parents[1] / "predictions.csv"
+    earlier = b"index,predicted,probability,actual\r\n0,Bag,0.5,\r\n"  # e.g. from another checkpoint
+    written.write_bytes(earlier)
+    with pytest.raises(SystemExit) as stopped:
+        cli_main(["predict", *args])
+    assert stopped.value.code == 2
+    assert f"{written} already exists (an earlier predict's); nothing was predicted" in capsys.readouterr().err
+    assert written.read_bytes() == earlier
+    cli_main(["predict", *args, "--predictions.overwrite=true"])
+    with open(written) as handle:
+        assert len(list(csv.DictReader(handle))) == TEST_COUNT
+
+
 def test_predict_on_another_split_and_path(fashion, checkpoint):
     out = fashion.root / "out" / "val.csv"
     cli_main(
