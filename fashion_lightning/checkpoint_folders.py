@@ -2,7 +2,8 @@
 checkpoints to ``<default_root_dir>/checkpoints``, and ``--checkpoint.dirpath``/``--last.dirpath`` name one folder
 for every run given them. The files keep fixed names (``best.ckpt``, ``last.ckpt``), so a second ``fit`` there
 would write over the first run's. Such a folder is treated as a run's folder: locked while a ``fit`` writes it, and
-refused to a ``fit`` without ``--ckpt_path`` while it holds checkpoints.
+refused, while it holds checkpoints, to a ``fit`` that does not continue their run (no ``--ckpt_path``, or one from
+elsewhere).
 """
 
 from pathlib import Path

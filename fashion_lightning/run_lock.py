@@ -33,8 +33,8 @@ def lock_run(run_dir: str | os.PathLike, what: str = "The run") -> None:
         os.close(fd)
         raise ConfigurationError(
             f"{what} '{run_dir}' is being trained right now by another process (pid {holder}); two writers would "
-            "mix their checkpoints. Wait for it to finish (or stop it: Ctrl-C saves last.ckpt), then resume with "
-            "--ckpt_path last; or start a separate run without --ckpt_path."
+            "mix their checkpoints. Wait for it to finish (or stop it: Ctrl-C saves last.ckpt), then resume it "
+            "(--ckpt_path last, or its last.ckpt's path); or start a separate run."
         ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
