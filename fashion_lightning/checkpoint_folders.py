@@ -1,9 +1,10 @@
-"""Checkpoint folders that no ``version_N`` claim keeps apart: without a logger, Lightning writes every run's
-checkpoints to ``<default_root_dir>/checkpoints``, and ``--checkpoint.dirpath``/``--last.dirpath`` name one folder
-for every run given them. The files keep fixed names (``best.ckpt``, ``last.ckpt``), so a second ``fit`` there
-would write over the first run's. Such a folder is treated as a run's folder: locked while a ``fit`` writes it, and
-refused, while it holds checkpoints, to a ``fit`` that does not continue their run (no ``--ckpt_path``, or one from
-elsewhere).
+"""Folders a ``fit`` writes into without claiming a new ``version_N``, guarded like one: a logger version given on
+purpose (``--trainer.logger.init_args.version``), and checkpoint folders that no claim keeps apart. Without a
+logger, Lightning writes every run's checkpoints to ``<default_root_dir>/checkpoints``, and
+``--checkpoint.dirpath``/``--last.dirpath`` name one folder for every run given them. The files keep fixed names
+(``best.ckpt``, ``last.ckpt``), so a second ``fit`` there would write over the first run's. Each such folder is
+locked while a ``fit`` writes it, and refused, while it holds checkpoints, to a ``fit`` that does not continue their
+run (no ``--ckpt_path``, or one from elsewhere).
 """
 
 from pathlib import Path
@@ -35,6 +36,35 @@ def continues_from(ckpt_path: str | None, checkpoints_dir: Path) -> bool:
     return ckpt_path is not None and Path(ckpt_path).absolute().parent == checkpoints_dir.absolute()
 
 
+def held_checkpoints(checkpoints_dir: Path) -> list[str]:
+    """The names of the checkpoint files in ``checkpoints_dir``, sorted."""
+    return sorted(path.name for path in Path(checkpoints_dir).glob("*.ckpt"))
+
+
+def hold(folder: Path, what: str) -> None:
+    """Lock ``folder`` for this ``fit`` (``what``: how a refusal names it); one it creates is removed again if the
+    run never starts."""
+    if not folder.exists():
+        remember_claim(folder)
+    lock_run(folder, what=what)
+
+
+def enter_given_run_dir(run_dir: Path, ckpt_path: str | None) -> None:
+    """A fit into a run folder the user named: locked; refused if the folder holds a run this fit does not
+    continue."""
+    if rank_zero_only.rank != 0:
+        return
+    held = held_checkpoints(run_dir / "checkpoints")
+    if held and not continues_from(ckpt_path, run_dir / "checkpoints"):
+        raise ConfigurationError(
+            f"The logger's version points this fit at '{run_dir}', which already holds a run ({', '.join(held)}), "
+            "and this fit (no --ckpt_path, or another run's) would write over it. To continue that run, use "
+            "--ckpt_path last (or one of its checkpoints); to start a new run, leave the version out "
+            "(--trainer.logger.init_args.version null, or delete `version:` from the config file)."
+        )
+    hold(run_dir, "The run")
+
+
 def enter_checkpoint_folders(folders: list[Path], ckpt_path: str | None) -> None:
     """Lock each of ``folders`` for this ``fit``. Unless it continues a run of theirs (``ckpt_path`` in one of them),
     folders holding checkpoints are refused (``ConfigurationError``)."""
@@ -42,13 +72,11 @@ def enter_checkpoint_folders(folders: list[Path], ckpt_path: str | None) -> None
         return
     continuing = any(continues_from(ckpt_path, folder) for folder in folders)
     for folder in folders:
-        held = sorted(path.name for path in folder.glob("*.ckpt"))
+        held = held_checkpoints(folder)
         if held and not continuing:
             raise ConfigurationError(_would_write_over(folder, held))
     for folder in folders:
-        if not folder.exists():
-            remember_claim(folder)  # (removed again if the run never starts)
-        lock_run(folder, what="The checkpoint folder")
+        hold(folder, "The checkpoint folder")
 
 
 def _would_write_over(folder: Path, held: list[str]) -> str:

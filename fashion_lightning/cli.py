@@ -22,7 +22,11 @@ from fashion_lightning.callbacks import (
     resume,
 )
 from fashion_lightning.callbacks.arrangement import arrange_callbacks, trainer_kwargs
-from fashion_lightning.checkpoint_folders import continues_from, enter_checkpoint_folders, unclaimed_checkpoint_folders
+from fashion_lightning.checkpoint_folders import (
+    enter_checkpoint_folders,
+    enter_given_run_dir,
+    unclaimed_checkpoint_folders,
+)
 from fashion_lightning.checkpointing import AtomicCheckpointIO, check_compatible, load_checkpoint
 from fashion_lightning.class_errors import class_error
 from fashion_lightning.datamodule import FashionMNISTDataModule
@@ -47,7 +51,6 @@ from fashion_lightning.run_lock import release_locks
 from fashion_lightning.runs import (
     claim_run_dir,
     continue_run,
-    enter_given_run_dir,
     release_unused_claims,
     resolve_ckpt_path,
     version_dir_name,
@@ -137,8 +140,7 @@ class FashionCLI(LightningCLI):
         version = folder_logger_args(config).version
         if self._given_version:
             if subcommand == "fit":
-                run_dir = root / version_dir_name(version)
-                enter_given_run_dir(run_dir, fresh=not continues_from(config.ckpt_path, run_dir / "checkpoints"))
+                enter_given_run_dir(root / version_dir_name(version), config.ckpt_path)
         elif version is None:  # (else a resume: continue_run chose the checkpoint's run)
             version = claim_run_dir(root, fit=subcommand == "fit")
         set_run_version(config, version)  # the first logger's, and the others' writing the same folder

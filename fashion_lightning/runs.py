@@ -147,17 +147,6 @@ def claim_run_dir(runs_root: Path, fit: bool) -> int | None:
     return int(os.environ[VERSION_ENV_VAR]) if os.environ.get(VERSION_ENV_VAR) else None
 
 
-def enter_given_run_dir(run_dir: Path, fresh: bool) -> None:
-    """A fit into a folder the user named: locked; a ``fresh`` one (not continuing the run there) is refused if the
-    folder holds a run."""
-    if rank_zero_only.rank == 0:
-        if fresh:
-            check_fresh_run_dir(run_dir)
-        if not run_dir.exists():
-            remember_claim(run_dir, fit=True)  # (removed again if the run never starts)
-        lock_run(run_dir)
-
-
 def remember_claim(run_dir: Path, fit: bool = True) -> None:
     """Note a folder this process created for a run: ``release_unused_claims`` removes it if the run leaves nothing
     in it (``fit``: or never reaches its first training step)."""
@@ -236,17 +225,3 @@ def keep_csv_metrics(config, run_dir: Path, step: int) -> None:
         kept = metrics.with_name(f"metrics.until-step-{step}.csv")
         os.replace(metrics, kept)
         print(f"CSVLogger starts metrics.csv afresh on resume: the rows so far are kept in {kept}")
-
-
-def check_fresh_run_dir(run_dir: str | os.PathLike) -> None:
-    """``ConfigurationError`` if a fit that does not continue the run in ``run_dir`` would write over its
-    checkpoints."""
-    checkpoints = sorted(Path(run_dir, "checkpoints").glob("*.ckpt"))
-    if checkpoints:
-        raise ConfigurationError(
-            f"The logger's version points this fit at '{run_dir}', which already holds a run "
-            f"({', '.join(p.name for p in checkpoints)}), and this fit (no --ckpt_path, or another run's) would "
-            "write over it. To continue that run, use --ckpt_path last (or one of its checkpoints); to start a new "
-            "run, leave the version out (--trainer.logger.init_args.version null, or delete `version:` from the "
-            "config file)."
-        )

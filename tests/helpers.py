@@ -34,6 +34,7 @@ __all__ = [
     "scalar_steps",
     "wait_for",
     "weights",
+    "without_logger",
 ]
 
 
@@ -53,6 +54,12 @@ def cli_args(fashion, *extra: str, val_size: int = 64, batch_size: int = 32) -> 
         f"--trainer.logger.init_args.save_dir={fashion.logs}",
         *extra,
     ]
+
+
+def without_logger(fashion, root, *extra: str) -> list[str]:
+    """``cli_args`` for a fit with no logger: Lightning then writes its checkpoints to ``<root>/checkpoints``."""
+    args = [a for a in cli_args(fashion) if not a.startswith(("--trainer.logger", "--trainer.default_root_dir"))]
+    return [*args, "--trainer.logger=false", f"--trainer.default_root_dir={root}", *extra]
 
 
 # Dropout and augmentation make the global RNG matter: a resume is exact only if its state comes back too.

@@ -16,7 +16,7 @@ from fashion_lightning.callbacks import StepProgressBar
 from fashion_lightning.cli import build_cli, cli_main
 from fashion_lightning.lit_module import FashionClassifier
 from fashion_lightning.runs import versions
-from tests.helpers import TEST_COUNT, cli_args
+from tests.helpers import TEST_COUNT, cli_args, without_logger
 
 
 def run_dir(fashion, version: int = 0):
@@ -305,8 +305,7 @@ def test_default_root_dir_holds_the_runs(fashion, tmp_path, monkeypatch):
 
 def test_without_a_logger_checkpoints_go_to_default_root_dir_and_the_summary_names_them(fashion, capsys):
     root = fashion.root / "no_logger"
-    args = [a for a in without_logger_dir(cli_args(fashion)) if not a.startswith("--trainer.default_root_dir")]
-    args += ["--trainer.logger=false", f"--trainer.default_root_dir={root}"]
+    args = without_logger(fashion, root)
     cli_main(["fit", *args, "--trainer.max_epochs=1"])
     last = root / "checkpoints" / "last.ckpt"
     assert last.is_file()

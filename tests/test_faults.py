@@ -30,7 +30,16 @@ from fashion_lightning.errors import ConfigurationError
 from fashion_lightning.inference import MAX_PIXELS, image_to_tensor
 from fashion_lightning.run_lock import lock_path, lock_run
 from fashion_lightning.runs import versions
-from tests.helpers import assert_same_weights, cli_args, fit_command, last_ckpt, png_bomb, wait_for, weights
+from tests.helpers import (
+    assert_same_weights,
+    cli_args,
+    fit_command,
+    last_ckpt,
+    png_bomb,
+    wait_for,
+    weights,
+    without_logger,
+)
 
 CLI = [sys.executable, "-m", "fashion_lightning"]
 
@@ -184,12 +193,6 @@ def test_a_fit_into_a_given_version_that_a_live_process_writes_is_refused(fashio
         assert exit_info.value.code == 2
         assert f"being trained right now by another process (pid {pid})" in capsys.readouterr().err
         assert (run / "checkpoints" / "last.ckpt").read_bytes() == before
-
-
-def without_logger(fashion, root, *extra: str) -> list[str]:
-    """``cli_args`` for a fit with no logger, its checkpoints in ``<root>/checkpoints`` (Lightning's place)."""
-    args = [a for a in cli_args(fashion, *extra) if not a.startswith(("--trainer.logger", "--trainer.default_root"))]
-    return [*args, "--trainer.logger=false", f"--trainer.default_root_dir={root}"]
 
 
 def checkpoint_bytes(folder) -> dict[str, bytes]:
