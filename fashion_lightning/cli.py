@@ -45,6 +45,7 @@ from fashion_lightning.options import (
     runs_root,
     set_run_version,
 )
+from fashion_lightning.parse_errors import FashionArgumentParser
 from fashion_lightning.quiet import silence_known_noise
 from fashion_lightning.run_config import RunConfigSaver
 from fashion_lightning.run_lock import release_locks
@@ -148,8 +149,9 @@ class FashionCLI(LightningCLI):
     def instantiate_classes(self) -> None:
         try:
             super().instantiate_classes()
-        except (ValueError, ImportError) as err:
-            # e.g. --trainer.logger WandbLogger without wandb, --trainer.callbacks.mode maxx for EarlyStopping
+        except (ValueError, TypeError, ImportError) as err:
+            # e.g. --trainer.logger WandbLogger without wandb, --trainer.callbacks.mode maxx for EarlyStopping,
+            # --trainer.devices -1 on the CPU (the Trainer's TypeError)
             error = class_error(err, str(self.subcommand))
             if error is None:
                 raise
@@ -176,6 +178,7 @@ def cli_kwargs() -> dict:
         "save_config_kwargs": {"overwrite": True},
         "seed_everything_default": 42,
         "auto_configure_optimizers": False,  # the model's own typed optimizer options are the single source
+        "parser_class": FashionArgumentParser,  # a value of the wrong type: one line, not every type tried
         # A usage line that fits a screen: jsonargparse's lists every option (~100 lines) above each error.
         "parser_kwargs": {
             "prog": "fashion-lightning",  # (also under `python -m fashion_lightning` and cli_main)

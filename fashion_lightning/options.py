@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import GradientAccumulationScheduler
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from fashion_lightning.errors import ConfigurationError
+from fashion_lightning.trainer_checks import check_trainer_values
 
 LOG_ROOT = "lightning_logs"  # runs go to <LOG_ROOT>/<name>/version_N unless told otherwise
 
@@ -108,18 +109,7 @@ def follow_monitor(config, explicit: dict) -> None:
 
 def check_run_options(config) -> None:
     """Refuse option values that cannot work, before anything is created on disk."""
-    max_epochs = config.trainer.get("max_epochs")
-    if max_epochs is not None and max_epochs < -1:
-        raise ConfigurationError(
-            f"--trainer.max_epochs must be a positive number of epochs (or -1 for no limit), got {max_epochs}."
-        )
-    for unit in ("epochs", "steps"):  # (Lightning stops at the maximum without a word)
-        low, high = config.trainer.get(f"min_{unit}"), config.trainer.get(f"max_{unit}")
-        if low is not None and high is not None and high >= 0 and low > high:
-            raise ConfigurationError(
-                f"--trainer.min_{unit} {low} is more than --trainer.max_{unit} {high}: raise max_{unit} or lower "
-                f"min_{unit}."
-            )
+    check_trainer_values(config.trainer)
     accelerator = config.trainer.get("accelerator")
     any_gpu = torch.cuda.is_available() or (accelerator == "gpu" and torch.backends.mps.is_available())
     if accelerator in ("gpu", "cuda") and not any_gpu:

@@ -1,6 +1,6 @@
 """``classify``, ``export`` and ``serve``: the commands on a model file that need no Trainer."""
 
-from jsonargparse import ArgumentParser
+from fashion_lightning.parse_errors import ToolArgumentParser
 
 TOOLS = ("classify", "export", "serve")
 
@@ -11,19 +11,19 @@ def run_tool(args: list[str]) -> int:
     from fashion_lightning.inference import classify
     from fashion_lightning.serve import serve
 
-    parser = ArgumentParser(prog="fashion-lightning")
+    parser = ToolArgumentParser(prog="fashion-lightning")
     subcommands = parser.add_subcommands()
-    classify_parser = ArgumentParser(description=classify.__doc__.split("\n\n")[0])
+    classify_parser = ToolArgumentParser(description=classify.__doc__.split("\n\n")[0])
     classify_parser.add_argument("ckpt_path", help="checkpoint written by `fashion-lightning fit`")
     classify_parser.add_argument(
         "images", nargs="+", help="image files (PNG, JPEG, ...; any size or mode), or folders of them"
     )
     classify_parser.add_argument("--top_k", type=int, default=3, help="classes printed per image (all 10 when larger)")
     subcommands.add_subcommand("classify", classify_parser)
-    export_parser = ArgumentParser(description=export.__doc__.split("\n\n")[0])
+    export_parser = ToolArgumentParser(description=export.__doc__.split("\n\n")[0])
     export_parser.add_function_arguments(export, as_positional=True)
     subcommands.add_subcommand("export", export_parser)
-    serve_parser = ArgumentParser(description=serve.__doc__.split("\n\n")[0])
+    serve_parser = ToolArgumentParser(description=serve.__doc__.split("\n\n")[0])
     serve_parser.add_function_arguments(serve, as_positional=True)
     subcommands.add_subcommand("serve", serve_parser)
     config = parser.parse_args(args)

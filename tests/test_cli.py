@@ -197,9 +197,55 @@ def test_wrong_flag_is_a_clear_error(subcommand, capsys):
         cli_main([subcommand, "--model.lr=fast"])
     assert exit_info.value.code != 0
     err = capsys.readouterr().err
-    assert 'error: Parser key "model.lr":' in err
+    assert "error: --model.lr: got fast, expected a number." in err
     assert len(err.splitlines()) <= 5, err  # a one-line usage above the error, not every option (~100 lines)
     assert f"fashion-lightning {subcommand} --help" in err
+
+
+@pytest.mark.parametrize(
+    ("flags", "error"),
+    [  # jsonargparse's own messages were up to 15 lines of every type it tried, as Python writes them
+        (["--trainer.max_epochs=abc"], "--trainer.max_epochs: got abc, expected an integer or null."),
+        (
+            ["--trainer.precision=17"],
+            "--trainer.precision: got 17, expected one of 64, 32, 16, transformer-engine, transformer-engine-float16, "
+            "16-true, 16-mixed, bf16-true, bf16-mixed, 32-true, 64-true, bf16 or null.",
+        ),
+        (["--model.hidden_dims=[a,b]"], "--model.hidden_dims: got ['a', 'b'], expected a list of integers."),
+        (["--model.cuda_graph=maybe"], "--model.cuda_graph: got maybe, expected one of auto, on, off."),
+        (
+            ["--trainer.logger=foo"],
+            "--trainer.logger: got foo, expected a Logger class (by name or import path), a list of Logger classes, "
+            "true/false or null.",
+        ),
+        (["--trainer.gradient_clip_val=x"], "--trainer.gradient_clip_val: got x, expected a number or null."),
+        # A class's own option
+        (
+            ["--trainer.logger=CSVLogger", "--trainer.logger.flush_logs_every_n_steps=x"],
+            "--trainer.logger.flush_logs_every_n_steps: got x, expected an integer.",
+        ),
+        (
+            ["--trainer.callbacks+=EarlyStopping", "--trainer.callbacks.patiense=3"],
+            "--trainer.callbacks.patiense: EarlyStopping has no option patiense; --trainer.callbacks.help "
+            "EarlyStopping lists its options.",
+        ),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_one_line_naming_what_the_option_takes(capsys, flags, error):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", *flags])
+    assert exit_info.value.code == 2
+    usage, tip, *rest = capsys.readouterr().err.splitlines()
+    assert usage.startswith("usage: fashion-lightning")
+    assert "fit --help" in tip
+    assert rest == [f"error: {error}"]
+
+
+def test_a_tool_s_value_of_the_wrong_type_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["classify", "model.ckpt", "shirt.png", "--top_k=three"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == "error: --top_k: got three, expected an integer."
 
 
 def test_bad_option_value_exits_without_traceback(fashion, capsys):

@@ -450,6 +450,12 @@ def test_damaged_raw_file_with_a_verified_cache_uses_the_cache_and_says_so(fashi
         ("--trainer.min_epochs=6", "--trainer.min_epochs 6 is more than --trainer.max_epochs 5"),
         (["--trainer.min_steps=9", "--trainer.max_steps=8"], "--trainer.min_steps 9 is more than --trainer.max_steps"),
         ("--trainer.num_nodes=0", "--trainer: `num_nodes` must be a positive integer"),  # was a ValueError traceback
+        # Lightning's TypeError when it creates the Trainer, a traceback
+        (["--trainer.accelerator=cpu", "--trainer.devices=-1"], "--trainer: `devices` selected with `CPUAccelerator`"),
+        # Lightning's ZeroDivisionError at the first training batch
+        ("--trainer.check_val_every_n_epoch=0", "--trainer.check_val_every_n_epoch must be at least 1"),
+        ("--trainer.val_check_interval=0", "--trainer.val_check_interval must be a number of training batches"),
+        ("--trainer.log_every_n_steps=-1", "--trainer.log_every_n_steps must be at least 0"),  # (was: every step)
         (  # Lightning's ZeroDivisionError during training
             ["--trainer.logger=CSVLogger", "--trainer.logger.flush_logs_every_n_steps=0"],
             "--trainer.logger CSVLogger: flush_logs_every_n_steps must be at least 1",

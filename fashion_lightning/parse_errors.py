@@ -1,0 +1,97 @@
+"""The command line's parsers, which say in one line what an option of the wrong type takes.
+
+jsonargparse reports a value that fits none of an option's types with every type it tried, as Python writes them
+(``Subtypes: [<class 'int'>, <class 'NoneType'>]``, ``Given value type: <class 'str'>``: up to 15 lines for
+``--trainer.precision 17``), and a class's bad option inside that list. These parsers turn it into
+``--trainer.max_epochs: got abc, expected an integer or null.`` or ``--trainer.callbacks.patiense: EarlyStopping has
+no option patiense; ...``. Any other message (an unknown flag, a missing value) is left as it is.
+"""
+
+import re
+from typing import NoReturn
+
+from jsonargparse import ArgumentParser
+from lightning.pytorch.cli import LightningArgumentParser
+
+KEY = re.compile(r'Parser key "([^"]+)":')
+SUBTYPES = re.compile(r"^\s*Subtypes: \[(.*)\]\s*$", re.MULTILINE)  # a Union's
+EXPECTED = re.compile(r"^\s*Expected an? (.*?)\. Got value: ", re.MULTILINE)  # a single type's
+GIVEN = re.compile(r"(?:Given|Got) value: (.*)$", re.MULTILINE)
+# A class's own option (--trainer.logger.flush_logs_every_n_steps): the class's parser has made it one line already.
+NESTED = re.compile(r"Problem with given class_path '[^']*':\s*\n\s*--([\w.]+): (got .*)$", re.MULTILINE)
+UNKNOWN = re.compile(r"Problem with given class_path '(?:[\w.]*\.)?(\w+)':\s*\n\s*Option '([\w.]+)' is not accepted")
+WORDS = {"int": "an integer", "float": "a number", "bool": "true/false", "str": "a string", "NoneType": "null"}
+PLURALS = {"int": "integers", "float": "numbers", "str": "strings"}
+
+
+def one_line(message: str) -> str:
+    """``message`` as one line naming the option, the value and what it takes; unchanged when it is not a plain
+    "this value fits none of the option's types"."""
+    keys, nested, unknown = KEY.findall(message), NESTED.search(message), UNKNOWN.search(message)
+    if len(keys) == 1 and nested is not None:
+        return f"--{keys[0]}.{nested.group(1)}: {nested.group(2)}"
+    if len(keys) == 1 and unknown is not None:
+        cls, option = unknown.groups()
+        return f"--{keys[0]}.{option}: {cls} has no option {option}; --{keys[0]}.help {cls} lists its options."
+    types = SUBTYPES.search(message) or EXPECTED.search(message)
+    if len(keys) != 1 or types is None or "class_path" in message:
+        return message
+    given = GIVEN.findall(message)
+    got = f" got {given[-1].strip()}," if given else ""
+    return f"--{keys[0]}:{got} expected {_either(_split(types.group(1)))}."
+
+
+def _either(hints: list[str]) -> str:
+    """``an integer or null``; the values of every Literal among ``hints`` as one ``one of ...``."""
+    words, values = [], []
+    for hint in hints:
+        literal = re.fullmatch(r"typing\.Literal\[(.*)\]", hint)
+        if literal is None:
+            words.append(_words(hint))
+            continue
+        if not values:
+            words.append("")  # where "one of ..." goes
+        values += [value.strip("'\"") for value in _split(literal.group(1))]
+    unique = [word for word in dict.fromkeys(words) if not (word == WORDS["int"] and WORDS["float"] in words)]
+    if values:
+        unique[unique.index("")] = "one of " + ", ".join(dict.fromkeys(values))
+    return unique[0] if len(unique) == 1 else f"{', '.join(unique[:-1])} or {unique[-1]}"
+
+
+def _words(hint: str) -> str:
+    """One type as ``--help`` would say it: ``an integer``, ``a list of integers``, ``a Logger class (...)``."""
+    name = re.sub(r"<class '([\w.]+)'>", r"\1", hint)
+    name = re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", name)  # lightning.pytorch.loggers.logger.Logger -> Logger
+    of = re.fullmatch(r"(?:list|tuple|Iterable|Sequence)\[(\w+)(?:, \.\.\.)?\]", name)
+    if of is not None:
+        item = of.group(1)
+        return f"a list of {PLURALS.get(item, f'{item} classes' if item[:1].isupper() else item)}"
+    if name in WORDS:
+        return WORDS[name]
+    return f"a {name} class (by name or import path)" if re.fullmatch(r"[A-Z]\w*", name) else name
+
+
+def _split(text: str) -> list[str]:
+    """``text`` cut at its top-level commas (not those inside brackets)."""
+    parts, depth, start = [], 0, 0
+    for index, char in enumerate(text):
+        depth += (char in "[(") - (char in "])")
+        if char == "," and depth == 0:
+            parts.append(text[start:index].strip())
+            start = index + 1
+    return [*parts, text[start:].strip()]
+
+
+class OneLineTypeErrors:
+    """Mixin for a jsonargparse ``ArgumentParser``: its type errors as ``one_line`` says them."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        super().error(one_line(message), ex)  # type: ignore[misc]
+
+
+class FashionArgumentParser(OneLineTypeErrors, LightningArgumentParser):
+    """``LightningCLI``'s parser (its ``parser_class``), with one-line type errors."""
+
+
+class ToolArgumentParser(OneLineTypeErrors, ArgumentParser):
+    """The parser of ``classify``, ``export`` and ``serve``, with one-line type errors."""
