@@ -46,12 +46,17 @@ def _either(hints: list[str]) -> str:
     words, values = [], []
     for hint in hints:
         literal = re.fullmatch(r"typing\.Literal\[(.*)\]", hint)
-        if literal is None:
+        listed = re.fullmatch(
+            r"(?:list|tuple|[\w.]*Iterable|[\w.]*Sequence)\[typing\.Literal\[(.*)\](?:, \.\.\.)?\]", hint
+        )
+        if literal is None and listed is None:
             words.append(_words(hint))
             continue
         if not values:
             words.append("")  # where "one of ..." goes
-        values += [value.strip("'\"") for value in _split(literal.group(1))]
+        values += [value.strip("'\"") for value in _split((literal or listed).group(1))]
+        if listed is not None:
+            words.append("a list of them")
     unique = [word for word in dict.fromkeys(words) if not (word == WORDS["int"] and WORDS["float"] in words)]
     if values:
         unique[unique.index("")] = "one of " + ", ".join(dict.fromkeys(values))

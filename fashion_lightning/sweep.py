@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from fashion_lightning.errors import ConfigurationError
+from fashion_lightning.parse_errors import WORDS
 
 HEARTBEAT_S, GRACE_S = 20, 60  # a trial whose heartbeat is a minute old is taken for dead
 SWEEP_OPTIONS = {  # name: (default, type, help)
@@ -51,7 +52,7 @@ def split_args(argv: list[str]) -> tuple[dict, list[str]]:
                 options[name] = SWEEP_OPTIONS[name][1](value)
             except ValueError:
                 raise ConfigurationError(
-                    f"--{name} takes a {SWEEP_OPTIONS[name][1].__name__}, got {value!r}."
+                    f"--{name}: got {value}, expected {WORDS[SWEEP_OPTIONS[name][1].__name__]}."
                 ) from None
         else:
             rest.append(arg)

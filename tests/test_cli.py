@@ -241,11 +241,22 @@ def test_a_value_of_the_wrong_type_is_one_line_naming_what_the_option_takes(caps
     assert rest == [f"error: {error}"]
 
 
-def test_a_tool_s_value_of_the_wrong_type_is_one_line(capsys):
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["classify", "model.ckpt", "shirt.png", "--top_k=three"], "--top_k: got three, expected an integer."),
+        (
+            ["export", "model.ckpt", "--formats=onnxx"],
+            "--formats: got onnxx, expected one of pth, pt2, onnx, torchscript, a list of them or null.",
+        ),
+        (["sweep", "--search_space=space.yaml", "--n_trials=abc"], "--n_trials: got abc, expected an integer."),
+    ],
+)
+def test_the_other_commands_say_a_value_of_the_wrong_type_in_one_line(capsys, args, error):
     with pytest.raises(SystemExit) as exit_info:
-        cli_main(["classify", "model.ckpt", "shirt.png", "--top_k=three"])
+        cli_main(args)
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.splitlines()[-1] == "error: --top_k: got three, expected an integer."
+    assert capsys.readouterr().err.splitlines()[-1] == f"error: {error}"
 
 
 def test_bad_option_value_exits_without_traceback(fashion, capsys):
