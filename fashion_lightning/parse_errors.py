@@ -4,7 +4,8 @@ jsonargparse reports a value that fits none of an option's types with every type
 (``Subtypes: [<class 'int'>, <class 'NoneType'>]``, ``Given value type: <class 'str'>``: up to 15 lines for
 ``--trainer.precision 17``), and a class's bad option inside that list. These parsers turn it into
 ``--trainer.max_epochs: got abc, expected an integer or null.`` or ``--trainer.callbacks.patiense: EarlyStopping has
-no option patiense; ...``. Any other message (an unknown flag, a missing value) is left as it is.
+no option patiense; ...``; any other one-line message about an option names it as a flag (``--config: File does not
+exist: ...``). The rest (an unknown flag, a missing value) is left as it is.
 """
 
 import re
@@ -34,6 +35,8 @@ def one_line(message: str) -> str:
         cls, option = unknown.groups()
         return f"--{keys[0]}.{option}: {cls} has no option {option}; --{keys[0]}.help {cls} lists its options."
     types = SUBTYPES.search(message) or EXPECTED.search(message)
+    if len(keys) == 1 and types is None and "\n" not in message.strip():  # 'Parser key "config": File does not ...'
+        return f"--{keys[0]}: {message.split(':', 1)[1].strip()}"
     if len(keys) != 1 or types is None or "class_path" in message:
         return message
     given = GIVEN.findall(message)

@@ -241,6 +241,15 @@ def test_a_value_of_the_wrong_type_is_one_line_naming_what_the_option_takes(caps
     assert rest == [f"error: {error}"]
 
 
+def test_a_config_file_that_is_not_there_is_one_line_naming_the_option(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", "--config", str(tmp_path / "nowhere.yaml")])
+    assert exit_info.value.code == 2
+    assert (
+        capsys.readouterr().err.splitlines()[-1] == f"error: --config: File does not exist: '{tmp_path}/nowhere.yaml'"
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "error"),
     [
