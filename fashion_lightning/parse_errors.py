@@ -1,13 +1,16 @@
-"""The command line's parsers, which say in one line what an option of the wrong type takes.
+"""The command line's parsers, which say in one line what an option of the wrong type takes, and which options a
+misspelled flag may have meant.
 
 jsonargparse reports a value that fits none of an option's types with every type it tried, as Python writes them
 (``Subtypes: [<class 'int'>, <class 'NoneType'>]``, ``Given value type: <class 'str'>``: up to 15 lines for
 ``--trainer.precision 17``), and a class's bad option inside that list. These parsers turn it into
 ``--trainer.max_epochs: got abc, expected an integer or null.`` or ``--trainer.callbacks.patiense: EarlyStopping has
 no option patiense; ...``; any other one-line message about an option names it as a flag (``--config: File does not
-exist: ...``). The rest (an unknown flag, a missing value) is left as it is.
+exist: ...``), and an unknown flag gets the closest known ones (``(did you mean --trainer.max_epochs?)``). The rest
+(a missing value, an unknown subcommand) is left as it is.
 """
 
+import difflib
 import re
 from typing import NoReturn
 
@@ -90,10 +93,24 @@ def _split(text: str) -> list[str]:
     return [*parts, text[start:].strip()]
 
 
+def did_you_mean(message: str, help_text: str) -> str:
+    """For an "unrecognized arguments: ..." message, `` (did you mean --trainer.max_epochs?)`` naming the options of
+    ``help_text`` closest to the flags given; ``""`` when none is close."""
+    known = set(re.findall(r"(?<![\w-])--[A-Za-z][\w.]*", help_text))
+    given = [arg.split("=")[0] for arg in message.partition(":")[2].split() if arg.startswith("--")]
+    close = [
+        match[0] for match in (difflib.get_close_matches(flag, known, n=1, cutoff=0.75) for flag in given) if match
+    ]
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
 class OneLineTypeErrors:
-    """Mixin for a jsonargparse ``ArgumentParser``: its type errors as ``one_line`` says them."""
+    """Mixin for a jsonargparse ``ArgumentParser``: its type errors as ``one_line`` says them, and the options
+    closest to a misspelled flag."""
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if message.startswith("unrecognized arguments:"):
+            message += did_you_mean(message, self.format_help())  # type: ignore[attr-defined]
         super().error(one_line(message), ex)  # type: ignore[misc]
 
 

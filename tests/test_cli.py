@@ -241,6 +241,28 @@ def test_a_value_of_the_wrong_type_is_one_line_naming_what_the_option_takes(caps
     assert rest == [f"error: {error}"]
 
 
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (
+            ["fit", "--trainer.maxepochs=3", "--modle.lr", "0.1"],
+            "unrecognized arguments: --trainer.maxepochs=3 --modle.lr 0.1 (did you mean --trainer.max_epochs, "
+            "--model.lr?)",
+        ),
+        (["test", "--checkpoint.monitr=val/loss"], "(did you mean --checkpoint.monitor?)"),
+        (["classify", "model.ckpt", "shirt.png", "--topk=3"], "(did you mean --top_k?)"),
+        (["fit", "--colour=blue"], "unrecognized arguments: --colour=blue"),  # nothing close: no guess
+    ],
+)
+def test_a_misspelled_flag_is_answered_with_the_closest_options(capsys, args, error):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(args)
+    assert exit_info.value.code == 2
+    last_line = capsys.readouterr().err.splitlines()[-1]
+    assert last_line.endswith(error)
+    assert last_line.startswith("error: unrecognized arguments:")
+
+
 def test_a_config_file_that_is_not_there_is_one_line_naming_the_option(capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["fit", "--config", str(tmp_path / "nowhere.yaml")])
