@@ -45,7 +45,7 @@ from fashion_lightning.options import (
     runs_root,
     set_run_version,
 )
-from fashion_lightning.parse_errors import FashionArgumentParser
+from fashion_lightning.parse_errors import FashionArgumentParser, unknown_command
 from fashion_lightning.quiet import silence_known_noise
 from fashion_lightning.run_config import RunConfigSaver
 from fashion_lightning.run_lock import release_locks
@@ -56,6 +56,7 @@ from fashion_lightning.runs import (
     resolve_ckpt_path,
     version_dir_name,
 )
+from fashion_lightning.sweep import main as sweep_main
 from fashion_lightning.tools import TOOLS, run_tool
 
 DESCRIPTION = (
@@ -65,6 +66,7 @@ DESCRIPTION = (
 )
 RUN_NAME = "fashion"
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
+COMMANDS = (*SUBCOMMANDS, *TOOLS, "sweep")
 SUBCOMMAND_USAGE = "%(prog)s [-h] [-c CONFIG] [--print_config[=flags]] [--ckpt_path CKPT_PATH] [--OPTION VALUE ...]"
 
 
@@ -209,17 +211,13 @@ def cli_main(args: ArgsType = None) -> FashionCLI | None:
     silence_known_noise()
     argv, sigint = sys.argv[1:] if args is None else args, signal.getsignal(signal.SIGINT)
     try:
-        if isinstance(argv, list) and argv and argv[0] == "sweep":
-            from fashion_lightning.sweep import main as sweep_main
-
-            code = sweep_main(argv[1:])
+        command = argv[0] if isinstance(argv, list) and argv else "-"
+        if not command.startswith("-") and command not in COMMANDS:
+            raise unknown_command(command, COMMANDS)  # (Lightning's parser knows fit, validate, test, predict only)
+        if command in (*TOOLS, "sweep"):
+            code = sweep_main(argv[1:]) if command == "sweep" else min(run_tool(argv), 1)  # (run_tool: failures)
             if code:
                 sys.exit(code)
-            return None
-        if isinstance(argv, list) and argv and argv[0] in TOOLS:
-            failures = run_tool(argv)
-            if failures:
-                sys.exit(1)
             return None
         cli = build_cli(args)
         release_locks()  # the run is over: another process (or this one) may resume it now

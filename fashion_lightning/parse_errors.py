@@ -17,6 +17,8 @@ from typing import NoReturn
 from jsonargparse import ArgumentParser
 from lightning.pytorch.cli import LightningArgumentParser
 
+from fashion_lightning.errors import ConfigurationError
+
 KEY = re.compile(r'Parser key "([^"]+)":')
 SUBTYPES = re.compile(r"^\s*Subtypes: \[(.*)\]\s*$", re.MULTILINE)  # a Union's
 EXPECTED = re.compile(r"^\s*Expected an? (.*?)\. Got value: ", re.MULTILINE)  # a single type's
@@ -102,6 +104,16 @@ def did_you_mean(message: str, help_text: str) -> str:
         match[0] for match in (difflib.get_close_matches(flag, known, n=1, cutoff=0.75) for flag in given) if match
     ]
     return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+def unknown_command(command: str, commands: tuple[str, ...]) -> ConfigurationError:
+    """The error for a command that is none of ``commands``, naming the closest and every one."""
+    close = difflib.get_close_matches(command, commands, n=1, cutoff=0.6)
+    guess = f" (did you mean {close[0]}?)" if close else ""
+    return ConfigurationError(
+        f"Unknown command '{command}'{guess}. The commands are {', '.join(commands)}; `fashion-lightning --help` "
+        "says what each does."
+    )
 
 
 class OneLineTypeErrors:

@@ -263,6 +263,17 @@ def test_a_misspelled_flag_is_answered_with_the_closest_options(capsys, args, er
     assert last_line.startswith("error: unrecognized arguments:")
 
 
+@pytest.mark.parametrize(("command", "guess"), [("clasify", " (did you mean classify?)"), ("banana", "")])
+def test_an_unknown_command_names_every_command_not_only_lightnings_four(capsys, command, guess):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main([command, "model.ckpt"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        f"error: Unknown command '{command}'{guess}. The commands are fit, validate, test, predict, classify, export, "
+        "serve, sweep; `fashion-lightning --help` says what each does.\n"
+    )
+
+
 def test_a_config_file_that_is_not_there_is_one_line_naming_the_option(capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["fit", "--config", str(tmp_path / "nowhere.yaml")])
