@@ -90,8 +90,8 @@ def check_compatible(checkpoint: dict[str, Any], model: torch.nn.Module, path: s
 
 def _damaged(path: Path, err: BaseException | str) -> str:
     return (
-        f"'{path}' is damaged or not a PyTorch checkpoint (truncated by a crash or a partial copy?). "
-        f"Use another checkpoint of the run, e.g. best.ckpt or last.ckpt beside it. ({_first_line(err)})"
+        f"'{path}' is damaged or not a PyTorch checkpoint ({_first_line(err)}; truncated by a crash or a partial "
+        "copy?). Use another checkpoint of the run, e.g. best.ckpt or last.ckpt beside it."
     )
 
 
