@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from fashion_lightning.callbacks import prediction_writer
 from fashion_lightning.cli import cli_main
 from fashion_lightning.data import CLASS_NAMES
 from fashion_lightning.export import export
@@ -52,6 +53,36 @@ def test_predict_never_writes_over_earlier_predictions_unless_told(fashion, chec
     cli_main(["predict", *args, "--predictions.overwrite=true"])
     with open(written) as handle:
         assert len(list(csv.DictReader(handle))) == TEST_COUNT
+
+
+def test_predict_into_a_place_it_cannot_write_is_one_paragraph_and_keeps_what_was_there(
+    fashion, checkpoint, capsys, monkeypatch
+):
+    args = cli_args(fashion, f"--ckpt_path={checkpoint}")
+    blocked = fashion.root / "a_file"
+    blocked.write_text("not a folder")
+    with pytest.raises(SystemExit) as stopped:  # found before predicting (it was a traceback after it)
+        cli_main(["predict", *args, f"--predictions.path={blocked / 'p.csv'}"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: Cannot write the predictions to {blocked / 'p.csv'} (" in err
+    assert "nothing was predicted. Pass a writable --predictions.path FILE" in err
+    assert "Traceback" not in err
+
+    written = checkpoint.parents[1] / "predictions.csv"
+    earlier = b"index,predicted,probability,actual\r\n0,Bag,0.5,\r\n"
+    written.write_bytes(earlier)
+
+    def disk_full(path, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(prediction_writer, "atomic_write_bytes", disk_full)
+    with pytest.raises(SystemExit) as stopped:  # the disk fills up while predicting
+        cli_main(["predict", *args, "--predictions.overwrite=true"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: Cannot write the predictions to {written} (No space left on device); nothing was replaced." in err
+    assert written.read_bytes() == earlier
 
 
 def test_predict_on_another_split_and_path(fashion, checkpoint):

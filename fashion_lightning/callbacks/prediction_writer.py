@@ -2,6 +2,7 @@
 
 import csv
 import io
+import tempfile
 from pathlib import Path
 
 from lightning.pytorch.callbacks import BasePredictionWriter
@@ -39,6 +40,11 @@ class PredictionWriter(BasePredictionWriter):
                 f"{path} already exists (an earlier predict's); nothing was predicted or written. Pass "
                 "--predictions.overwrite true to replace it, or --predictions.path FILE to write elsewhere."
             )
+        try:  # an unwritable place fails now, not after the predictions are made
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=path.parent).close()
+        except OSError as err:
+            raise _not_written(path, err, "nothing was predicted") from None
 
     def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
         text = io.StringIO(newline="")
@@ -51,5 +57,15 @@ class PredictionWriter(BasePredictionWriter):
                 probability = float(batch["probability"][row])
                 writer.writerow([index, CLASS_NAMES[int(batch["predicted"][row])], f"{probability:.6f}", actual])
         path = self.csv_path(trainer)
-        atomic_write_bytes(path, text.getvalue().encode())  # a crash mid-write leaves the old file, if any
+        try:
+            atomic_write_bytes(path, text.getvalue().encode())  # a crash mid-write leaves the old file, if any
+        except OSError as err:
+            raise _not_written(path, err, "nothing was replaced") from None
         print(f"Wrote {sum(len(b['predicted']) for b in predictions):,} predictions to {path}")
+
+
+def _not_written(path: Path, err: OSError, what_happened: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"Cannot write the predictions to {path} ({err.strerror or err}); {what_happened}. Pass a writable "
+        "--predictions.path FILE with free space."
+    )
