@@ -24,8 +24,15 @@ def lock_run(run_dir: str | os.PathLike, what: str = "The run") -> None:
     run_dir = Path(run_dir).absolute()
     if run_dir in _held_locks:
         return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path(run_dir), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path(run_dir), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise ConfigurationError(
+            f"{what} '{run_dir}' cannot be created ({err.strerror or err}); nothing was trained. Point it at a "
+            "writable place (--trainer.default_root_dir DIR, the logger's save_dir, --checkpoint.dirpath or "
+            "--last.dirpath)."
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -7,6 +7,7 @@ folder exists, on every filesystem) before the logger is built. A resumed run ke
 delete.
 """
 
+import contextlib
 import os
 import re
 import shutil
@@ -172,7 +173,8 @@ def release_unused_claims() -> None:
         if (fit and not started) or _never_started(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)
             if not run_dir.exists():
-                lock_path(run_dir).unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # (none, or none possible: a folder that could not be created)
+                    lock_path(run_dir).unlink()
 
 
 def _never_started(run_dir: Path) -> bool:

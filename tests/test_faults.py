@@ -486,6 +486,19 @@ def test_impossible_values_are_one_paragraph_and_leave_no_run_folder(fashion, ca
     assert run_folders(fashion.logs) == []
 
 
+@pytest.mark.parametrize("option", ["checkpoint.dirpath", "last.dirpath"])
+def test_a_checkpoint_folder_that_cannot_be_created_is_one_paragraph(fashion, capsys, option):
+    blocked = fashion.root / "a_file"
+    blocked.write_text("not a folder")
+    with pytest.raises(SystemExit) as exit_info:  # (was a FileExistsError traceback)
+        cli_main(["fit", *cli_args(fashion), f"--{option}={blocked / 'checkpoints'}"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert f"error: The checkpoint folder '{blocked / 'checkpoints'}' cannot be created (" in err
+    assert "Traceback" not in err
+    assert run_folders(fashion.logs) == []
+
+
 def test_without_a_sanity_check_a_monitor_typo_is_warned_at_the_start_and_refused_at_the_first_validation(
     fashion, capsys
 ):
