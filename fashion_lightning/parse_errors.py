@@ -7,7 +7,7 @@ jsonargparse reports a value that fits none of an option's types with every type
 ``--trainer.max_epochs: got abc, expected an integer or null.`` or ``--trainer.callbacks.patiense: EarlyStopping has
 no option patiense; ...``; any other one-line message about an option names it as a flag (``--config: File does not
 exist: ...``), and an unknown flag gets the closest known ones (``(did you mean --trainer.max_epochs?)``). The rest
-(a missing value, an unknown subcommand) is left as it is.
+(a missing value, say) is left as it is. ``unknown_command`` is ``cli_main``'s: the parsers know only their own.
 """
 
 import difflib
@@ -31,8 +31,8 @@ PLURALS = {"int": "integers", "float": "numbers", "str": "strings"}
 
 
 def one_line(message: str) -> str:
-    """``message`` as one line naming the option, the value and what it takes; unchanged when it is not a plain
-    "this value fits none of the option's types"."""
+    """``message`` as one line naming the option (and the value and what the option takes, for a value of the wrong
+    type); unchanged when it is about no single option."""
     keys, nested, unknown = KEY.findall(message), NESTED.search(message), UNKNOWN.search(message)
     if len(keys) == 1 and nested is not None:
         return f"--{keys[0]}.{nested.group(1)}: {nested.group(2)}"
@@ -127,8 +127,9 @@ class OneLineTypeErrors:
 
 
 class FashionArgumentParser(OneLineTypeErrors, LightningArgumentParser):
-    """``LightningCLI``'s parser (its ``parser_class``), with one-line type errors."""
+    """``LightningCLI``'s parser (its ``parser_class``), with one-line type errors and guesses for misspelled flags."""
 
 
 class ToolArgumentParser(OneLineTypeErrors, ArgumentParser):
-    """The parser of ``classify``, ``export`` and ``serve``, with one-line type errors."""
+    """The parser of ``classify``, ``export`` and ``serve``, with one-line type errors and guesses for misspelled
+    flags."""
