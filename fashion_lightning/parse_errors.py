@@ -2,12 +2,17 @@
 misspelled flag may have meant.
 
 jsonargparse reports a value that fits none of an option's types with every type it tried, as Python writes them
-(``Subtypes: [<class 'int'>, <class 'NoneType'>]``, ``Given value type: <class 'str'>``: up to 15 lines for
-``--trainer.precision 17``), and a class's bad option inside that list. These parsers turn it into
-``--trainer.max_epochs: got abc, expected an integer or null.`` or ``--trainer.callbacks.patiense: EarlyStopping has
-no option patiense; ...``; any other one-line message about an option names it as a flag (``--config: File does not
-exist: ...``), and an unknown flag gets the closest known ones (``(did you mean --trainer.max_epochs?)``). The rest
-(a missing value, say) is left as it is. ``unknown_command`` is ``cli_main``'s: the parsers know only their own.
+(``Subtypes: [<class 'int'>, <class 'NoneType'>]``: up to 15 lines for ``--trainer.precision 17``), a class's bad
+option inside that list, and a value given to a linked option as ``... is not callable``. These parsers say:
+
+- ``--trainer.max_epochs: got abc, expected an integer or null.``
+- ``--trainer.callbacks.patiense: EarlyStopping has no option patiense; ...``
+- ``--model.num_classes is set from data.num_classes (a link): ...``
+- ``--config: File does not exist: ...`` (any other one-line message about one option, named as a flag)
+- ``unrecognized arguments: --trainer.maxepochs 3 (did you mean --trainer.max_epochs?)``
+
+The rest (a missing value, say) is left as it is. ``unknown_command`` is ``cli_main``'s: the parsers know only their
+own commands.
 """
 
 import difflib
@@ -26,13 +31,20 @@ GIVEN = re.compile(r"(?:Given|Got) value: (.*)$", re.MULTILINE)
 # A class's own option (--trainer.logger.flush_logs_every_n_steps): the class's parser has made it one line already.
 NESTED = re.compile(r"Problem with given class_path '[^']*':\s*\n\s*--([\w.]+): (got .*)$", re.MULTILINE)
 UNKNOWN = re.compile(r"Problem with given class_path '(?:[\w.]*\.)?(\w+)':\s*\n\s*Option '([\w.]+)' is not accepted")
+# A value given to a linked option (--model.num_classes, set from the data): two ways jsonargparse words it.
+LINKED = re.compile(r'argument ([\w.]+) --> ([\w.]+):|Linked "([\w.]+)" must be given via "([\w.]+)"')
 WORDS = {"int": "an integer", "float": "a number", "bool": "true/false", "str": "a string", "NoneType": "null"}
 PLURALS = {"int": "integers", "float": "numbers", "str": "strings"}
+VALUES, CLASSES = "<values>", "<classes>"  # where the Literals' values and the classes go in the list of words
 
 
 def one_line(message: str) -> str:
     """``message`` as one line naming the option (and the value and what the option takes, for a value of the wrong
     type); unchanged when it is about no single option."""
+    linked = LINKED.search(message)
+    if linked is not None:
+        source, target = linked.group(1) or linked.group(4), linked.group(2) or linked.group(3)
+        return f"--{target} is set from {source} (a link): it cannot be given. Leave it out."
     keys, nested, unknown = KEY.findall(message), NESTED.search(message), UNKNOWN.search(message)
     if len(keys) == 1 and nested is not None:
         return f"--{keys[0]}.{nested.group(1)}: {nested.group(2)}"
@@ -50,38 +62,40 @@ def one_line(message: str) -> str:
 
 
 def _either(hints: list[str]) -> str:
-    """``an integer or null``; the values of every Literal among ``hints`` as one ``one of ...``."""
-    words, values = [], []
+    """What an option of the types ``hints`` takes, in words: ``an integer or null``; every Literal's values as one
+    ``one of ...``, every class as one ``a Precision or CheckpointIO class (by name or import path)``."""
+    words, values, classes = [], [], []
     for hint in hints:
-        literal = re.fullmatch(r"typing\.Literal\[(.*)\]", hint)
-        listed = re.fullmatch(
-            r"(?:list|tuple|[\w.]*Iterable|[\w.]*Sequence)\[typing\.Literal\[(.*)\](?:, \.\.\.)?\]", hint
-        )
-        if literal is None and listed is None:
-            words.append(_words(hint))
+        name = re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", re.sub(r"<class '([\w.]+)'>", r"\1", hint))  # a.b.Logger -> Logger
+        listed = re.fullmatch(r"(?:list|tuple|Iterable|Sequence)\[(.*?)(?:, \.\.\.)?\]", name)
+        inner = listed.group(1) if listed else name
+        if listed is not None and inner in PLURALS:
+            words.append(f"a list of {PLURALS[inner]}")
             continue
-        if not values:
-            words.append("")  # where "one of ..." goes
-        values += [value.strip("'\"") for value in _split((literal or listed).group(1))]
+        for member in _split(inner[len("Union[") : -1]) if inner.startswith("Union[") else [inner]:
+            literal = re.fullmatch(r"Literal\[(.*)\]", member)
+            if literal is not None:
+                values += [value.strip("'\"") for value in _split(literal.group(1))]
+                words.append(VALUES)
+            elif re.fullmatch(r"[A-Z]\w*", member) and member != "NoneType":
+                classes.append(member)
+                words.append(CLASSES)
+            else:
+                words.append(WORDS.get(member, member))
         if listed is not None:
             words.append("a list of them")
     unique = [word for word in dict.fromkeys(words) if not (word == WORDS["int"] and WORDS["float"] in words)]
-    if values:
-        unique[unique.index("")] = "one of " + ", ".join(dict.fromkeys(values))
-    return unique[0] if len(unique) == 1 else f"{', '.join(unique[:-1])} or {unique[-1]}"
+    named = {
+        VALUES: f"one of {', '.join(dict.fromkeys(values))}",
+        CLASSES: f"a {_or(classes)} class (by name or import path)",
+    }
+    return _or([named.get(word, word) for word in unique])
 
 
-def _words(hint: str) -> str:
-    """One type as ``--help`` would say it: ``an integer``, ``a list of integers``, ``a Logger class (...)``."""
-    name = re.sub(r"<class '([\w.]+)'>", r"\1", hint)
-    name = re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", name)  # lightning.pytorch.loggers.logger.Logger -> Logger
-    of = re.fullmatch(r"(?:list|tuple|Iterable|Sequence)\[(\w+)(?:, \.\.\.)?\]", name)
-    if of is not None:
-        item = of.group(1)
-        return f"a list of {PLURALS.get(item, f'{item} classes' if item[:1].isupper() else item)}"
-    if name in WORDS:
-        return WORDS[name]
-    return f"a {name} class (by name or import path)" if re.fullmatch(r"[A-Z]\w*", name) else name
+def _or(items: list[str]) -> str:
+    """``a, b or c`` (each once; ``""`` for none)."""
+    items = list(dict.fromkeys(items))
+    return f"{', '.join(items[:-1])} or {items[-1]}" if len(items) > 1 else "".join(items)
 
 
 def _split(text: str) -> list[str]:

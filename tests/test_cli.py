@@ -215,10 +215,24 @@ def test_wrong_flag_is_a_clear_error(subcommand, capsys):
         (["--model.cuda_graph=maybe"], "--model.cuda_graph: got maybe, expected one of auto, on, off."),
         (
             ["--trainer.logger=foo"],
-            "--trainer.logger: got foo, expected a Logger class (by name or import path), a list of Logger classes, "
-            "true/false or null.",
+            "--trainer.logger: got foo, expected a Logger class (by name or import path), a list of them, true/false "
+            "or null.",
+        ),
+        (
+            ["--trainer.plugins=foo"],
+            "--trainer.plugins: got foo, expected a Precision, ClusterEnvironment, CheckpointIO or LayerSync class (by "
+            "name or import path), a list of them or null.",
         ),
         (["--trainer.gradient_clip_val=x"], "--trainer.gradient_clip_val: got x, expected a number or null."),
+        # Values from the data are linked, never given: jsonargparse said "... is not callable" for some.
+        (
+            ["--model.image_shape=[1,28,28]"],
+            "--model.image_shape is set from data.image_shape (a link): it cannot be given. Leave it out.",
+        ),
+        (
+            ["--model.num_classes=5"],
+            "--model.num_classes is set from data.num_classes (a link): it cannot be given. Leave it out.",
+        ),
         # A class's own option
         (
             ["--trainer.logger=CSVLogger", "--trainer.logger.flush_logs_every_n_steps=x"],
