@@ -6,6 +6,7 @@ Lightning takes these values when the Trainer is created, then fails on them fro
 """
 
 from fashion_lightning.errors import ConfigurationError
+from fashion_lightning.hparam_checks import check_values
 
 # name: (test of a value that is set, what it must be)
 VALID_VALUES = {
@@ -25,10 +26,7 @@ VALID_VALUES = {
 
 def check_trainer_values(trainer) -> None:
     """Raise ``ConfigurationError`` naming the first ``--trainer`` option whose value cannot run."""
-    for name, (valid, must_be) in VALID_VALUES.items():
-        value = trainer.get(name)
-        if value is not None and not valid(value):
-            raise ConfigurationError(f"--trainer.{name} must be {must_be}, got {value}.")
+    check_values(trainer, VALID_VALUES, "trainer")
     for unit in ("epochs", "steps"):  # (Lightning stops at the maximum without a word)
         low, high = trainer.get(f"min_{unit}"), trainer.get(f"max_{unit}")
         if low is not None and high is not None and high >= 0 and low > high:
