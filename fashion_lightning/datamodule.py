@@ -22,10 +22,13 @@ from fashion_lightning.data import (
     step_batches,
 )
 from fashion_lightning.errors import ConfigurationError, DataUnavailableError
+from fashion_lightning.hparam_checks import warn_unused
 from fashion_lightning.raw_files import SPLITS, cache_path, load_split, read_cache
 from fashion_lightning.sources import ensure_raw_files
 
 log = logging.getLogger(__name__)
+# name: (what it takes effect with, test of the hyperparameters): see hparam_checks.warn_unused
+TAKES_EFFECT_WITH = {"augment_shift": ("--data.augment true", lambda hp: hp["augment"])}
 
 
 class FashionMNISTDataModule(L.LightningDataModule):
@@ -124,6 +127,8 @@ class FashionMNISTDataModule(L.LightningDataModule):
             load_split(hp.data_dir, split)  # decode once and write the cache, on one process per node
 
     def setup(self, stage: str) -> None:
+        if stage == "fit":
+            warn_unused(self.hparams, FashionMNISTDataModule, TAKES_EFFECT_WITH, "data")
         if self.datasets:
             return
         hp = self.hparams

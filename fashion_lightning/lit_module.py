@@ -12,7 +12,7 @@ from torchmetrics import MaxMetric, MeanMetric, MetricCollection, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from fashion_lightning.data import step_batches
-from fashion_lightning.hparam_checks import check_hparams
+from fashion_lightning.hparam_checks import TAKES_EFFECT_WITH, check_hparams, warn_unused
 from fashion_lightning.model import net_from_hparams
 from fashion_lightning.optimizers import build_optimizer
 from fashion_lightning.training import TrainingSteps
@@ -181,6 +181,9 @@ class FashionClassifier(L.LightningModule):
         if labels is not None:
             result["label"] = labels
         return result
+
+    def on_fit_start(self) -> None:
+        warn_unused(self.hparams, FashionClassifier, TAKES_EFFECT_WITH, "model")
 
     def on_train_start(self) -> None:
         self.steps.on_train_start()

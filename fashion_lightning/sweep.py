@@ -81,8 +81,9 @@ def load_search_space(path: str | None, known: set[str]) -> dict[str, dict]:
         raise ConfigurationError(f"The search space '{path}' is not valid YAML: {problem}{where}.") from None
     if not isinstance(space, dict) or not space:
         raise ConfigurationError(f"'{path}' must map option names (e.g. model.lr) to distributions.")
-    for name, spec in space.items():
+    for index, (name, spec) in enumerate(space.items()):
         check_entry(str(name), spec, known, path)
+        check_condition(str(name), spec.get("when"), dict(list(space.items())[:index]), path)
     return space
 
 
@@ -110,10 +111,33 @@ def check_entry(name: str, spec, known: set[str], path) -> None:
         raise ConfigurationError(f"{where}: step must be positive.")
 
 
+def check_condition(name: str, when, earlier: dict[str, dict], path) -> None:
+    """Check an entry's ``when`` (earlier entry -> the value, or a list of the values, that it is sampled with)."""
+    if when is None:
+        return
+    where = f"Search space '{path}', entry '{name}'"
+    if not isinstance(when, dict) or not when:
+        raise ConfigurationError(f"{where}: 'when' maps earlier entries to values, e.g. {{model.optimizer: sgd}}.")
+    for other, wanted in when.items():
+        if other not in earlier:
+            raise ConfigurationError(f"{where}: 'when' names '{other}', which is not an entry above this one.")
+        choices = earlier[other].get("choices")
+        missing = [v for v in _as_list(wanted) if choices is not None and _primitive(v) not in map(_primitive, choices)]
+        if missing:
+            raise ConfigurationError(
+                f"{where}: 'when' waits for {other} = {missing[0]}, which is not one of its choices "
+                f"({', '.join(map(str, choices))}): the entry would never be sampled."
+            )
+
+
 def suggest(trial, space: dict[str, dict]) -> list[str]:
-    """This trial's values, as ``--option=value`` flags for ``fit``."""
-    flags = []
+    """This trial's values, as ``--option=value`` flags for ``fit``; an entry whose ``when`` does not hold is left
+    out (the fit keeps its configured value, and Optuna its search space conditional)."""
+    flags, chosen = [], {}
     for name, spec in space.items():
+        when = spec.get("when") or {}
+        if not all(chosen.get(other) in map(_primitive, _as_list(v)) for other, v in when.items()):
+            continue
         if spec["type"] == "float":
             value = trial.suggest_float(
                 name, spec["low"], spec["high"], log=bool(spec.get("log")), step=spec.get("step")
@@ -122,13 +146,8 @@ def suggest(trial, space: dict[str, dict]) -> list[str]:
             step = int(spec.get("step") or 1)
             value = trial.suggest_int(name, int(spec["low"]), int(spec["high"]), log=bool(spec.get("log")), step=step)
         else:  # Optuna stores primitives: a list choice (e.g. hidden_dims) travels as its YAML text
-            encoded = [
-                c
-                if isinstance(c, bool | int | float | str) or c is None
-                else yaml.safe_dump(c, default_flow_style=True).strip()
-                for c in spec["choices"]
-            ]
-            value = trial.suggest_categorical(name, encoded)
+            value = trial.suggest_categorical(name, [_primitive(choice) for choice in spec["choices"]])
+        chosen[name] = value
         flags.append(f"--{name}={'null' if value is None else value}")
     return flags
 
@@ -137,6 +156,10 @@ def _primitive(choice):
     if choice is None or isinstance(choice, bool | int | float | str):
         return choice
     return yaml.safe_dump(choice, default_flow_style=True).strip()  # [256, 256] -> "[256, 256]"
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
 
 
 def process_alive(pid: int) -> bool:

@@ -29,9 +29,10 @@ def test_all_configs_are_found():
     [c if c.name != "default.yaml" else pytest.param(c, marks=same_lightning) for c in CONFIGS],
     ids=lambda c: c.stem,
 )
-def test_config_runs_a_fast_dev_run(fashion, config, capsys):
+def test_config_runs_a_fast_dev_run(fashion, config, capsys, recwarn):
     cli = cli_main(["fit", f"--config={config}", *cli_args(fashion, "--trainer.fast_dev_run=true")])
     assert cli.trainer.state.finished
+    assert not [w for w in recwarn if "has no effect" in str(w.message)]  # every value of the recipe is used
     assert cli.trainer.global_step == 1
     # Lightning's fast_dev_run logs and saves nothing: no run folder is left behind, and the summary says so.
     assert not (fashion.logs / "fashion").exists() or not any((fashion.logs / "fashion").iterdir())
@@ -73,6 +74,18 @@ def test_cnn_config_selects_the_cnn(fashion):
     cli = build_cli([f"--config={CONFIGS[0]}", *cli_args(fashion)], run=False)
     assert CONFIGS[0].name == "cnn.yaml"
     assert type(cli.model.net).__name__ == "SmallCNN"
+
+
+def test_values_that_the_other_options_leave_without_effect_are_named_in_one_warning_each(fashion):
+    unused = ["--model.net=cnn", "--model.hidden_dims=[64]", "--model.optimizer=adamw", "--model.momentum=0.9"]
+    with pytest.warns(UserWarning, match="has no effect") as record:
+        cli_main(["fit", *cli_args(fashion, *unused, "--data.augment_shift=3", "--trainer.fast_dev_run=true")])
+    assert [str(w.message) for w in record if "has no effect" in str(w.message)] == [
+        "--data.augment_shift 3 has no effect without --data.augment true. This run trains without it.",
+        "--model.hidden_dims [64] has no effect without --model.net mlp (the CNN has its own layers); "
+        "--model.momentum 0.9 has no effect without --model.optimizer sgd (Adam's momentum is its betas). "
+        "This run trains without them.",
+    ]
 
 
 def test_early_stopping_from_the_command_line(fashion):

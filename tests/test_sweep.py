@@ -119,7 +119,7 @@ def test_a_trial_stopped_in_the_middle_is_continued_by_the_same_command(fashion,
 
 def bad_space(fashion, space) -> subprocess.CompletedProcess:
     path = fashion.root / "bad.yaml"
-    path.write_text(yaml.safe_dump(space))
+    path.write_text(yaml.safe_dump(space, sort_keys=False))
     command = sweep_command(fashion, f"sqlite:///{fashion.root / 'bad.db'}", "--n_trials=1")
     command = [a if not a.startswith("--search_space=") else f"--search_space={path}" for a in command]
     return subprocess.run(command, capture_output=True, text=True)
@@ -136,6 +136,17 @@ def bad_space(fashion, space) -> subprocess.CompletedProcess:
         ({"model.lr": {"type": "float", "low": 1.0, "high": 0.1}}, "'model.lr': low (1.0) is greater than high (0.1)"),
         ({"model.lr": {"type": "float", "low": 0.0, "high": 0.1, "log": True}}, "'model.lr': log scale needs low > 0"),
         ({"model.optimizer": {"type": "categorical", "choices": []}}, "'model.optimizer': a categorical entry"),
+        (
+            {"model.lr": {"type": "float", "low": 0.1, "high": 1.0, "when": {"model.optimizer": "sgd"}}},
+            "'model.lr': 'when' names 'model.optimizer', which is not an entry above this one",
+        ),
+        (
+            {
+                "model.optimizer": {"type": "categorical", "choices": ["sgd", "adamw"]},
+                "model.momentum": {"type": "float", "low": 0.0, "high": 0.9, "when": {"model.optimizer": "sdg"}},
+            },
+            "'model.momentum': 'when' waits for model.optimizer = sdg, which is not one of its choices (sgd, adamw)",
+        ),
     ],
 )
 def test_bad_search_space_is_one_error_naming_the_entry_before_any_trial(fashion, space, phrase):
@@ -144,6 +155,25 @@ def test_bad_search_space_is_one_error_naming_the_entry_before_any_trial(fashion
     assert phrase in result.stderr
     assert "Traceback" not in result.stderr
     assert not (fashion.root / "bad.db").exists()  # nothing ran, no study was even created
+
+
+def test_the_shipped_search_space_samples_momentum_only_for_sgd(fashion, capsys):
+    shipped = Path(__file__).parents[1] / "configs" / "sweeps" / "mlp.yaml"
+    storage = f"sqlite:///{fashion.root / 's.db'}"
+    cli_main(["sweep", *sweep_command(fashion, storage, f"--search_space={shipped}", "--n_trials=0")[4:]])
+    assert "error" not in capsys.readouterr().err  # every entry and condition checked against fit's options
+
+    from fashion_lightning.sweep import suggest
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for optimizer in ("sgd", "adamw"):
+        study.enqueue_trial({"model.optimizer": optimizer})
+    sgd, adamw = (suggest(study.ask(), yaml.safe_load(shipped.read_text())) for _ in range(2))
+    assert "--model.optimizer=sgd" in sgd
+    assert any(flag.startswith("--model.momentum=") for flag in sgd)
+    assert "--model.optimizer=adamw" in adamw
+    assert not any(flag.startswith("--model.momentum") for flag in adamw)  # the fit keeps its configured value
+    assert len(adamw) == len(sgd) - 1
 
 
 def test_a_search_space_that_is_not_yaml_is_one_error_with_its_line(fashion, capsys):
