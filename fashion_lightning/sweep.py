@@ -122,7 +122,8 @@ def check_condition(name: str, when, earlier: dict[str, dict], path) -> None:
         if other not in earlier:
             raise ConfigurationError(f"{where}: 'when' names '{other}', which is not an entry above this one.")
         choices = earlier[other].get("choices")
-        missing = [v for v in _as_list(wanted) if choices is not None and _primitive(v) not in map(_primitive, choices)]
+        known = [_primitive(choice) for choice in choices or []]
+        missing = [v for v in _wanted(wanted, earlier[other]) if choices is not None and v not in known]
         if missing:
             raise ConfigurationError(
                 f"{where}: 'when' waits for {other} = {missing[0]}, which is not one of its choices "
@@ -136,7 +137,7 @@ def suggest(trial, space: dict[str, dict]) -> list[str]:
     flags, chosen = [], {}
     for name, spec in space.items():
         when = spec.get("when") or {}
-        if not all(chosen.get(other) in map(_primitive, _as_list(v)) for other, v in when.items()):
+        if not all(chosen.get(other) in _wanted(v, space[other]) for other, v in when.items()):
             continue
         if spec["type"] == "float":
             value = trial.suggest_float(
@@ -158,8 +159,12 @@ def _primitive(choice):
     return yaml.safe_dump(choice, default_flow_style=True).strip()  # [256, 256] -> "[256, 256]"
 
 
-def _as_list(value) -> list:
-    return value if isinstance(value, list) else [value]
+def _wanted(value, spec: dict) -> list:
+    """The values a ``when`` waits for an entry of ``spec`` to take, as Optuna stores them: a value, or a list of
+    values (a list that is itself one of the entry's choices, like ``[64]`` of ``hidden_dims``, is one value)."""
+    choices = [_primitive(choice) for choice in spec.get("choices") or []]
+    values = [value] if not isinstance(value, list) or _primitive(value) in choices else value
+    return [_primitive(v) for v in values]
 
 
 def process_alive(pid: int) -> bool:

@@ -176,6 +176,23 @@ def test_the_shipped_search_space_samples_momentum_only_for_sgd(fashion, capsys)
     assert len(adamw) == len(sgd) - 1
 
 
+def test_when_waits_for_a_value_or_a_list_of_values_and_a_list_choice_is_one_value():
+    from fashion_lightning.sweep import suggest
+
+    space = {
+        "model.hidden_dims": {"type": "categorical", "choices": [[64], [128, 128]]},
+        "data.batch_size": {"type": "categorical", "choices": [64, 128]},
+        "model.dropout": {"type": "float", "low": 0.1, "high": 0.5, "when": {"model.hidden_dims": [64]}},
+        "model.lr": {"type": "float", "low": 0.01, "high": 0.1, "when": {"data.batch_size": [64, 128]}},
+    }
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for hidden_dims in ("[64]", "[128, 128]"):
+        study.enqueue_trial({"model.hidden_dims": hidden_dims})
+    small, large = ([flag.split("=")[0] for flag in suggest(study.ask(), space)] for _ in range(2))
+    assert small == ["--model.hidden_dims", "--data.batch_size", "--model.dropout", "--model.lr"]
+    assert large == ["--model.hidden_dims", "--data.batch_size", "--model.lr"]
+
+
 def test_a_search_space_that_is_not_yaml_is_one_error_with_its_line(fashion, capsys):
     space = fashion.root / "broken.yaml"
     space.write_text("model.lr: [0.1, 0.2\n")
