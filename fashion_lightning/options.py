@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import GradientAccumulationScheduler
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from fashion_lightning.errors import ConfigurationError
+from fashion_lightning.optimizers import cosine_epochs
 from fashion_lightning.trainer_checks import check_trainer_values
 
 LOG_ROOT = "lightning_logs"  # runs go to <LOG_ROOT>/<name>/version_N unless told otherwise
@@ -166,6 +167,10 @@ def check_optimization_options(config) -> None:
             "(Lightning's manual optimization), where the callback cannot reach. Use --model.accumulate_grad_batches "
             "N (one value for the whole run)."
         )
+    if config.get("model") and config.model.get("lr_scheduler") == "cosine":
+        epochs = trainer.get("max_epochs")  # Lightning's None: 1000, or no limit beside max_steps or max_time
+        limited = trainer.get("max_steps") in (None, -1) and trainer.get("max_time") is None
+        cosine_epochs(epochs if epochs is not None else (1000 if limited else -1))
     every = config.get("checkpoint") and config.checkpoint.get("every_n_train_steps")
     if every and config.get("data") and config.data.get("steps_per_batch") is None:
         # Lightning's ModelCheckpoint saves when global_step is a multiple of n, which groups of steps can skip.

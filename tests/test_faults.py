@@ -429,6 +429,20 @@ def test_damaged_raw_file_with_a_verified_cache_uses_the_cache_and_says_so(fashi
 # --- option values -------------------------------------------------------------------------------------------
 
 
+def test_the_cosine_schedule_without_an_epoch_limit_is_refused_from_python_too(fashion):
+    import lightning as L
+
+    from fashion_lightning.lit_module import FashionClassifier
+
+    data = FashionMNISTDataModule(str(fashion.data_dir), source_dir=str(fashion.source_dir), val_size=64)
+    trainer = L.Trainer(
+        max_epochs=-1, max_steps=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, accelerator="cpu",
+    )  # fmt: skip
+    with pytest.raises(ConfigurationError, match="no epoch limit"):
+        trainer.fit(FashionClassifier(lr_scheduler="cosine"), datamodule=data)
+
+
 @pytest.mark.parametrize(
     ("flag", "named"),
     [
@@ -456,6 +470,9 @@ def test_damaged_raw_file_with_a_verified_cache_uses_the_cache_and_says_so(fashi
         ("--trainer.check_val_every_n_epoch=0", "--trainer.check_val_every_n_epoch must be at least 1"),
         ("--trainer.val_check_interval=0", "--trainer.val_check_interval must be a number of training batches"),
         ("--trainer.log_every_n_steps=-1", "--trainer.log_every_n_steps must be at least 0"),  # (was: every step)
+        # The cosine schedule over 1 epoch: the learning rate was 0 in every other epoch, without a word
+        (["--model.lr_scheduler=cosine", "--trainer.max_epochs=-1", "--trainer.max_steps=40"], "no epoch limit"),
+        (["--model.lr_scheduler=cosine", "--trainer.max_epochs=null", "--trainer.max_time=00:00:01:00"], "Set --"),
         (  # Lightning's ZeroDivisionError during training
             ["--trainer.logger=CSVLogger", "--trainer.logger.flush_logs_every_n_steps=0"],
             "--trainer.logger CSVLogger: flush_logs_every_n_steps must be at least 1",
