@@ -145,8 +145,9 @@ def check_run_options(config) -> None:
 
 
 def check_optimization_options(config) -> None:
-    """Point Lightning's optimization flags to the module's own (its training step runs the optimizer itself), and
-    make ``--checkpoint.every_n_train_steps`` exact (one optimizer step per training batch)."""
+    """Point Lightning's optimization flags to the module's own (its training step runs the optimizer itself), refuse
+    a cosine schedule without an epoch limit, and make ``--checkpoint.every_n_train_steps`` exact (one optimizer step
+    per training batch)."""
     trainer = config.trainer
     if trainer.get("gradient_clip_val"):
         raise ConfigurationError(
