@@ -81,9 +81,11 @@ def load_search_space(path: str | None, known: set[str]) -> dict[str, dict]:
         raise ConfigurationError(f"The search space '{path}' is not valid YAML: {problem}{where}.") from None
     if not isinstance(space, dict) or not space:
         raise ConfigurationError(f"'{path}' must map option names (e.g. model.lr) to distributions.")
-    for index, (name, spec) in enumerate(space.items()):
+    earlier: dict[str, dict] = {}
+    for name, spec in space.items():
         check_entry(str(name), spec, known, path)
-        check_condition(str(name), spec.get("when"), dict(list(space.items())[:index]), path)
+        check_condition(str(name), spec.get("when"), earlier, path)
+        earlier[name] = spec
     return space
 
 
@@ -121,9 +123,10 @@ def check_condition(name: str, when, earlier: dict[str, dict], path) -> None:
     for other, wanted in when.items():
         if other not in earlier:
             raise ConfigurationError(f"{where}: 'when' names '{other}', which is not an entry above this one.")
-        choices = earlier[other].get("choices")
-        known = [_primitive(choice) for choice in choices or []]
-        missing = [v for v in _wanted(wanted, earlier[other]) if choices is not None and v not in known]
+        if "choices" not in earlier[other]:
+            continue  # a numeric entry: any value may come
+        choices = _choices(earlier[other])
+        missing = [v for v in _wanted(wanted, earlier[other]) if v not in choices]
         if missing:
             raise ConfigurationError(
                 f"{where}: 'when' waits for {other} = {missing[0]}, which is not one of its choices "
@@ -147,7 +150,7 @@ def suggest(trial, space: dict[str, dict]) -> list[str]:
             step = int(spec.get("step") or 1)
             value = trial.suggest_int(name, int(spec["low"]), int(spec["high"]), log=bool(spec.get("log")), step=step)
         else:  # Optuna stores primitives: a list choice (e.g. hidden_dims) travels as its YAML text
-            value = trial.suggest_categorical(name, [_primitive(choice) for choice in spec["choices"]])
+            value = trial.suggest_categorical(name, _choices(spec))
         chosen[name] = value
         flags.append(f"--{name}={'null' if value is None else value}")
     return flags
@@ -159,11 +162,15 @@ def _primitive(choice):
     return yaml.safe_dump(choice, default_flow_style=True).strip()  # [256, 256] -> "[256, 256]"
 
 
+def _choices(spec: dict) -> list:
+    """A categorical entry's choices as Optuna stores them (``_primitive``); none for a numeric entry."""
+    return [_primitive(choice) for choice in spec.get("choices") or []]
+
+
 def _wanted(value, spec: dict) -> list:
     """The values a ``when`` waits for an entry of ``spec`` to take, as Optuna stores them: a value, or a list of
     values (a list that is itself one of the entry's choices, like ``[64]`` of ``hidden_dims``, is one value)."""
-    choices = [_primitive(choice) for choice in spec.get("choices") or []]
-    values = [value] if not isinstance(value, list) or _primitive(value) in choices else value
+    values = [value] if not isinstance(value, list) or _primitive(value) in _choices(spec) else value
     return [_primitive(v) for v in values]
 
 
