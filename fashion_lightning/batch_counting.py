@@ -1,7 +1,7 @@
 """What in a run counts training batches, not optimizer steps: the data module's automatic grouping of optimizer
 steps (``steps_per_batch``) steps aside for it, one optimizer step per training batch.
 
-Two kinds, both said in one phrase that the data module's log line and refusal use as is:
+Three kinds, each said in one phrase that the data module's log line (and refusal) use as is:
 
 - ``acting_per_batch``: something that acts after every training batch and is meant to act after every optimizer
   step. With K steps a batch it would act once per K steps, or, for the monitors that log when Lightning's step count
@@ -9,6 +9,9 @@ Two kinds, both said in one phrase that the data module's log line and refusal u
   An explicit ``steps_per_batch`` > 1 beside it is refused.
 - ``options_counting_batches``: a Trainer option given as a number of batches. An explicit ``steps_per_batch`` makes
   it count groups, as ``--help`` says.
+- ``batch_hooks_written_elsewhere``: a training-batch hook written outside Lightning and this package (a callback of
+  the user's). Lightning hands it one optimizer step's ``(images, labels)``; in a group it would be called once per K
+  steps with a list of K such pairs. An explicit ``steps_per_batch`` says the user wrote it for that.
 """
 
 from lightning.pytorch.callbacks import (
@@ -20,6 +23,10 @@ from lightning.pytorch.callbacks import (
 )
 
 EVERY_N_STEPS = "every --trainer.log_every_n_steps training batches"
+BATCH_HOOKS = ("on_train_batch_start", "on_train_batch_end")
+# Where the hooks written for groups live: Lightning's (the defaults, which do nothing, and its callbacks, whose
+# per-batch acting ones ``acting_per_batch`` names) and this package's.
+GROUP_AWARE_PACKAGES = ("lightning.", "pytorch_lightning.", "fashion_lightning.")
 
 
 def acting_per_batch(trainer) -> str | None:
@@ -54,3 +61,19 @@ def options_counting_batches(trainer) -> str | None:
     else:
         return None  # (the CLI sets 1 for --checkpoint.every_n_train_steps)
     return f"{option} counts batches"
+
+
+def batch_hooks_written_elsewhere(trainer) -> str | None:
+    """The first training-batch hook of a callback (or of the module) written outside Lightning and this package, in
+    one phrase; ``None``: none."""
+    if trainer is None:
+        return None
+    for owner in [*trainer.callbacks, trainer.lightning_module]:
+        for hook in BATCH_HOOKS:
+            written_in = getattr(getattr(type(owner), hook, None), "__module__", None) or "lightning."
+            if not written_in.startswith(GROUP_AWARE_PACKAGES):
+                return (
+                    f"{type(owner).__name__}.{hook} ({written_in}) is written for one optimizer step's batch (with "
+                    "--data.steps_per_batch N it is called once per N steps, with a list of N (images, labels))"
+                )
+    return None

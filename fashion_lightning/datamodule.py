@@ -8,7 +8,7 @@ import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, SequentialSampler
 
-from fashion_lightning.batch_counting import acting_per_batch, options_counting_batches
+from fashion_lightning.batch_counting import acting_per_batch, batch_hooks_written_elsewhere, options_counting_batches
 from fashion_lightning.data import (
     CLASS_NAMES,
     IMAGE_SHAPE,
@@ -64,8 +64,9 @@ class FashionMNISTDataModule(L.LightningDataModule):
             ``--trainer.val_check_interval`` and ``--checkpoint.every_n_train_steps`` count groups; a stop signal
             or ``last.ckpt`` every n steps takes effect at the end of a group. ``None``: 16 on a GPU, 64 on a CPU,
             or 1 when one of the options that count groups is set or a callback acts on every training batch
-            (a learning-rate search, weight averaging, SpikeDetection, and the monitors that log every
-            ``log_every_n_steps`` batches).
+            (a learning-rate search, weight averaging, SpikeDetection, the monitors that log every
+            ``log_every_n_steps`` batches, and a callback of your own with ``on_train_batch_start`` or ``_end``,
+            written for one step's batch).
     """
 
     # Lightning's work per training batch (fetch loop, transfer, callback hooks, the call into training_step) costs
@@ -182,7 +183,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
                     "--data.steps_per_batch unset (or 1) for this run."
                 )
             return steps
-        why = per_batch or options_counting_batches(self.trainer)
+        why = per_batch or options_counting_batches(self.trainer) or batch_hooks_written_elsewhere(self.trainer)
         if why:
             log.info("One optimizer step per training batch, because %s.", why)
             return 1

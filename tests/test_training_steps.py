@@ -11,13 +11,14 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import (
     EMAWeightAveraging,
     LearningRateMonitor,
+    ModelCheckpoint,
     ModelSummary,
     SpikeDetection,
     ThroughputMonitor,
 )
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from fashion_lightning.batch_counting import acting_per_batch
+from fashion_lightning.batch_counting import acting_per_batch, batch_hooks_written_elsewhere
 from fashion_lightning.cli import build_cli, cli_main
 from fashion_lightning.data import split_into_steps, step_batches
 from tests.helpers import PlannedOnly, cli_args, fit_command, last_ckpt, weights
@@ -124,6 +125,53 @@ def test_monitors_of_every_training_batch_get_one_step_a_batch_and_log_at_optimi
     # by two batches); after a batch, the steps done before it.
     assert [step for step, _ in scalars(logs, "lr-SGD")] == [1, 1, 3, 3]
     assert [step for step, _ in scalars(logs, "DeviceStatsMonitor.on_train_batch_end/cpu_percent")] == [1, 1, 3, 3]
+
+
+class LabelsSeen(L.Callback):
+    """A callback written the Lightning way: each training batch is one optimizer step's (images, labels)."""
+
+    def __init__(self) -> None:
+        self.seen: list = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.seen.append(batch[1].tolist() if isinstance(batch, tuple) else [labels.tolist() for _, labels in batch])
+
+
+def test_a_training_batch_hook_of_ones_own_gets_one_step_a_batch_unless_grouping_is_asked_for(fashion, caplog):
+    # With the automatic 64 steps a batch it was called once an epoch, with a list of 8 (images, labels) pairs.
+    cli = build_cli(cli_args(fashion, "--trainer.max_epochs=2"), run=False)
+    own = LabelsSeen()
+    cli.trainer.callbacks.append(own)
+    with caplog.at_level("INFO"):
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert "One optimizer step per training batch, because LabelsSeen.on_train_batch_end (" in caplog.text
+    assert "test_training_steps) is written for one optimizer step's batch" in caplog.text
+    assert cli.trainer.num_training_batches == STEPS_PER_EPOCH
+    assert len(own.seen) == 2 * STEPS_PER_EPOCH
+    assert all(len(labels) == 32 and isinstance(labels[0], int) for labels in own.seen)
+    # Asked for, grouping is the user's choice (not refused, as it is beside callbacks meant for every step).
+    cli = build_cli(cli_args(fashion, "--trainer.max_epochs=2", "--data.steps_per_batch=4"), run=False)
+    grouped = LabelsSeen()
+    cli.trainer.callbacks.append(grouped)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert cli.trainer.global_step == 2 * STEPS_PER_EPOCH
+    assert [len(group) for group in grouped.seen] == [4] * (2 * STEPS_PER_EPOCH // 4)
+
+
+def test_lightnings_and_the_packages_own_batch_hooks_leave_the_grouping_alone(fashion):
+    class OwnCheckpoint(ModelCheckpoint):  # its batch hooks are Lightning's
+        pass
+
+    cli = build_cli(cli_args(fashion), run=False)
+    trainer = SimpleNamespace(callbacks=[*cli.trainer.callbacks, OwnCheckpoint()], lightning_module=cli.model)
+    assert batch_hooks_written_elsewhere(trainer) is None
+
+    class Watched(type(cli.model)):
+        def on_train_batch_start(self, batch, batch_idx):
+            pass
+
+    trainer.lightning_module = Watched()
+    assert batch_hooks_written_elsewhere(trainer).startswith("Watched.on_train_batch_start (")
 
 
 @pytest.mark.parametrize(
