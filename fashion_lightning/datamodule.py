@@ -6,6 +6,7 @@ from typing import Literal
 import lightning as L
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, SequentialSampler
 
 from fashion_lightning.batch_counting import acting_per_batch, batch_hooks_written_elsewhere, options_counting_batches
@@ -43,8 +44,8 @@ class FashionMNISTDataModule(L.LightningDataModule):
             ``batch_size * world_size``.
         val_size: Training images held out for validation; ``0`` validates on the test split like the seed.
         shuffle: Reshuffle the training images every epoch (the seed does not).
-        num_workers: Loader worker processes. Batches are one index operation on in-memory tensors, so 0 is
-            fastest here; workers only help when augmentation is expensive.
+        num_workers: Worker processes of the training loader, for a dataset on the host. Batches are one index
+            operation on in-memory tensors, so 0 is fastest here; workers only help when augmentation is expensive.
         eval_batch_size: Batch size for validation, test and predict (no gradients, so larger is faster).
         source_dir: A directory with a copy of the four files (``.gz`` or raw), tried before downloading.
             ``$FASHION_MNIST_DIR`` and ``/usr/share/datasets/fashion-mnist`` are tried after it.
@@ -168,6 +169,11 @@ class FashionMNISTDataModule(L.LightningDataModule):
             # Lightning's overfit mode swaps any sampler but a SequentialSampler for one of single indices: serve
             # the first batches in order its way (a debugging run: no grouping, no mid-epoch resume).
             return DataLoader(dataset, hp.batch_size, sampler=SequentialSampler(dataset), collate_fn=batch_as_is)
+        if hp.num_workers and dataset.images.is_cuda:  # (workers cannot hand out CUDA tensors)
+            rank_zero_warn(
+                f"--data.num_workers {hp.num_workers} has no effect with the dataset on the GPU: a batch is one index "
+                "operation there, done in the main process. --data.on_device false keeps the dataset on the host."
+            )
         sampler = ResumableSampler(dataset, hp.batch_size * steps, num_replicas=world, rank=rank, shuffle=hp.shuffle)
         return make_loader(dataset, sampler, hp.num_workers)  # one (images, labels) pair per group
 

@@ -4,6 +4,7 @@ loop, falling back with a reason), exact resume after kill -9, NaN caught withou
 import signal
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -22,11 +23,18 @@ def gpu_args(fashion, *extra):
     return [a.replace("--trainer.accelerator=cpu", "--trainer.accelerator=gpu") for a in cli_args(fashion, *extra)]
 
 
-def test_dataset_is_kept_on_the_gpu_by_default(fashion):
-    cli = build_cli(gpu_args(fashion), run=False)
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+def test_dataset_is_kept_on_the_gpu_by_default_where_loader_workers_are_said_to_do_nothing(fashion):
+    cli = build_cli(gpu_args(fashion, "--data.num_workers=2"), run=False)
+    with pytest.warns(UserWarning, match=r"--data\.num_workers 2 has no effect with the dataset on the GPU"):
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     assert cli.datamodule.datasets["train"].images.is_cuda
     assert cli.datamodule.datasets["test"].images.is_cuda
+    assert cli.trainer.train_dataloader.num_workers == 0
+    on_host = build_cli(gpu_args(fashion, "--data.num_workers=2", "--data.on_device=false"), run=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=r".*num_workers")
+        on_host.trainer.fit(on_host.model, datamodule=on_host.datamodule)
+    assert on_host.trainer.train_dataloader.num_workers == 2
 
 
 def test_fit_resume_and_test_on_gpu(fashion, capsys):
