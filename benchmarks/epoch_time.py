@@ -258,7 +258,7 @@ def run_fit(data_dir: str, epochs: int, device: str, *extra: str) -> dict:
 
     if device == "cpu" and not any(arg.startswith("--data.steps_per_batch") for arg in extra):
         # The shipped default, given explicitly: a training-batch hook written outside the package (Interleaved's)
-        # would otherwise make the automatic choice one step a batch (batch_counting.batch_hooks_written_elsewhere).
+        # would otherwise make the automatic choice one step a batch (batch_counting.hooks_written_elsewhere).
         extra = (*extra, f"--data.steps_per_batch={FashionMNISTDataModule.AUTO_STEPS_PER_BATCH['cpu']}")
     workdir = tempfile.mkdtemp(prefix="fashion-bench-")
     floor = loop = None  # on a CPU: the floor, and the free loop once fit's data options are known

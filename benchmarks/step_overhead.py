@@ -96,7 +96,7 @@ def main() -> None:
     flags += ["--trainer.accelerator=cpu", f"--trainer.default_root_dir={workdir}", *args.fit_args]
     if not any(flag.startswith("--data.steps_per_batch") for flag in args.fit_args):
         # The shipped default, given explicitly: Clock's batch hooks, written outside the package, would otherwise
-        # make the automatic choice one step a batch (batch_counting.batch_hooks_written_elsewhere).
+        # make the automatic choice one step a batch (batch_counting.hooks_written_elsewhere).
         flags.append(f"--data.steps_per_batch={FashionMNISTDataModule.AUTO_STEPS_PER_BATCH['cpu']}")
     with open(f"{workdir}/fit.log", "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         cli = build_cli(flags, run=False)

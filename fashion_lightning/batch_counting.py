@@ -9,9 +9,11 @@ Three kinds, each said in one phrase that the data module's log line (and refusa
   An explicit ``steps_per_batch`` > 1 beside it is refused.
 - ``options_counting_batches``: a Trainer option given as a number of batches. An explicit ``steps_per_batch`` makes
   it count groups, as ``--help`` says.
-- ``batch_hooks_written_elsewhere``: a training-batch hook written outside Lightning and this package (a callback of
-  the user's). Lightning hands it one optimizer step's ``(images, labels)``; in a group it would be called once per K
-  steps with a list of K such pairs. An explicit ``steps_per_batch`` says the user wrote it for that.
+- ``hooks_written_elsewhere``: a training-batch or optimizer-step hook written outside Lightning and this package (a
+  callback of the user's). Lightning hands a batch hook one optimizer step's ``(images, labels)``; in a group it would
+  be called once per K steps with a list of K such pairs. A step hook still runs at every step, but what it logs with
+  ``self.log`` is written per training batch, at Lightning's count, seldom or never. An explicit ``steps_per_batch``
+  says the user wrote them for groups.
 """
 
 from lightning.pytorch.callbacks import (
@@ -21,6 +23,8 @@ from lightning.pytorch.callbacks import (
     ThroughputMonitor,
     WeightAveraging,
 )
+
+from fashion_lightning.step_paths import STEP_HOOKS
 
 EVERY_N_STEPS = "every --trainer.log_every_n_steps training batches"
 BATCH_HOOKS = ("on_train_batch_start", "on_train_batch_end")
@@ -63,17 +67,24 @@ def options_counting_batches(trainer) -> str | None:
     return f"{option} counts batches"
 
 
-def batch_hooks_written_elsewhere(trainer) -> str | None:
-    """The first training-batch hook of a callback (or of the module) written outside Lightning and this package, in
-    one phrase; ``None``: none."""
+def hooks_written_elsewhere(trainer) -> str | None:
+    """The first training-batch or optimizer-step hook of a callback (or of the module) written outside Lightning
+    and this package, in one phrase; ``None``: none."""
     if trainer is None:
         return None
     for owner in [*trainer.callbacks, trainer.lightning_module]:
-        for hook in BATCH_HOOKS:
+        for hook in (*BATCH_HOOKS, *STEP_HOOKS):
             written_in = getattr(getattr(type(owner), hook, None), "__module__", None) or "lightning."
-            if not written_in.startswith(GROUP_AWARE_PACKAGES):
+            if written_in.startswith(GROUP_AWARE_PACKAGES):
+                continue
+            written = f"{type(owner).__name__}.{hook} ({written_in})"
+            if hook in BATCH_HOOKS:
                 return (
-                    f"{type(owner).__name__}.{hook} ({written_in}) is written for one optimizer step's batch (with "
-                    "--data.steps_per_batch N it is called once per N steps, with a list of N (images, labels))"
+                    f"{written} is written for one optimizer step's batch (with --data.steps_per_batch N it is called "
+                    "once per N steps, with a list of N (images, labels))"
                 )
+            return (
+                f"{written} runs at every optimizer step, and Lightning writes what it logs once per training batch at "
+                "most (with --data.steps_per_batch N, once per N steps or less often)"
+            )
     return None

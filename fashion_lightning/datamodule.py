@@ -9,7 +9,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, SequentialSampler
 
-from fashion_lightning.batch_counting import acting_per_batch, batch_hooks_written_elsewhere, options_counting_batches
+from fashion_lightning.batch_counting import acting_per_batch, hooks_written_elsewhere, options_counting_batches
 from fashion_lightning.data import (
     CLASS_NAMES,
     IMAGE_SHAPE,
@@ -66,8 +66,8 @@ class FashionMNISTDataModule(L.LightningDataModule):
             or ``last.ckpt`` every n steps takes effect at the end of a group. ``None``: 16 on a GPU, 64 on a CPU,
             or 1 when one of the options that count groups is set or a callback acts on every training batch
             (a learning-rate search, weight averaging, SpikeDetection, the monitors that log every
-            ``log_every_n_steps`` batches, and a callback of your own with ``on_train_batch_start`` or ``_end``,
-            written for one step's batch).
+            ``log_every_n_steps`` batches, and a callback of your own with a training-batch hook, written for one
+            step's batch, or an optimizer-step hook, whose logged values Lightning writes per batch).
     """
 
     # Lightning's work per training batch (fetch loop, transfer, callback hooks, the call into training_step) costs
@@ -189,7 +189,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
                     "--data.steps_per_batch unset (or 1) for this run."
                 )
             return steps
-        why = per_batch or options_counting_batches(self.trainer) or batch_hooks_written_elsewhere(self.trainer)
+        why = per_batch or options_counting_batches(self.trainer) or hooks_written_elsewhere(self.trainer)
         if why:
             log.info("One optimizer step per training batch, because %s.", why)
             return 1

@@ -160,6 +160,13 @@ class SigkillAfterLastCheckpoint(Checkpoint):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class LogsGradientNorm(L.Callback):
+    """Lightning's recipe for watching gradients: their norm logged in ``on_before_optimizer_step``, at every step."""
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        pl_module.log("grad/norm", torch.cat([p.grad.flatten() for p in pl_module.parameters()]).norm())
+
+
 class CtrlCInSetup(L.Callback):
     """Ctrl-C while the Trainer sets up a fit, before training (Lightning turns it into an exit with status 1)."""
 

@@ -18,7 +18,7 @@ from lightning.pytorch.callbacks import (
 )
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from fashion_lightning.batch_counting import acting_per_batch, batch_hooks_written_elsewhere
+from fashion_lightning.batch_counting import acting_per_batch, hooks_written_elsewhere
 from fashion_lightning.cli import build_cli, cli_main
 from fashion_lightning.data import split_into_steps, step_batches
 from tests.helpers import PlannedOnly, cli_args, fit_command, last_ckpt, weights
@@ -158,20 +158,34 @@ def test_a_training_batch_hook_of_ones_own_gets_one_step_a_batch_unless_grouping
     assert [len(group) for group in grouped.seen] == [4] * (2 * STEPS_PER_EPOCH // 4)
 
 
+def test_a_step_hook_of_ones_own_that_logs_gets_one_step_a_batch_and_its_values_every_n_steps(fashion, caplog):
+    # With the automatic 64 steps a batch, Lightning wrote its values once an epoch (at the count of the group's end).
+    watcher = ["--trainer.callbacks+=tests.helpers.LogsGradientNorm", "--trainer.log_every_n_steps=2"]
+    with caplog.at_level("INFO"):
+        cli, logs = fit_run(fashion, "watched", "--trainer.max_epochs=2", *watcher)
+    assert (
+        "because LogsGradientNorm.on_before_optimizer_step (tests.helpers) runs at every optimizer step" in caplog.text
+    )
+    assert cli.datamodule.steps_per_batch() == 1
+    # As under automatic optimization: the value before update n + 1 at step n, every 2nd step.
+    assert [step for step, _ in scalars(logs, "grad/norm")] == list(range(1, 2 * STEPS_PER_EPOCH, 2))
+    assert [step for step, _ in scalars(logs, "train/loss_step")] == list(range(2, 2 * STEPS_PER_EPOCH + 1, 2))
+
+
 def test_lightnings_and_the_packages_own_batch_hooks_leave_the_grouping_alone(fashion):
     class OwnCheckpoint(ModelCheckpoint):  # its batch hooks are Lightning's
         pass
 
     cli = build_cli(cli_args(fashion), run=False)
     trainer = SimpleNamespace(callbacks=[*cli.trainer.callbacks, OwnCheckpoint()], lightning_module=cli.model)
-    assert batch_hooks_written_elsewhere(trainer) is None
+    assert hooks_written_elsewhere(trainer) is None
 
     class Watched(type(cli.model)):
         def on_train_batch_start(self, batch, batch_idx):
             pass
 
     trainer.lightning_module = Watched()
-    assert batch_hooks_written_elsewhere(trainer).startswith("Watched.on_train_batch_start (")
+    assert hooks_written_elsewhere(trainer).startswith("Watched.on_train_batch_start (")
 
 
 @pytest.mark.parametrize(
