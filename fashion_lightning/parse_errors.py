@@ -7,6 +7,7 @@ option inside that list, and a value given to a linked option as ``... is not ca
 
 - ``--trainer.max_epochs: got abc, expected an integer or null.``
 - ``--trainer.callbacks.patiense: EarlyStopping has no option patiense; ...``
+- ``--trainer.callbacks: cannot import my.module.Cb (No module named 'my'); expected ...``
 - ``--model.num_classes is set from data.num_classes (a link): ...``
 - ``--config: File does not exist: ...`` (any other one-line message about one option, named as a flag)
 - ``unrecognized arguments: --trainer.maxepochs 3 (did you mean --trainer.max_epochs?)``
@@ -30,6 +31,11 @@ EXPECTED = re.compile(r"^\s*Expected an? (.*?)\. Got value: ", re.MULTILINE)  # 
 GIVEN = re.compile(r"(?:Given|Got) value: (.*)$", re.MULTILINE)
 # A class's own option (--trainer.logger.flush_logs_every_n_steps): the class's parser has made it one line already.
 NESTED = re.compile(r"Problem with given class_path '[^']*':\s*\n\s*--([\w.]+): (got .*)$", re.MULTILINE)
+# A class given by an import path that does not import: no such module, or no such class in it.
+UNIMPORTABLE = re.compile(
+    r"Problem with given class_path '([\w.]+)':\s*\n\s*"
+    r"(No module named '[^']*'|module '[^']*' has no attribute '[^']*')"
+)
 UNKNOWN = re.compile(r"Problem with given class_path '(?:[\w.]*\.)?(\w+)':\s*\n\s*Option '([\w.]+)' is not accepted")
 # A value given to a linked option (--model.num_classes, set from the data): two ways jsonargparse words it.
 LINKED = re.compile(r'argument ([\w.]+) --> ([\w.]+):|Linked "([\w.]+)" must be given via "([\w.]+)"')
@@ -52,6 +58,13 @@ def one_line(message: str) -> str:
         cls, option = unknown.groups()
         return f"--{keys[0]}.{option}: {cls} has no option {option}; --{keys[0]}.help {cls} lists its options."
     types = SUBTYPES.search(message) or EXPECTED.search(message)
+    unimportable = UNIMPORTABLE.search(message)
+    if len(keys) == 1 and unimportable is not None and types is not None:
+        path, why = unimportable.groups()
+        return (
+            f"--{keys[0]}: cannot import {path} ({why}); expected {_either(_split(types.group(1)))}. A class given "
+            "by import path must be importable here: installed, or its folder on PYTHONPATH."
+        )
     if len(keys) == 1 and types is None and "\n" not in message.strip():  # 'Parser key "config": File does not ...'
         return f"--{keys[0]}: {message.split(':', 1)[1].strip()}"
     if len(keys) != 1 or types is None or "class_path" in message:

@@ -243,6 +243,20 @@ def test_wrong_flag_is_a_clear_error(subcommand, capsys):
             "--trainer.callbacks.patiense: EarlyStopping has no option patiense; --trainer.callbacks.help "
             "EarlyStopping lists its options.",
         ),
+        # A class by an import path that does not import
+        (
+            ["--trainer.callbacks+=my_callbacks.GradNorm"],
+            "--trainer.callbacks: cannot import my_callbacks.GradNorm (No module named 'my_callbacks'); expected a "
+            "Callback class (by name or import path), a list of them or null. A class given by import path must be "
+            "importable here: installed, or its folder on PYTHONPATH.",
+        ),
+        (
+            ["--trainer.logger=lightning.pytorch.loggers.TensorBoardLoger"],
+            "--trainer.logger: cannot import lightning.pytorch.loggers.TensorBoardLoger (module "
+            "'lightning.pytorch.loggers' has no attribute 'TensorBoardLoger'); expected a Logger class (by name or "
+            "import path), a list of them, true/false or null. A class given by import path must be importable here: "
+            "installed, or its folder on PYTHONPATH.",
+        ),
     ],
 )
 def test_a_value_of_the_wrong_type_is_one_line_naming_what_the_option_takes(capsys, flags, error):
