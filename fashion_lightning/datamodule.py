@@ -6,7 +6,7 @@ from typing import Literal
 import lightning as L
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, SequentialSampler
 
 from fashion_lightning.batch_counting import acting_per_batch, hooks_written_elsewhere, options_counting_batches
@@ -158,7 +158,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         sizes = ", ".join(f"{name} {len(ds):,}" for name, ds in self.datasets.items())
         world = self.trainer.world_size if self.trainer is not None else 1
         global_batch = f"; global batch {self.hparams.batch_size * world} over {world} devices" if world > 1 else ""
-        log.info("Fashion-MNIST: %s images; batch %d%s.", sizes, self.hparams.batch_size, global_batch)
+        rank_zero_info(f"Fashion-MNIST: {sizes} images; batch {self.hparams.batch_size}{global_batch}.")
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
@@ -191,7 +191,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
             return steps
         why = per_batch or options_counting_batches(self.trainer) or hooks_written_elsewhere(self.trainer)
         if why:
-            log.info("One optimizer step per training batch, because %s.", why)
+            rank_zero_info(f"One optimizer step per training batch, because {why}.")
             return 1
         if self.trainer is None:
             return 1

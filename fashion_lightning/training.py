@@ -9,11 +9,10 @@ at multiples of ``log_every_n_steps`` optimizer steps, and epoch values and what
 ``LearningRateMonitor``) carry ``global_step`` as their x-axis.
 """
 
-import logging
 from collections.abc import Sequence
 
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 
 from fashion_lightning._compat import optimizer_step_counter, set_logging_step, updates_skipped
@@ -21,8 +20,6 @@ from fashion_lightning.compiled import compile_failures_explained, compile_netwo
 from fashion_lightning.cuda_graph import CapturedSteps
 from fashion_lightning.step_log import StepLog
 from fashion_lightning.step_paths import graph_unavailable, lightning_steps_needed
-
-log = logging.getLogger(__name__)
 
 
 def correct_predictions(logits: Tensor, labels: Tensor) -> Tensor:
@@ -76,7 +73,7 @@ class TrainingSteps:
         if hp.cuda_graph == "on":
             rank_zero_warn(f"--model.cuda_graph on: {message}")
         else:
-            log.info(message)
+            rank_zero_info(message)  # (Lightning's channel for its own lines: on the console, once)
 
     # Lightning's logging step, at which what callbacks log is written (``_compat.set_logging_step``), is set to
     # count optimizer steps as Lightning counts them under automatic optimization: before a training batch, the

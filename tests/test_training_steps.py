@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import sys
 from types import SimpleNamespace
 
 import lightning as L
@@ -170,6 +171,15 @@ def test_a_step_hook_of_ones_own_that_logs_gets_one_step_a_batch_and_its_values_
     # As under automatic optimization: the value before update n + 1 at step n, every 2nd step.
     assert [step for step, _ in scalars(logs, "grad/norm")] == list(range(1, 2 * STEPS_PER_EPOCH, 2))
     assert [step for step, _ in scalars(logs, "train/loss_step")] == list(range(2, 2 * STEPS_PER_EPOCH + 1, 2))
+
+
+def test_the_console_says_once_why_the_steps_are_not_grouped(fashion):
+    # The data module's lines went to a logger no handler printed: the reason reached caplog, never a console.
+    watcher = ["--trainer.callbacks+=tests.helpers.LogsGradientNorm", "--trainer.max_epochs=1"]
+    command = [sys.executable, "-m", "fashion_lightning", "fit", *cli_args(fashion, *watcher)]
+    err = subprocess.run(command, capture_output=True, text=True, check=True).stderr
+    assert err.count("Fashion-MNIST: train 256, val 64, test ") == 1
+    assert err.count("One optimizer step per training batch, because LogsGradientNorm.on_before_optimizer_step") == 1
 
 
 def test_lightnings_and_the_packages_own_batch_hooks_leave_the_grouping_alone(fashion):

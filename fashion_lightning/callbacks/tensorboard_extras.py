@@ -15,7 +15,7 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from fashion_lightning._compat import tensorboard_file_writer
-from fashion_lightning.data import CLASS_NAMES, step_batches
+from fashion_lightning.data import CLASS_NAMES
 from fashion_lightning.plots import confusion_matrix_image, image_grid
 
 HPARAM_METRICS = ("val/acc_best", "test/acc", "test/loss")
@@ -61,9 +61,9 @@ class TensorBoardExtras(L.Callback):
 
     @rank_zero_only
     def _log_samples(self, trainer) -> None:
-        loader = trainer.datamodule.train_dataloader()
-        images, labels = step_batches(next(iter(loader)))[0]
-        images, labels = images[: self.num_samples], labels[: self.num_samples]
+        # The first training images, from the dataset itself: a loader built here would decide its grouping again.
+        train = trainer.datamodule.datasets["train"]
+        images, labels = train[torch.arange(min(self.num_samples, len(train)))]
         grid = image_grid(images, [CLASS_NAMES[label] for label in labels.tolist()])
         _add_image(self._writer(trainer), "samples/train", grid, step=0)
 
