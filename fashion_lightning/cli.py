@@ -102,7 +102,8 @@ class FashionCLI(LightningCLI):
         # --model flags that the checkpoint would silently override, and log into the checkpoint's own run.
         self._checkpoint, self._how_to_run, self._given_version = None, {}, False
         subcommand = self.config.get("subcommand")
-        if not subcommand:
+        if not subcommand:  # run=False: one flat config, to build the objects from Python; it follows the root too
+            follow_default_root_dir(self.config, explicit_options(parser, args))
             return
         config = self.config[subcommand]
         explicit = explicit_options(parser, args).get(subcommand) or {}

@@ -428,6 +428,11 @@ def test_default_root_dir_holds_the_runs(fashion, tmp_path, monkeypatch):
     cli_main(["fit", *args, "--trainer.max_epochs=1", f"--trainer.default_root_dir={root}"])
     assert (root / "lightning_logs" / "fashion" / "version_0" / "checkpoints" / "best.ckpt").is_file()
     assert not (tmp_path / "lightning_logs").exists()
+    # Also for the objects built from Python (LightningCLI's run=False): they went to ./lightning_logs.
+    cli = build_cli([*args, "--trainer.max_epochs=1", f"--trainer.default_root_dir={root}"], run=False)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert Path(cli.trainer.log_dir) == root / "lightning_logs" / "fashion" / "version_1"
+    assert not (tmp_path / "lightning_logs").exists()
 
 
 def test_without_a_logger_checkpoints_go_to_default_root_dir_and_the_summary_names_them(fashion, capsys):
