@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from lightning.pytorch.callbacks import GradientAccumulationScheduler
+from lightning.pytorch.callbacks import GradientAccumulationScheduler, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from fashion_lightning.errors import ConfigurationError
@@ -146,8 +146,8 @@ def check_run_options(config) -> None:
 
 def check_optimization_options(config) -> None:
     """Point Lightning's optimization flags to the module's own (its training step runs the optimizer itself), refuse
-    a cosine schedule without an epoch limit, and make ``--checkpoint.every_n_train_steps`` exact (one optimizer step
-    per training batch)."""
+    a cosine schedule without an epoch limit, and make ``every_n_train_steps`` of ``--checkpoint`` and of any other
+    ModelCheckpoint exact (one optimizer step per training batch)."""
     trainer = config.trainer
     if trainer.get("gradient_clip_val"):
         raise ConfigurationError(
@@ -172,8 +172,11 @@ def check_optimization_options(config) -> None:
         epochs = trainer.get("max_epochs")  # Lightning's None: 1000, or no limit beside max_steps or max_time
         limited = trainer.get("max_steps") in (None, -1) and trainer.get("max_time") is None
         cosine_epochs(epochs if epochs is not None else (1000 if limited else -1))
-    every = config.get("checkpoint") and config.checkpoint.get("every_n_train_steps")
-    if every and config.get("data") and config.data.get("steps_per_batch") is None:
+    every = [config.checkpoint.get("every_n_train_steps")] if config.get("checkpoint") else []
+    every += [
+        (c.get("init_args") or {}).get("every_n_train_steps") for c in callbacks if is_entry_of(c, ModelCheckpoint)
+    ]
+    if any(every) and config.get("data") and config.data.get("steps_per_batch") is None:
         # Lightning's ModelCheckpoint saves when global_step is a multiple of n, which groups of steps can skip.
         config.data.steps_per_batch = 1
 

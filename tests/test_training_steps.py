@@ -109,6 +109,13 @@ def test_automatic_grouping_and_when_it_steps_aside(fashion, caplog):
     assert "because --trainer.limit_train_batches counts batches" in caplog.text
     cli, _ = fit_run(fashion, "every3", "--checkpoint.every_n_train_steps=3", "--trainer.max_epochs=1")
     assert cli.datamodule.steps_per_batch() == 1  # Lightning's ModelCheckpoint needs every step to be seen
+    # ... and so does another ModelCheckpoint of one's own (with groups of 64 it saved at the epoch's end only).
+    steps = fashion.root / "every_step"
+    own = ["--trainer.callbacks+=ModelCheckpoint", "--trainer.callbacks.every_n_train_steps=3"]
+    own += [f"--trainer.callbacks.dirpath={steps}", "--trainer.callbacks.save_top_k=-1", "--trainer.max_epochs=1"]
+    cli, _ = fit_run(fashion, "own_every3", *own)
+    assert cli.datamodule.steps_per_batch() == 1
+    assert sorted(path.name for path in steps.iterdir()) == ["epoch=0-step=3.ckpt", "epoch=0-step=6.ckpt"]
 
 
 def test_monitors_of_every_training_batch_get_one_step_a_batch_and_log_at_optimizer_steps(fashion, caplog):
