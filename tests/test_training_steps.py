@@ -157,7 +157,8 @@ def test_a_training_batch_hook_of_ones_own_gets_one_step_a_batch_unless_grouping
     assert cli.trainer.num_training_batches == STEPS_PER_EPOCH
     assert len(own.seen) == 2 * STEPS_PER_EPOCH
     assert all(len(labels) == 32 and isinstance(labels[0], int) for labels in own.seen)
-    # Asked for, grouping is the user's choice (not refused, as it is beside callbacks meant for every step).
+    # Asked for, grouping is the user's choice: unlike Lightning's per-batch callbacks, one's own hook may be written
+    # for groups, so it is not refused.
     cli = build_cli(cli_args(fashion, "--trainer.max_epochs=2", "--data.steps_per_batch=4"), run=False)
     grouped = LabelsSeen()
     cli.trainer.callbacks.append(grouped)
