@@ -128,7 +128,9 @@ class FashionCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         subcommand = self.config.get("subcommand")
-        if not subcommand:
+        if not subcommand:  # run=False: the same checks of the one flat config (its run folder is the logger's)
+            check_run_options(self.config)
+            check_optimization_options(self.config)
             return
         config = self.config[subcommand]
         check_run_options(config)

@@ -14,6 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from fashion_lightning.callbacks import StepProgressBar
 from fashion_lightning.cli import build_cli, cli_main
+from fashion_lightning.errors import ConfigurationError
 from fashion_lightning.lit_module import FashionClassifier
 from fashion_lightning.runs import versions
 from tests.helpers import TEST_COUNT, cli_args, without_logger
@@ -433,6 +434,15 @@ def test_default_root_dir_holds_the_runs(fashion, tmp_path, monkeypatch):
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     assert Path(cli.trainer.log_dir) == root / "lightning_logs" / "fashion" / "version_1"
     assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_objects_built_from_python_get_the_commands_checks(fashion):
+    # LightningCLI's run=False skipped them: the errors came only once fit had started (Lightning's own wording for
+    # the clipping), and --checkpoint.every_n_train_steps kept the groups of 64 steps.
+    with pytest.raises(ConfigurationError, match=r"--trainer\.gradient_clip_val does not apply here"):
+        build_cli([*cli_args(fashion), "--trainer.gradient_clip_val=1"], run=False)
+    with pytest.raises(ConfigurationError, match=r"--model\.lr_scheduler cosine anneals"):
+        build_cli([*cli_args(fashion), "--model.lr_scheduler=cosine", "--trainer.max_epochs=-1"], run=False)
 
 
 def test_without_a_logger_checkpoints_go_to_default_root_dir_and_the_summary_names_them(fashion, capsys):
