@@ -89,14 +89,15 @@ def set_run_version(config, version: int | str | None) -> None:
 
 def follow_default_root_dir(config, explicit: dict) -> None:
     """Lightning's convention: runs go under ``--trainer.default_root_dir`` unless the logger names its own place
-    (a ``save_dir`` the user gave, in ``explicit``)."""
+    (a ``save_dir`` the user gave, in ``explicit``, other than the default ``lightning_logs``: ``--trainer.logger+=``
+    gives the default logger's values as given, and the README's example gives the others that one)."""
     root = config.trainer.get("default_root_dir")
     given = (explicit.get("trainer") or {}).get("logger") or {}
     given = list(given) if isinstance(given, list | tuple) else [given]
     for index, logger in enumerate(_loggers(config)):
         given_args = (given[index] if index < len(given) else None) or {}
         save_dir_given = hasattr(given_args, "get") and "save_dir" in (given_args.get("init_args") or {})
-        if root and _is_folder_logger(logger) and not save_dir_given:
+        if root and _is_folder_logger(logger) and not (save_dir_given and logger.init_args.save_dir != LOG_ROOT):
             logger.init_args.save_dir = str(Path(root) / LOG_ROOT)
 
 
