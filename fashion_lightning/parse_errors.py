@@ -8,6 +8,7 @@ option inside that list, and a value given to a linked option as ``... is not ca
 - ``--trainer.max_epochs: got abc, expected an integer or null.``
 - ``--trainer.callbacks.patiense: EarlyStopping has no option patiense; ...``
 - ``--trainer.callbacks: cannot import my.module.Cb (No module named 'my'); expected ...``
+- ``--trainer.logger: CSVLogger needs --trainer.logger.save_dir, given after the class ...``
 - ``--model.num_classes is set from data.num_classes (a link): ...``
 - ``--config: File does not exist: ...`` (any other one-line message about one option, named as a flag)
 - ``unrecognized arguments: --trainer.maxepochs 3 (did you mean --trainer.max_epochs?)``
@@ -36,6 +37,11 @@ UNIMPORTABLE = re.compile(
     r"Problem with given class_path '([\w.]+)':\s*\n\s*"
     r"(No module named '[^']*'|module '[^']*' has no attribute '[^']*')"
 )
+# A class given without a value it requires (--trainer.logger+=CSVLogger without its save_dir).
+REQUIRED = re.compile(
+    r"Problem with given class_path '(?:[\w.]*\.)?(\w+)':\s*\n\s*the following arguments are required: ([\w, ]+)$",
+    re.MULTILINE,
+)
 UNKNOWN = re.compile(r"Problem with given class_path '(?:[\w.]*\.)?(\w+)':\s*\n\s*Option '([\w.]+)' is not accepted")
 # A value given to a linked option (--model.num_classes, set from the data): two ways jsonargparse words it.
 LINKED = re.compile(r'argument ([\w.]+) --> ([\w.]+):|Linked "([\w.]+)" must be given via "([\w.]+)"')
@@ -57,6 +63,13 @@ def one_line(message: str) -> str:
     if len(keys) == 1 and unknown is not None:
         cls, option = unknown.groups()
         return f"--{keys[0]}.{option}: {cls} has no option {option}; --{keys[0]}.help {cls} lists its options."
+    required = REQUIRED.search(message)
+    if len(keys) == 1 and required is not None:
+        cls, names = required.group(1), [f"--{keys[0]}.{name.strip()}" for name in required.group(2).split(",")]
+        return (
+            f"--{keys[0]}: {cls} needs {' and '.join(names)}, given after the class on the command line (or in its "
+            "init_args in a config file)."
+        )
     types = SUBTYPES.search(message) or EXPECTED.search(message)
     unimportable = UNIMPORTABLE.search(message)
     if len(keys) == 1 and unimportable is not None and types is not None:

@@ -565,6 +565,35 @@ def test_a_list_of_loggers_shares_one_run_folder_and_resumes_in_it(fashion, caps
     assert yaml.safe_load((run / "config.yaml").read_text())["trainer"]["logger"][1]["init_args"]["version"] is None
 
 
+def test_a_class_without_a_value_it_requires_is_one_line(capsys):
+    # In a list after the default logger there is no earlier CSVLogger to carry save_dir over from; it was
+    # jsonargparse's 20-line report.
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", "--trainer.logger+=CSVLogger"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "error: --trainer.logger: CSVLogger needs --trainer.logger.save_dir, given after the class on the command "
+        "line (or in its init_args in a config file)."
+    )
+
+
+def test_a_logger_added_on_the_command_line_shares_the_run_folder_under_default_root_dir(
+    fashion, tmp_path, monkeypatch
+):
+    # README's form. The default logger's values, carried into the list as given, kept its save_dir: the TensorBoard
+    # run and the checkpoints went to ./lightning_logs, the CSV rows under --trainer.default_root_dir.
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "elsewhere"
+    args = [a for a in without_logger_dir(cli_args(fashion)) if not a.startswith("--trainer.default_root_dir")]
+    csv = ["--trainer.logger+=CSVLogger", "--trainer.logger.save_dir=lightning_logs", "--trainer.logger.name=fashion"]
+    cli_main(["fit", *args, *csv, "--trainer.max_epochs=1", f"--trainer.default_root_dir={root}"])
+    run = root / "lightning_logs" / "fashion" / "version_0"
+    assert (run / "metrics.csv").is_file()
+    assert list(run.glob("events.out.tfevents.*"))
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert not (tmp_path / "lightning_logs").exists()
+
+
 @pytest.mark.parametrize("version", ["3", "my_run"])
 def test_resuming_a_named_run_keeps_its_csv_rows_and_drops_later_tensorboard_values(fashion, version):
     named = f"--trainer.logger.init_args.version={version}"
