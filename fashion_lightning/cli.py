@@ -128,13 +128,11 @@ class FashionCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         subcommand = self.config.get("subcommand")
-        if not subcommand:  # run=False: the same checks of the one flat config (its run folder is the logger's)
-            check_run_options(self.config)
-            check_optimization_options(self.config)
-            return
-        config = self.config[subcommand]
+        config = self.config[subcommand] if subcommand else self.config  # (run=False: one flat config)
         check_run_options(config)
         check_optimization_options(config)
+        if not subcommand:
+            return  # (its run folder is the logger's)
         for name, value in self._how_to_run.items():
             config.model[name] = value
         if subcommand == "fit":

@@ -188,8 +188,8 @@ class ResumableSampler(DistributedSampler):
 
 def make_loader(dataset: Dataset, sampler: ResumableSampler, num_workers: int, collate_fn=batch_as_is) -> DataLoader:
     """A ``StatefulDataLoader`` over the sampler's batches: Lightning stores its position in checkpoints, so a
-    resume continues exactly."""
-    on_cpu = not (isinstance(dataset, FashionMNISTTensors) and dataset.images.is_cuda)
+    resume continues exactly. ``num_workers`` must be 0 for a dataset on a GPU (workers cannot hand out CUDA
+    tensors)."""
     return StatefulDataLoader(
         dataset,
         batch_size=None,  # the sampler yields whole batches of indices
@@ -199,8 +199,8 @@ def make_loader(dataset: Dataset, sampler: ResumableSampler, num_workers: int, c
         generator=torch.Generator().manual_seed(0),
         collate_fn=collate_fn,
         # Batches are one index op on memory-resident tensors: workers only add IPC, so 0 is the default.
-        num_workers=num_workers if on_cpu else 0,
-        persistent_workers=num_workers > 0 and on_cpu,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
         pin_memory=False,
     )
 

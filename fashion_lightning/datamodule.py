@@ -169,13 +169,15 @@ class FashionMNISTDataModule(L.LightningDataModule):
             # Lightning's overfit mode swaps any sampler but a SequentialSampler for one of single indices: serve
             # the first batches in order its way (a debugging run: no grouping, no mid-epoch resume).
             return DataLoader(dataset, hp.batch_size, sampler=SequentialSampler(dataset), collate_fn=batch_as_is)
-        if hp.num_workers and dataset.images.is_cuda:  # (workers cannot hand out CUDA tensors)
+        workers = hp.num_workers
+        if workers and dataset.images.is_cuda:  # (workers cannot hand out CUDA tensors)
             rank_zero_warn(
-                f"--data.num_workers {hp.num_workers} has no effect with the dataset on the GPU: a batch is one index "
+                f"--data.num_workers {workers} has no effect with the dataset on the GPU: a batch is one index "
                 "operation there, done in the main process. --data.on_device false keeps the dataset on the host."
             )
+            workers = 0
         sampler = ResumableSampler(dataset, hp.batch_size * steps, num_replicas=world, rank=rank, shuffle=hp.shuffle)
-        return make_loader(dataset, sampler, hp.num_workers)  # one (images, labels) pair per group
+        return make_loader(dataset, sampler, workers)  # one (images, labels) pair per group
 
     def steps_per_batch(self) -> int:
         """Optimizer steps per training batch: ``--data.steps_per_batch``, or the automatic choice."""
