@@ -10,7 +10,7 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCL
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from fashion_lightning import config_types  # noqa: F401 (how jsonargparse writes and reads some Lightning options)
+from fashion_lightning import config_types, logger_layout  # noqa: F401 (config_types: how jsonargparse reads types)
 from fashion_lightning.callbacks import (
     EpochTimer,
     FiniteLossGuard,
@@ -34,16 +34,11 @@ from fashion_lightning.errors import FashionLightningError
 from fashion_lightning.lit_module import FashionClassifier
 from fashion_lightning.options import (
     HOW_TO_RUN,
-    LOG_ROOT,
     check_explicit_model_options,
     check_optimization_options,
     check_run_options,
     explicit_options,
-    folder_logger_args,
-    follow_default_root_dir,
     follow_monitor,
-    runs_root,
-    set_run_version,
 )
 from fashion_lightning.parse_errors import FashionArgumentParser, unknown_command
 from fashion_lightning.quiet import silence_known_noise
@@ -51,6 +46,7 @@ from fashion_lightning.run_config import RunConfigSaver
 from fashion_lightning.run_lock import release_locks
 from fashion_lightning.runs import (
     claim_run_dir,
+    claim_versions_elsewhere,
     continue_run,
     release_unused_claims,
     resolve_ckpt_path,
@@ -89,7 +85,7 @@ class FashionCLI(LightningCLI):
                 "checkpoint.enable_version_counter": False,  # a resumed run keeps updating best.ckpt
                 "trainer.logger": {
                     "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                    "init_args": {"save_dir": LOG_ROOT, "name": RUN_NAME, "default_hp_metric": False},
+                    "init_args": {"save_dir": logger_layout.LOG_ROOT, "name": RUN_NAME, "default_hp_metric": False},
                 },
                 "trainer.max_epochs": 5,
             }
@@ -103,14 +99,14 @@ class FashionCLI(LightningCLI):
         self._checkpoint, self._how_to_run, self._given_version = None, {}, False
         subcommand = self.config.get("subcommand")
         if not subcommand:  # run=False: one flat config, to build the objects from Python; it follows the root too
-            follow_default_root_dir(self.config, explicit_options(parser, args))
+            logger_layout.follow_default_root_dir(self.config, explicit_options(parser, args))
             return
         config = self.config[subcommand]
         explicit = explicit_options(parser, args).get(subcommand) or {}
-        follow_default_root_dir(config, explicit)
+        logger_layout.follow_default_root_dir(config, explicit)
         follow_monitor(config, explicit)
         best_file = f"{config.checkpoint.filename or 'best'}.ckpt"
-        root, run_logger = runs_root(config), folder_logger_args(config)
+        root, run_logger = logger_layout.runs_root(config), logger_layout.folder_logger_args(config)
         given_version = run_logger.version if run_logger is not None else None
         config.ckpt_path = resolve_ckpt_path(config.ckpt_path, root, subcommand, best_file, given_version)
         self._given_version = given_version is not None
@@ -137,17 +133,24 @@ class FashionCLI(LightningCLI):
             config.model[name] = value
         if subcommand == "fit":
             enter_checkpoint_folders(unclaimed_checkpoint_folders(config), config.ckpt_path)
-        root = runs_root(config)
-        if root is None or config.trainer.get("fast_dev_run"):
-            return  # (fast_dev_run: Lightning logs and saves nothing, so no run folder)
+        if config.trainer.get("fast_dev_run"):
+            return  # Lightning logs and saves nothing, so no run folder
+        root = logger_layout.runs_root(config)
+        if root is not None:
+            self._claim_run_folder(config, subcommand, root)
+        elsewhere = claim_versions_elsewhere(config, fit=subcommand == "fit")
+        self.save_config_kwargs = {**self.save_config_kwargs, "chosen_elsewhere": tuple(elsewhere)}
+
+    def _claim_run_folder(self, config, subcommand: str, root) -> None:
+        """The run's ``version_N`` under ``root``: given, the resumed checkpoint's, or a new one claimed."""
         self.save_config_kwargs = {**self.save_config_kwargs, "chosen_version": not self._given_version}
-        version = folder_logger_args(config).version
+        version = logger_layout.folder_logger_args(config).version
         if self._given_version:
             if subcommand == "fit":
                 enter_given_run_dir(root / version_dir_name(version), config.ckpt_path)
         elif version is None:  # (else a resume: continue_run chose the checkpoint's run)
             version = claim_run_dir(root, fit=subcommand == "fit")
-        set_run_version(config, version)  # the first logger's, and the others' writing the same folder
+        logger_layout.set_run_version(config, version)  # the first logger's, and the others' writing the same folder
 
     def instantiate_classes(self) -> None:
         try:

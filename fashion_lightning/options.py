@@ -1,104 +1,18 @@
-"""Checks of option values that look across the config, made before anything is created on disk, where runs go, and
-the flags given on a command line."""
+"""Checks of option values that look across the config, made before anything is created on disk, and the flags
+given on a command line."""
 
-import importlib
 import sys
 from argparse import ArgumentError
-from pathlib import Path
 
 import torch
 import yaml
 from lightning.pytorch.callbacks import GradientAccumulationScheduler, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers import CSVLogger
 
 from fashion_lightning.errors import ConfigurationError
+from fashion_lightning.logger_layout import is_entry_of, loggers
 from fashion_lightning.optimizers import cosine_epochs
 from fashion_lightning.trainer_checks import check_trainer_values
-
-LOG_ROOT = "lightning_logs"  # runs go to <LOG_ROOT>/<name>/version_N unless told otherwise
-
-
-def _loggers(config) -> list:
-    logger = config.trainer.get("logger")
-    return (list(logger) or [None]) if isinstance(logger, list | tuple) else [logger]
-
-
-def first_logger(config):
-    """The first logger's config entry (Lightning's checkpoints and ``trainer.log_dir`` follow it); falsy for none."""
-    return _loggers(config)[0]
-
-
-def is_entry_of(entry, *classes: type) -> bool:
-    """Whether an entry of the config (``class_path``, ``init_args``: a logger, a callback) names one of ``classes``
-    or a subclass."""
-    if not hasattr(entry, "get") or not entry.get("init_args"):
-        return False
-    module, _, name = str(entry.get("class_path", "")).rpartition(".")
-    try:
-        entry_class = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
-        return False  # (a class that cannot be imported is reported when it is instantiated)
-    return isinstance(entry_class, type) and issubclass(entry_class, classes)
-
-
-def _is_folder_logger(logger) -> bool:
-    """Whether a logger of the config keeps runs in ``<save_dir>/<name>/version_N`` (TensorBoard, CSV, a subclass)."""
-    return is_entry_of(logger, TensorBoardLogger, CSVLogger)
-
-
-def folder_logger_args(config):
-    """The ``init_args`` of the run's logger if it keeps runs in ``<save_dir>/<name>/version_N`` folders
-    (TensorBoard, CSV, or a subclass); else ``None`` (no logger, or another kind: W&B, MLflow, ...). Of a list, the
-    first: Lightning's checkpoints and ``trainer.log_dir`` follow it."""
-    first = first_logger(config)
-    return first.init_args if _is_folder_logger(first) else None
-
-
-def _root(init_args) -> Path:
-    return Path(init_args.get("save_dir") or ".") / (init_args.get("name") or "")
-
-
-def runs_root(config) -> Path | None:
-    """``<save_dir>/<name>`` of a logger that keeps runs in ``version_N`` folders (TensorBoard, CSV); else ``None``."""
-    init_args = folder_logger_args(config)
-    return None if init_args is None else _root(init_args)
-
-
-def run_loggers(config) -> list:
-    """Each logger that writes the run's folder: the first, and any other TensorBoard or CSV logger under the same
-    ``<save_dir>/<name>`` without a version of its own (they share the first's ``version_N``)."""
-    root, (first, *others) = runs_root(config), _loggers(config)
-    if root is None:
-        return []
-    version = first.init_args.get("version")
-    sharing = (
-        logger
-        for logger in others
-        if _is_folder_logger(logger)
-        and _root(logger.init_args) == root
-        and logger.init_args.get("version") in (None, version)
-    )
-    return [first, *sharing]
-
-
-def set_run_version(config, version: int | str | None) -> None:
-    """Give the run's version to every logger that writes its folder (``run_loggers``)."""
-    for logger in run_loggers(config):
-        logger.init_args.version = version
-
-
-def follow_default_root_dir(config, explicit: dict) -> None:
-    """Lightning's convention: runs go under ``--trainer.default_root_dir`` unless the logger names its own place
-    (a ``save_dir`` the user gave, in ``explicit``, other than the default ``lightning_logs``: ``--trainer.logger+=``
-    gives the default logger's values as given, and the README's example gives the others that one)."""
-    root = config.trainer.get("default_root_dir")
-    given = (explicit.get("trainer") or {}).get("logger") or {}
-    given = list(given) if isinstance(given, list | tuple) else [given]
-    for index, logger in enumerate(_loggers(config)):
-        given_args = (given[index] if index < len(given) else None) or {}
-        save_dir_given = hasattr(given_args, "get") and "save_dir" in (given_args.get("init_args") or {})
-        if root and _is_folder_logger(logger) and not (save_dir_given and logger.init_args.save_dir != LOG_ROOT):
-            logger.init_args.save_dir = str(Path(root) / LOG_ROOT)
 
 
 def follow_monitor(config, explicit: dict) -> None:
@@ -136,7 +50,7 @@ def check_run_options(config) -> None:
             "this project writes (after every epoch, and every n steps with --last.every_n_train_steps N). Remove "
             "checkpoint.save_last from the command or config file; last.ckpt is always written."
         )
-    for logger in _loggers(config):
+    for logger in loggers(config):
         every = logger.init_args.get("flush_logs_every_n_steps") if is_entry_of(logger, CSVLogger) else None
         if every is not None and every < 1:  # (Lightning divides by it when it logs: a ZeroDivisionError in fit)
             raise ConfigurationError(

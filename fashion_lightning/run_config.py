@@ -2,7 +2,7 @@
 
 from lightning.pytorch.cli import SaveConfigCallback
 
-from fashion_lightning import options
+from fashion_lightning import logger_layout
 
 
 class RunConfigSaver(SaveConfigCallback):
@@ -10,20 +10,25 @@ class RunConfigSaver(SaveConfigCallback):
 
     Evaluating or resuming a checkpoint logs into the run it came from; a test never overwrites how the run
     was trained. A logger version that the CLI chose (the next free ``version_N``, or the resumed checkpoint's) is
-    saved as ``null``: ``fit --config <run>/config.yaml`` then starts a new run instead of writing over this one.
+    saved as ``null`` (so is one chosen for a logger writing elsewhere): ``fit --config <run>/config.yaml`` then starts
+    a new run instead of writing over this one.
 
     Args:
-        chosen_version: Whether the CLI chose the logger's version (set by the CLI before the run starts).
+        chosen_version: Whether the CLI chose the run's version (set by the CLI before the run starts).
+        chosen_elsewhere: Positions in the logger list of the loggers writing outside the run's folder whose
+            versions the CLI chose.
     """
 
-    def __init__(self, *args, chosen_version: bool = False, **kwargs) -> None:
+    def __init__(self, *args, chosen_version: bool = False, chosen_elsewhere: tuple[int, ...] = (), **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.chosen_version = chosen_version
+        self.chosen_version, self.chosen_elsewhere = chosen_version, chosen_elsewhere
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         stage = str(getattr(stage, "value", stage))  # "fit", "validate", "test", "predict"
         self.config_filename = "config.yaml" if stage == "fit" else f"config.{stage}.yaml"
-        if self.chosen_version and not self.already_saved:
+        if (self.chosen_version or self.chosen_elsewhere) and not self.already_saved:
             self.config = self.config.clone()
-            options.set_run_version(self.config, None)
+            if self.chosen_version:
+                logger_layout.set_run_version(self.config, None)
+            logger_layout.set_logger_versions(self.config, self.chosen_elsewhere, None)
         super().setup(trainer, pl_module, stage)

@@ -16,7 +16,7 @@ from pathlib import Path
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from fashion_lightning import options
+from fashion_lightning import logger_layout
 from fashion_lightning.errors import ConfigurationError
 from fashion_lightning.run_lock import lock_path, lock_run, release_lock
 
@@ -148,6 +148,19 @@ def claim_run_dir(runs_root: Path, fit: bool) -> int | None:
     return int(os.environ[VERSION_ENV_VAR]) if os.environ.get(VERSION_ENV_VAR) else None
 
 
+def claim_versions_elsewhere(config, fit: bool) -> list[int]:
+    """Claim a ``version_N`` for each place a TensorBoard or CSV logger writes outside the run's folder (after a W&B
+    logger, or with a ``save_dir`` of its own), as for the run's: Lightning's listing would give two runs started
+    together the same one. Rank 0 only (the others write nothing); returns the loggers' positions in the list."""
+    if rank_zero_only.rank != 0:
+        return []
+    chosen = []
+    for root, positions in logger_layout.folder_loggers_elsewhere(config).items():
+        logger_layout.set_logger_versions(config, positions, claim_version(root, fit))
+        chosen += positions
+    return chosen
+
+
 def remember_claim(run_dir: Path, fit: bool = True) -> None:
     """Note a folder this process created for a run: ``release_unused_claims`` removes it if the run leaves nothing
     in it (``fit``: or never reaches its first training step)."""
@@ -196,7 +209,7 @@ def _holds_events(event_file: Path) -> bool:
 def continue_run(config, subcommand: str, step: int) -> None:
     """Log into the run folder of ``config.ckpt_path`` when it is one of this logger's runs (its version, unless one
     is given); a fit there is locked, keeps CSV rows and drops TensorBoard values logged after ``step``."""
-    root, init_args = options.runs_root(config), options.folder_logger_args(config)
+    root, init_args = logger_layout.runs_root(config), logger_layout.folder_logger_args(config)
     checkpoints_dir = Path(config.ckpt_path).absolute().parent
     run_dir = checkpoints_dir.parent
     if root is None or run_dir.parent != root.absolute() or checkpoints_dir.name != "checkpoints":
@@ -205,7 +218,7 @@ def continue_run(config, subcommand: str, step: int) -> None:
         found = run_version(config.ckpt_path)
         if found is None:
             return
-        options.set_run_version(config, found[1])
+        logger_layout.set_run_version(config, found[1])
     elif run_dir.name != version_dir_name(init_args.version):
         return  # another run's checkpoint, continued in the named run
     if subcommand == "fit":
@@ -214,7 +227,7 @@ def continue_run(config, subcommand: str, step: int) -> None:
             lock_run(run_dir)
         # TensorBoard drops what the killed run logged after this step, so curves have no duplicates (values at
         # the checkpoint's own step, such as its epoch's validation, were logged before it).
-        for logger in options.run_loggers(config):
+        for logger in logger_layout.run_loggers(config):
             if "purge_step" in logger.init_args:
                 logger.init_args.purge_step = step + 1
 
@@ -222,7 +235,7 @@ def continue_run(config, subcommand: str, step: int) -> None:
 def keep_csv_metrics(config, run_dir: Path, step: int) -> None:
     """CSVLogger deletes a run's ``metrics.csv`` when it opens the folder again: keep the resumed run's rows."""
     metrics = run_dir / "metrics.csv"
-    is_csv = any(options.is_entry_of(logger, CSVLogger) for logger in options.run_loggers(config))
+    is_csv = any(logger_layout.is_entry_of(logger, CSVLogger) for logger in logger_layout.run_loggers(config))
     if is_csv and metrics.is_file() and rank_zero_only.rank == 0:
         kept = metrics.with_name(f"metrics.until-step-{step}.csv")
         os.replace(metrics, kept)

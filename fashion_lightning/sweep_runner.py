@@ -20,7 +20,7 @@ from fashion_lightning.cli import FashionCLI, cli_kwargs
 from fashion_lightning.datamodule import FashionMNISTDataModule
 from fashion_lightning.errors import ConfigurationError
 from fashion_lightning.lit_module import FashionClassifier
-from fashion_lightning.options import runs_root
+from fashion_lightning.logger_layout import runs_root
 from fashion_lightning.quiet import quiet_optuna_reports
 from fashion_lightning.run_lock import release_locks
 from fashion_lightning.runs import release_unused_claims

@@ -17,10 +17,12 @@ import subprocess
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from fashion_lightning import raw_files, sources
@@ -588,6 +590,30 @@ def test_a_logger_without_version_folders_gets_no_version_number(fashion):
     assert [p.name for p in checkpoints] == ["best.ckpt", "last.ckpt"]
     assert checkpoints[0].parent == checkpoints[1].parent  # the run's own folder, not one shared by every run
     assert not (fashion.logs / "fashion" / "version_0").exists()
+
+
+@pytest.mark.parametrize("first", ["tests.helpers.VersionedElsewhere", "lightning.pytorch.loggers.TensorBoardLogger"])
+def test_a_folder_logger_writing_outside_the_runs_folder_claims_its_own_version(fashion, first):
+    # After a W&B-like logger, or with a save_dir of its own, a CSV logger picked its version by listing its folder
+    # (two runs started together took the same one), and a run refused at setup left it an empty version_0.
+    csv = fashion.root / "csv"
+    loggers = [
+        {"class_path": first, "init_args": {"save_dir": str(fashion.logs), "name": "fashion"}},
+        {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(csv), "name": "fashion"}},
+    ]
+    config = fashion.root / "loggers.yaml"
+    config.write_text(yaml.safe_dump({"trainer": {"logger": loggers}}))
+    args = [a for a in cli_args(fashion, "--trainer.max_epochs=1") if "logger.init_args.save_dir" not in a]
+    args.append(f"--config={config}")
+    with pytest.raises(SystemExit):
+        cli_main(["fit", *args, "--data.val_size=100000"])
+    assert run_folders(csv) == []
+    for version in (0, 1):
+        cli = cli_main(["fit", *args])
+        assert cli.config.fit.trainer.logger[1].init_args.version == version  # claimed before the logger was built
+        assert (csv / "fashion" / f"version_{version}" / "metrics.csv").is_file()
+    saved = yaml.safe_load((Path(cli.trainer.log_dir) / "config.yaml").read_text())
+    assert saved["trainer"]["logger"][1]["init_args"]["version"] is None  # its replay starts a new run
 
 
 def test_a_refused_run_into_a_given_version_leaves_no_folder(fashion, capsys):
