@@ -7,8 +7,8 @@ Three kinds, each said in one phrase that the data module's log line (and refusa
   step. With K steps a batch it would act once per K steps, or, for the monitors that log when Lightning's step count
   (optimizer steps here) hits a multiple of ``log_every_n_steps``, seldom or never (that count moves K at a time).
   An explicit ``steps_per_batch`` > 1 beside it is refused.
-- ``options_counting_batches``: a Trainer option given as a number of batches. An explicit ``steps_per_batch`` makes
-  it count groups, as ``--help`` says.
+- ``options_counting_batches``: a Trainer option given as a number of batches (or ``limit_train_batches`` as a
+  fraction of them). An explicit ``steps_per_batch`` makes it count groups, as ``--help`` says.
 - ``hooks_written_elsewhere``: a training-batch or optimizer-step hook written outside Lightning and this package (a
   callback of the user's). Lightning hands a batch hook one optimizer step's ``(images, labels)``; in a group it would
   be called once per K steps with a list of K such pairs. A step hook still runs at every step, but what it logs with
@@ -56,7 +56,8 @@ def options_counting_batches(trainer) -> str | None:
     """The Trainer option given in training batches, in one phrase; ``None``: none."""
     if trainer is None:
         return None
-    if isinstance(trainer.limit_train_batches, int):
+    limit = trainer.limit_train_batches
+    if isinstance(limit, int) or limit < 1.0:  # (a fraction of groups: rounded to whole groups, refused under one)
         option = "--trainer.limit_train_batches"
     elif isinstance(trainer.val_check_interval, int):
         option = "--trainer.val_check_interval"

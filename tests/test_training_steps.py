@@ -107,6 +107,9 @@ def test_automatic_grouping_and_when_it_steps_aside(fashion, caplog):
         cli, _ = fit_run(fashion, "limited", "--trainer.limit_train_batches=3", "--trainer.max_epochs=1")
     assert cli.trainer.global_step == 3  # limit_train_batches still counts batches of batch_size
     assert "because --trainer.limit_train_batches counts batches" in caplog.text
+    # A fraction too: of 64-step groups it kept whole groups, and under one group Lightning refused the run.
+    cli, _ = fit_run(fashion, "half", "--trainer.limit_train_batches=0.5", "--trainer.max_epochs=1")
+    assert cli.trainer.global_step == STEPS_PER_EPOCH // 2
     cli, _ = fit_run(fashion, "every3", "--checkpoint.every_n_train_steps=3", "--trainer.max_epochs=1")
     assert cli.datamodule.steps_per_batch() == 1  # Lightning's ModelCheckpoint needs every step to be seen
     # ... and so does another ModelCheckpoint of one's own (with groups of 64 it saved at the epoch's end only).
