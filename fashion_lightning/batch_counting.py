@@ -16,6 +16,8 @@ Three kinds, each said in one phrase that the data module's log line (and refusa
   says the user wrote them for groups.
 """
 
+import math
+
 from lightning.pytorch.callbacks import (
     DeviceStatsMonitor,
     LearningRateMonitor,
@@ -23,6 +25,7 @@ from lightning.pytorch.callbacks import (
     ThroughputMonitor,
     WeightAveraging,
 )
+from lightning.pytorch.utilities import rank_zero_info
 
 from fashion_lightning.step_paths import STEP_HOOKS
 
@@ -89,3 +92,39 @@ def hooks_written_elsewhere(trainer) -> str | None:
                 "most (with --data.steps_per_batch N, once per N steps or less often)"
             )
     return None
+
+
+def one_step_a_batch(trainer) -> str | None:
+    """Why the automatic choice is one optimizer step per training batch, in one phrase; ``None``: no reason."""
+    return acting_per_batch(trainer) or options_counting_batches(trainer) or hooks_written_elsewhere(trainer)
+
+
+def steps_fitting_validation(trainer, images: int, batch_size: int, most: int) -> int:
+    """Optimizer steps per training batch, at most ``most``, with which validating every
+    ``--trainer.val_check_interval`` of an epoch (a fraction) happens after the optimizer steps it would with one step
+    a batch (``images``: the training split's; ``batch_size``: per step); ``most`` for any other interval. Lightning
+    validates every ``int(batches * fraction)`` batches: in groups of 64, every few groups (on a CPU, ``0.1`` of 860
+    steps would validate every 64 steps, not 86)."""
+    fraction = trainer.val_check_interval if trainer is not None else 1.0
+    if not isinstance(fraction, float) or fraction >= 1.0:
+        return most
+    steps_per_epoch = math.ceil(math.ceil(images / trainer.world_size) / batch_size)  # this process's share
+    every = max(1, int(steps_per_epoch * fraction))  # optimizer steps between validations
+
+    def fits(steps: int) -> bool:
+        groups, per_validation = math.ceil(steps_per_epoch / steps), every // steps
+        # Lightning's count of groups between validations, and no validation after a last, shorter group
+        return (
+            every % steps == 0
+            and max(1, int(groups * fraction)) == per_validation
+            and (groups % per_validation != 0 or steps_per_epoch % every == 0)
+        )
+
+    steps = next((k for k in range(most, 1, -1) if fits(k)), 1)
+    if steps < most:
+        rank_zero_info(
+            f"{steps} optimizer step{'s' if steps > 1 else ''} per training batch, not {most}, so that "
+            f"--trainer.val_check_interval {fraction} validates every {every} optimizer steps, as with one step a "
+            "batch (--data.steps_per_batch N groups anyway, validating at the end of a group)."
+        )
+    return steps

@@ -9,7 +9,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, SequentialSampler
 
-from fashion_lightning.batch_counting import acting_per_batch, hooks_written_elsewhere, options_counting_batches
+from fashion_lightning import batch_counting
 from fashion_lightning.data import (
     CLASS_NAMES,
     IMAGE_SHAPE,
@@ -62,12 +62,14 @@ class FashionMNISTDataModule(L.LightningDataModule):
             per-step work is paid once per group. ``global_step``, ``--trainer.max_steps``,
             ``--trainer.log_every_n_steps`` and ``--last.every_n_train_steps`` still count optimizer steps;
             the progress bar, ``--trainer.limit_train_batches``, ``--trainer.overfit_batches``, an integer
-            ``--trainer.val_check_interval`` and ``--checkpoint.every_n_train_steps`` count groups; a stop signal
-            or ``last.ckpt`` every n steps takes effect at the end of a group. ``None``: 16 on a GPU, 64 on a CPU,
-            or 1 when one of the options that count groups is set or a callback acts on every training batch
-            (a learning-rate search, weight averaging, SpikeDetection, the monitors that log every
-            ``log_every_n_steps`` batches, and a callback of your own with a training-batch hook, written for one
-            step's batch, or an optimizer-step hook, whose logged values Lightning writes per batch).
+            ``--trainer.val_check_interval`` and ``--checkpoint.every_n_train_steps`` count groups (a fractional
+            ``val_check_interval``, whole groups); a stop signal or ``last.ckpt`` every n steps takes effect at the
+            end of a group. ``None``: 16 on a GPU, 64 on a CPU (fewer where a fractional ``val_check_interval``
+            would validate after other steps than without groups), or 1 when one of the options that count groups
+            is set or a callback acts on every training batch (a learning-rate search, weight averaging,
+            SpikeDetection, the monitors that log every ``log_every_n_steps`` batches, and a callback of your own
+            with a training-batch hook, written for one step's batch, or an optimizer-step hook, whose logged values
+            Lightning writes per batch).
     """
 
     # Lightning's work per training batch (fetch loop, transfer, callback hooks, the call into training_step) costs
@@ -181,7 +183,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
 
     def steps_per_batch(self) -> int:
         """Optimizer steps per training batch: ``--data.steps_per_batch``, or the automatic choice."""
-        per_batch = acting_per_batch(self.trainer)
+        per_batch = batch_counting.acting_per_batch(self.trainer)
         steps = self.hparams.steps_per_batch
         if steps is not None:
             if per_batch and steps > 1:
@@ -191,14 +193,16 @@ class FashionMNISTDataModule(L.LightningDataModule):
                     "--data.steps_per_batch unset (or 1) for this run."
                 )
             return steps
-        why = per_batch or options_counting_batches(self.trainer) or hooks_written_elsewhere(self.trainer)
+        why = batch_counting.one_step_a_batch(self.trainer)
         if why:
             rank_zero_info(f"One optimizer step per training batch, because {why}.")
             return 1
         if self.trainer is None:
             return 1
         device = self.trainer.strategy.root_device.type
-        return self.AUTO_STEPS_PER_BATCH.get(device, self.AUTO_STEPS_PER_BATCH["cuda"])  # other accelerators: as GPUs
+        most = self.AUTO_STEPS_PER_BATCH.get(device, self.AUTO_STEPS_PER_BATCH["cuda"])  # other accelerators: as GPUs
+        images = len(self.datasets["train"])
+        return batch_counting.steps_fitting_validation(self.trainer, images, self.hparams.batch_size, most)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.datasets["val"])

@@ -121,6 +121,21 @@ def test_automatic_grouping_and_when_it_steps_aside(fashion, caplog):
     assert sorted(path.name for path in steps.iterdir()) == ["epoch=0-step=3.ckpt", "epoch=0-step=6.ckpt"]
 
 
+@pytest.mark.parametrize(
+    ("fraction", "steps", "validated_at"),
+    [(0.5, 4, [4, 8]), (0.4, 1, [3, 6])],  # (0.4: groups of 3, 3 and 2 would also validate after the 8th step)
+)
+def test_validation_every_fraction_of_an_epoch_happens_where_it_would_without_groups(
+    fashion, caplog, fraction, steps, validated_at
+):
+    # Lightning validates every int(batches * fraction) batches: of one 64-step group, after the epoch only.
+    with caplog.at_level("INFO"):
+        cli, logs = fit_run(fashion, "fraction", f"--trainer.val_check_interval={fraction}", "--trainer.max_epochs=1")
+    assert cli.datamodule.steps_per_batch() == steps
+    assert [step for step, _ in scalars(logs, "val/loss")] == validated_at
+    assert f"{steps} optimizer step{'s' if steps > 1 else ''} per training batch, not 64, so that" in caplog.text
+
+
 def test_monitors_of_every_training_batch_get_one_step_a_batch_and_log_at_optimizer_steps(fashion, caplog):
     # With 64 steps a batch they logged at Lightning's count of batches, 0, 1, 2 (or, counting optimizer steps,
     # never: the count would skip the multiples of log_every_n_steps).
