@@ -14,6 +14,9 @@ Three kinds, each said in one phrase that the data module's log line (and refusa
   be called once per K steps with a list of K such pairs. A step hook still runs at every step, but what it logs with
   ``self.log`` is written per training batch, at Lightning's count, seldom or never. An explicit ``steps_per_batch``
   says the user wrote them for groups.
+
+``one_step_a_batch`` gives the first of them. A fractional ``--trainer.val_check_interval`` counts batches too, but
+only needs groups that divide its interval: ``steps_fitting_validation`` picks the largest such group size.
 """
 
 import math
