@@ -56,6 +56,11 @@ def cli_args(fashion, *extra: str, val_size: int = 64, batch_size: int = 32) -> 
     ]
 
 
+def without_logger_dir(args: list[str]) -> list[str]:
+    """``args`` without the logger's ``save_dir``: the logger then writes under ``--trainer.default_root_dir``."""
+    return [a for a in args if not a.startswith("--trainer.logger.init_args.save_dir")]
+
+
 def without_logger(fashion, root, *extra: str) -> list[str]:
     """``cli_args`` for a fit with no logger: Lightning then writes its checkpoints to ``<root>/checkpoints``."""
     args = [a for a in cli_args(fashion) if not a.startswith(("--trainer.logger", "--trainer.default_root_dir"))]

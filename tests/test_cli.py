@@ -17,7 +17,7 @@ from fashion_lightning.cli import build_cli, cli_main
 from fashion_lightning.errors import ConfigurationError
 from fashion_lightning.lit_module import FashionClassifier
 from fashion_lightning.runs import versions
-from tests.helpers import TEST_COUNT, cli_args, without_logger
+from tests.helpers import TEST_COUNT, cli_args, without_logger, without_logger_dir
 
 
 def run_dir(fashion, version: int = 0):
@@ -416,10 +416,6 @@ def test_the_default_bar_redraws_every_320_optimizer_steps_and_shows_the_last_st
     shown = bar.get_metrics(cli.trainer, cli.model)  # beside the values logged for the bar, the last step values
     assert {"v_num", "val/acc", "train/loss"} <= set(shown)
     assert {name: shown[name] for name in ("train/loss_step", "train/acc_step")} == cli.model.latest_step_values
-
-
-def without_logger_dir(args: list[str]) -> list[str]:
-    return [a for a in args if not a.startswith("--trainer.logger.init_args.save_dir")]
 
 
 def test_default_root_dir_holds_the_runs(fashion, tmp_path, monkeypatch):

@@ -41,6 +41,7 @@ from tests.helpers import (
     wait_for,
     weights,
     without_logger,
+    without_logger_dir,
 )
 
 CLI = [sys.executable, "-m", "fashion_lightning"]
@@ -603,8 +604,7 @@ def test_a_folder_logger_writing_outside_the_runs_folder_claims_its_own_version(
     ]
     config = fashion.root / "loggers.yaml"
     config.write_text(yaml.safe_dump({"trainer": {"logger": loggers}}))
-    args = [a for a in cli_args(fashion, "--trainer.max_epochs=1") if "logger.init_args.save_dir" not in a]
-    args.append(f"--config={config}")
+    args = [*without_logger_dir(cli_args(fashion, "--trainer.max_epochs=1")), f"--config={config}"]
     with pytest.raises(SystemExit):
         cli_main(["fit", *args, "--data.val_size=100000"])
     assert run_folders(csv) == []
