@@ -15,8 +15,8 @@ Three kinds, each said in one phrase that the data module's log line (and refusa
   ``self.log`` is written per training batch, at Lightning's count, seldom or never. An explicit ``steps_per_batch``
   says the user wrote them for groups.
 
-``one_step_a_batch`` gives the first of them. A fractional ``--trainer.val_check_interval`` counts batches too, but
-only needs groups that divide its interval: ``steps_fitting_validation`` picks the largest such group size.
+A fractional ``--trainer.val_check_interval`` counts batches too, but only needs groups that divide its interval:
+``steps_fitting_validation`` picks the largest such group size.
 """
 
 import math
@@ -95,11 +95,6 @@ def hooks_written_elsewhere(trainer) -> str | None:
                 "most (with --data.steps_per_batch N, once per N steps or less often)"
             )
     return None
-
-
-def one_step_a_batch(trainer) -> str | None:
-    """Why the automatic choice is one optimizer step per training batch, in one phrase; ``None``: no reason."""
-    return acting_per_batch(trainer) or options_counting_batches(trainer) or hooks_written_elsewhere(trainer)
 
 
 def steps_fitting_validation(trainer, images: int, batch_size: int, most: int) -> int:

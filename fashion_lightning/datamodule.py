@@ -193,7 +193,8 @@ class FashionMNISTDataModule(L.LightningDataModule):
                     "--data.steps_per_batch unset (or 1) for this run."
                 )
             return steps
-        why = batch_counting.one_step_a_batch(self.trainer)
+        why = per_batch or batch_counting.options_counting_batches(self.trainer)
+        why = why or batch_counting.hooks_written_elsewhere(self.trainer)
         if why:
             rank_zero_info(f"One optimizer step per training batch, because {why}.")
             return 1
