@@ -251,15 +251,15 @@ def run_fit(data_dir: str, epochs: int, device: str, *extra: str) -> dict:
     timed apart and taken out of fit's times."""
     import lightning as L
 
+    from fashion_lightning.batch_counting import AUTO_STEPS_PER_BATCH
     from fashion_lightning.callbacks import EpochTimer
     from fashion_lightning.cli import build_cli
     from fashion_lightning.data import step_batches
-    from fashion_lightning.datamodule import FashionMNISTDataModule
 
     if device == "cpu" and not any(arg.startswith("--data.steps_per_batch") for arg in extra):
         # The shipped default, given explicitly: a training-batch hook written outside the package (Interleaved's)
         # would otherwise make the automatic choice one step a batch (batch_counting.hooks_written_elsewhere).
-        extra = (*extra, f"--data.steps_per_batch={FashionMNISTDataModule.AUTO_STEPS_PER_BATCH['cpu']}")
+        extra = (*extra, f"--data.steps_per_batch={AUTO_STEPS_PER_BATCH['cpu']}")
     workdir = tempfile.mkdtemp(prefix="fashion-bench-")
     floor = loop = None  # on a CPU: the floor, and the free loop once fit's data options are known
     epochs_seen: list[dict] = []  # per fit epoch: what ran beside it, and fit's whole epoch

@@ -21,9 +21,9 @@ import time
 
 import lightning as L
 
+from fashion_lightning.batch_counting import AUTO_STEPS_PER_BATCH
 from fashion_lightning.cli import build_cli
 from fashion_lightning.data import FashionMNISTTensors
-from fashion_lightning.datamodule import FashionMNISTDataModule
 from fashion_lightning.training import TrainingSteps
 
 PARTS = ("steps", "bookkeeping", "step call", "hooks", "gather", "loop")
@@ -97,7 +97,7 @@ def main() -> None:
     if not any(flag.startswith("--data.steps_per_batch") for flag in args.fit_args):
         # The shipped default, given explicitly: Clock's batch hooks, written outside the package, would otherwise
         # make the automatic choice one step a batch (batch_counting.hooks_written_elsewhere).
-        flags.append(f"--data.steps_per_batch={FashionMNISTDataModule.AUTO_STEPS_PER_BATCH['cpu']}")
+        flags.append(f"--data.steps_per_batch={AUTO_STEPS_PER_BATCH['cpu']}")
     with open(f"{workdir}/fit.log", "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         cli = build_cli(flags, run=False)
         cli.trainer.callbacks = [Clock(marks, first=True), *cli.trainer.callbacks, Clock(marks, first=False)]

@@ -16,7 +16,7 @@ Three kinds, each said in one phrase that the data module's log line (and refusa
   says the user wrote them for groups.
 
 A fractional ``--trainer.val_check_interval`` counts batches too, but only needs groups that divide its interval:
-``steps_fitting_validation`` picks the largest such group size.
+``steps_fitting_validation`` picks the largest such group size. ``choose_steps_per_batch`` puts it all together.
 """
 
 import math
@@ -30,6 +30,7 @@ from lightning.pytorch.callbacks import (
 )
 from lightning.pytorch.utilities import rank_zero_info
 
+from fashion_lightning.errors import ConfigurationError
 from fashion_lightning.step_paths import STEP_HOOKS
 
 EVERY_N_STEPS = "every --trainer.log_every_n_steps training batches"
@@ -37,6 +38,42 @@ BATCH_HOOKS = ("on_train_batch_start", "on_train_batch_end")
 # Where the hooks written for groups live: Lightning's (the defaults, which do nothing, and its callbacks, whose
 # per-batch acting ones ``acting_per_batch`` names) and this package's.
 GROUP_AWARE_PACKAGES = ("lightning.", "pytorch_lightning.", "fashion_lightning.")
+# The automatic group size by accelerator (others: as GPUs). Lightning's work per training batch (fetch loop,
+# transfer, callback hooks, the call into training_step) costs ~1 ms on a 2-core CPU, where the MLP's step takes
+# ~3 ms: all around the steps came to 4.5% of their time at 16 steps a batch and 2.6% at 64
+# (benchmarks/step_overhead.py; README, Performance). On an H100's host it costs ~1 ms, and a group of 16 is one
+# CUDA graph (0.23 s an epoch there).
+AUTO_STEPS_PER_BATCH = {"cuda": 16, "cpu": 64}
+
+
+def choose_steps_per_batch(trainer, given: int | None, images: int, batch_size: int) -> int:
+    """Optimizer steps per training batch: ``given`` (``--data.steps_per_batch``) unless something acts per batch,
+    else the automatic choice, saying in one line why it is not the device's default.
+
+    Args:
+        trainer: The run's Trainer (``None``: outside a fit, 1).
+        given: The user's ``--data.steps_per_batch``, or ``None`` for the automatic choice.
+        images: Training images in the whole split (all processes).
+        batch_size: Images per optimizer step.
+    """
+    per_batch = acting_per_batch(trainer)
+    if given is not None:
+        if per_batch and given > 1:
+            raise ConfigurationError(
+                f"--data.steps_per_batch {given} puts that many optimizer steps in each training batch, but "
+                f"{per_batch}: it would see one training batch per {given} optimizer steps. Leave "
+                "--data.steps_per_batch unset (or 1) for this run."
+            )
+        return given
+    why = per_batch or options_counting_batches(trainer) or hooks_written_elsewhere(trainer)
+    if why:
+        rank_zero_info(f"One optimizer step per training batch, because {why}.")
+        return 1
+    if trainer is None:
+        return 1
+    device = trainer.strategy.root_device.type
+    most = AUTO_STEPS_PER_BATCH.get(device, AUTO_STEPS_PER_BATCH["cuda"])
+    return steps_fitting_validation(trainer, images, batch_size, most)
 
 
 def acting_per_batch(trainer) -> str | None:

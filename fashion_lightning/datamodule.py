@@ -9,7 +9,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, SequentialSampler
 
-from fashion_lightning import batch_counting
+from fashion_lightning.batch_counting import choose_steps_per_batch
 from fashion_lightning.data import (
     CLASS_NAMES,
     IMAGE_SHAPE,
@@ -60,23 +60,16 @@ class FashionMNISTDataModule(L.LightningDataModule):
         steps_per_batch: Optimizer steps per Lightning training step: each training batch is a list of this many
             batches of ``batch_size`` (same images, same order, same updates as one step each), so Lightning's
             per-step work is paid once per group. ``global_step``, ``--trainer.max_steps``,
-            ``--trainer.log_every_n_steps`` and ``--last.every_n_train_steps`` still count optimizer steps;
-            the progress bar, ``--trainer.limit_train_batches``, ``--trainer.overfit_batches``, an integer
-            ``--trainer.val_check_interval`` and ``--checkpoint.every_n_train_steps`` count groups (a fractional
-            ``val_check_interval``, whole groups); a stop signal or ``last.ckpt`` every n steps takes effect at the
-            end of a group. ``None``: 16 on a GPU, 64 on a CPU (fewer where a fractional ``val_check_interval``
-            would validate after other steps than without groups), or 1 when one of the options that count groups
-            is set or a callback acts on every training batch (a learning-rate search, weight averaging,
-            SpikeDetection, the monitors that log every ``log_every_n_steps`` batches, and a callback of your own
-            with a training-batch hook, written for one step's batch, or an optimizer-step hook, whose logged values
-            Lightning writes per batch).
+            ``--trainer.log_every_n_steps`` and ``--last.every_n_train_steps`` still count optimizer steps. The
+            progress bar and the options that count batches (``--trainer.limit_train_batches``,
+            ``--trainer.overfit_batches``, ``--trainer.val_check_interval``, ``--checkpoint.every_n_train_steps``)
+            count groups, and a stop signal or ``last.ckpt`` every n steps takes effect at the end of a group.
+            ``None``: 16 on a GPU, 64 on a CPU, fewer where a fractional ``val_check_interval`` would validate
+            after other steps than without groups, and 1 when an option that counts batches is set or a callback
+            acts on every training batch (a learning-rate search, weight averaging, SpikeDetection, the monitors
+            that log every ``log_every_n_steps`` batches, a callback of your own with a training-batch or an
+            optimizer-step hook).
     """
-
-    # Lightning's work per training batch (fetch loop, transfer, callback hooks, the call into training_step) costs
-    # ~1 ms on a 2-core CPU, where the MLP's step takes ~3 ms: all around the steps came to 4.5% of their time at 16
-    # steps a batch and 2.6% at 64 (benchmarks/step_overhead.py; README, Performance). On an H100's host it costs
-    # ~1 ms, and a group of 16 is one CUDA graph (0.23 s an epoch there).
-    AUTO_STEPS_PER_BATCH = {"cuda": 16, "cpu": 64}
 
     def __init__(
         self,
@@ -183,27 +176,8 @@ class FashionMNISTDataModule(L.LightningDataModule):
 
     def steps_per_batch(self) -> int:
         """Optimizer steps per training batch: ``--data.steps_per_batch``, or the automatic choice."""
-        per_batch = batch_counting.acting_per_batch(self.trainer)
-        steps = self.hparams.steps_per_batch
-        if steps is not None:
-            if per_batch and steps > 1:
-                raise ConfigurationError(
-                    f"--data.steps_per_batch {steps} puts that many optimizer steps in each training batch, but "
-                    f"{per_batch}: it would see one training batch per {steps} optimizer steps. Leave "
-                    "--data.steps_per_batch unset (or 1) for this run."
-                )
-            return steps
-        why = per_batch or batch_counting.options_counting_batches(self.trainer)
-        why = why or batch_counting.hooks_written_elsewhere(self.trainer)
-        if why:
-            rank_zero_info(f"One optimizer step per training batch, because {why}.")
-            return 1
-        if self.trainer is None:
-            return 1
-        device = self.trainer.strategy.root_device.type
-        most = self.AUTO_STEPS_PER_BATCH.get(device, self.AUTO_STEPS_PER_BATCH["cuda"])  # other accelerators: as GPUs
-        images = len(self.datasets["train"])
-        return batch_counting.steps_fitting_validation(self.trainer, images, self.hparams.batch_size, most)
+        images = len(self.datasets["train"]) if self.datasets else 0
+        return choose_steps_per_batch(self.trainer, self.hparams.steps_per_batch, images, self.hparams.batch_size)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.datasets["val"])

@@ -19,7 +19,7 @@ from lightning.pytorch.callbacks import (
 )
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from fashion_lightning.batch_counting import acting_per_batch, hooks_written_elsewhere
+from fashion_lightning.batch_counting import AUTO_STEPS_PER_BATCH, acting_per_batch, hooks_written_elsewhere
 from fashion_lightning.cli import build_cli, cli_main
 from fashion_lightning.data import split_into_steps, step_batches
 from tests.helpers import PlannedOnly, cli_args, fit_command, last_ckpt, weights
@@ -101,7 +101,7 @@ def test_a_step_that_fails_inside_a_group_leaves_the_updates_before_it_counted(f
 def test_automatic_grouping_and_when_it_steps_aside(fashion, caplog):
     cli = build_cli(cli_args(fashion), run=False)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    assert cli.datamodule.steps_per_batch() == cli.datamodule.AUTO_STEPS_PER_BATCH["cpu"] == 64
+    assert cli.datamodule.steps_per_batch() == AUTO_STEPS_PER_BATCH["cpu"] == 64
     assert cli.trainer.global_step == STEPS_PER_EPOCH * cli.trainer.max_epochs
     with caplog.at_level("INFO"):
         cli, _ = fit_run(fashion, "limited", "--trainer.limit_train_batches=3", "--trainer.max_epochs=1")
