@@ -45,6 +45,9 @@ KNOWN_WARNINGS = (
     # --trainer.logger.log_graph true: Lightning's TensorBoardLogger draws the graph with torch.jit.trace, which
     # torch 2.14 deprecates (twice per run); Lightning 2.6.6 has no other path.
     (r"`torch\.jit\.trace(_method)?` is deprecated", FutureWarning, "lightning TensorBoardLogger + torch"),
+    # --trainer.precision bf16-mixed or 16-mixed: Lightning's model summary sizes the parameters at 32 bits, as
+    # they are stored under mixed precision, and says so at every fit (Lightning 2.6.6's model_summary.py).
+    (r"Precision \S+-mixed is not supported by the model summary", UserWarning, "lightning ModelSummary"),
     # Heartbeats and retrying stale trials are what make a sweep survive kill -9; Optuna marks them experimental.
     (r"(?s).*(RetryHeartbeatStaleTrialCallback[.\w]*|fail_stale_trials) is experimental", Warning, "optuna (sweep)"),
     (r"Argument ``heartbeat_interval`` is an experimental feature", Warning, "optuna (sweep)"),

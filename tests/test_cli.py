@@ -353,7 +353,8 @@ def test_default_commands_print_no_warnings(fashion):
     # epoch of the tiny fixture holds 8 optimizer steps, fewer than the default interval, which is rightly warned
     # about (see test_the_logging_interval_warning_counts_optimizer_steps_not_batches).
     base = [sys.executable, "-m", "fashion_lightning"]
-    args = cli_args(fashion, "--trainer.log_every_n_steps=1", "--trainer.enable_progress_bar=true")
+    shown = ["--trainer.enable_progress_bar=true", "--trainer.enable_model_summary=true"]  # (as by default)
+    args = cli_args(fashion, "--trainer.log_every_n_steps=1", *shown)
     best = run_dir(fashion) / "checkpoints" / "best.ckpt"
     commands = [
         ["fit", *args, "--trainer.max_epochs=1"],
@@ -362,6 +363,7 @@ def test_default_commands_print_no_warnings(fashion):
         ["predict", *args, f"--ckpt_path={best}"],
         ["test", *args, f"--ckpt_path={fashion.root / 'elsewhere' / 'model.ckpt'}"],  # a checkpoint from elsewhere
         ["fit", *args, "--trainer.max_epochs=1", "--trainer.logger.init_args.log_graph=true"],  # (torch.jit.trace)
+        ["fit", *args, "--trainer.max_epochs=1", "--trainer.precision=bf16-mixed"],  # (the model summary's sizes)
     ]
     for command in commands:
         if command[0] == "test" and "elsewhere" in command[-1]:
