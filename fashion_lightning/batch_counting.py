@@ -100,7 +100,9 @@ def options_counting_batches(trainer) -> str | None:
     if trainer is None:
         return None
     limit = trainer.limit_train_batches
-    if isinstance(limit, int) or limit < 1.0:  # (a fraction of groups: rounded to whole groups, refused under one)
+    if trainer.fast_dev_run:  # (Lightning sets limit_train_batches and max_steps from it: name the option given)
+        option = "--trainer.fast_dev_run"
+    elif isinstance(limit, int) or limit < 1.0:  # (a fraction of groups: rounded to whole groups, refused under one)
         option = "--trainer.limit_train_batches"
     elif isinstance(trainer.val_check_interval, int):
         option = "--trainer.val_check_interval"

@@ -29,9 +29,11 @@ def test_all_configs_are_found():
     [c if c.name != "default.yaml" else pytest.param(c, marks=same_lightning) for c in CONFIGS],
     ids=lambda c: c.stem,
 )
-def test_config_runs_a_fast_dev_run(fashion, config, capsys, recwarn):
-    cli = cli_main(["fit", f"--config={config}", *cli_args(fashion, "--trainer.fast_dev_run=true")])
+def test_config_runs_a_fast_dev_run(fashion, config, capsys, recwarn, caplog):
+    with caplog.at_level("INFO"):
+        cli = cli_main(["fit", f"--config={config}", *cli_args(fashion, "--trainer.fast_dev_run=true")])
     assert cli.trainer.state.finished
+    assert "because --trainer.fast_dev_run counts batches" in caplog.text  # (not the limit it sets)
     assert not [w for w in recwarn if "has no effect" in str(w.message)]  # every value of the recipe is used
     assert cli.trainer.global_step == 1
     # Lightning's fast_dev_run logs and saves nothing: no run folder is left behind, and the summary says so.
