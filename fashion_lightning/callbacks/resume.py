@@ -23,6 +23,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from fashion_lightning.atomic import remove_stale_temporaries
 from fashion_lightning.callbacks.last_checkpoint import LastCheckpoint
+from fashion_lightning.quiet import silence_known_noise
 from fashion_lightning.rng_state import restore_rng_state, rng_states_of_all_processes
 from fashion_lightning.runs import mark_training_started, resume_flag
 
@@ -55,6 +56,7 @@ class ResumableRun(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         global stop_signal
         stop_signal = None
+        silence_known_noise()  # (in every process: those that ddp_spawn starts run no CLI code)
         if stage == "fit":
             self._handed_over = self._saved = False
             self._lightning_sigterm = None
