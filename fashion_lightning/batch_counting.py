@@ -20,6 +20,7 @@ A fractional ``--trainer.val_check_interval`` counts batches too, but only needs
 """
 
 import math
+from collections.abc import Callable
 
 from lightning.pytorch.callbacks import (
     DeviceStatsMonitor,
@@ -46,7 +47,9 @@ GROUP_AWARE_PACKAGES = ("lightning.", "pytorch_lightning.", "fashion_lightning."
 AUTO_STEPS_PER_BATCH = {"cuda": 16, "cpu": 64}
 
 
-def choose_steps_per_batch(trainer, given: int | None, images: int, batch_size: int) -> int:
+def choose_steps_per_batch(
+    trainer, given: int | None, images: int, batch_size: int, say: Callable[[str], None] = rank_zero_info
+) -> int:
     """Optimizer steps per training batch: ``given`` (``--data.steps_per_batch``) unless something acts per batch,
     else the automatic choice, saying in one line why it is not the device's default.
 
@@ -55,6 +58,7 @@ def choose_steps_per_batch(trainer, given: int | None, images: int, batch_size: 
         given: The user's ``--data.steps_per_batch``, or ``None`` for the automatic choice.
         images: Training images in the whole split (all processes).
         batch_size: Images per optimizer step.
+        say: Where the line goes (the data module says a line once per fit, not at each reloaded loader).
     """
     per_batch = acting_per_batch(trainer)
     if given is not None:
@@ -67,13 +71,13 @@ def choose_steps_per_batch(trainer, given: int | None, images: int, batch_size: 
         return given
     why = per_batch or options_counting_batches(trainer) or hooks_written_elsewhere(trainer)
     if why:
-        rank_zero_info(f"One optimizer step per training batch, because {why}.")
+        say(f"One optimizer step per training batch, because {why}.")
         return 1
     if trainer is None:
         return 1
     device = trainer.strategy.root_device.type
     most = AUTO_STEPS_PER_BATCH.get(device, AUTO_STEPS_PER_BATCH["cuda"])
-    return steps_fitting_validation(trainer, images, batch_size, most)
+    return steps_fitting_validation(trainer, images, batch_size, most, say)
 
 
 def acting_per_batch(trainer) -> str | None:
@@ -136,7 +140,9 @@ def hooks_written_elsewhere(trainer) -> str | None:
     return None
 
 
-def steps_fitting_validation(trainer, images: int, batch_size: int, most: int) -> int:
+def steps_fitting_validation(
+    trainer, images: int, batch_size: int, most: int, say: Callable[[str], None] = rank_zero_info
+) -> int:
     """Optimizer steps per training batch, at most ``most``, with which validating every
     ``--trainer.val_check_interval`` of an epoch (a fraction) happens after the optimizer steps it would with one step
     a batch (``images``: the training split's; ``batch_size``: per step); ``most`` for any other interval. Lightning
@@ -159,7 +165,7 @@ def steps_fitting_validation(trainer, images: int, batch_size: int, most: int) -
 
     steps = next((k for k in range(most, 1, -1) if fits(k)), 1)
     if steps < most:
-        rank_zero_info(
+        say(
             f"{steps} optimizer step{'s' if steps > 1 else ''} per training batch, not {most}, so that "
             f"--trainer.val_check_interval {fraction} validates every {every} optimizer steps, as with one step a "
             "batch (--data.steps_per_batch N groups anyway, validating at the end of a group)."

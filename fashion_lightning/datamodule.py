@@ -96,6 +96,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         self.save_hyperparameters()
         self.datasets: dict[str, FashionMNISTTensors] = {}
         self.train_steps_per_batch = 1  # what the training loader groups, once it is built
+        self._said: set[str] = set()  # the lines said this fit (a loader reloaded each epoch decides again)
 
     @property
     def num_classes(self) -> int:
@@ -126,6 +127,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
     def setup(self, stage: str) -> None:
         if stage == "fit":
             warn_unused(self.hparams, FashionMNISTDataModule, TAKES_EFFECT_WITH, "data")
+            self._said = set()
         if self.datasets:
             return
         hp = self.hparams
@@ -158,7 +160,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
         world, rank = self._shard()
-        steps = self.train_steps_per_batch = self.steps_per_batch()  # (decided once: it may log why)
+        steps = self.train_steps_per_batch = self.steps_per_batch()  # (decided once per loader: it may say why)
         dataset = self.datasets["train"]
         if self.trainer is not None and self.trainer.overfit_batches:
             # Lightning's overfit mode swaps any sampler but a SequentialSampler for one of single indices: serve
@@ -177,7 +179,13 @@ class FashionMNISTDataModule(L.LightningDataModule):
     def steps_per_batch(self) -> int:
         """Optimizer steps per training batch: ``--data.steps_per_batch``, or the automatic choice."""
         images = len(self.datasets["train"]) if self.datasets else 0
-        return choose_steps_per_batch(self.trainer, self.hparams.steps_per_batch, images, self.hparams.batch_size)
+        hp = self.hparams
+        return choose_steps_per_batch(self.trainer, hp.steps_per_batch, images, hp.batch_size, self._say_once)
+
+    def _say_once(self, line: str) -> None:
+        if line not in self._said:
+            self._said.add(line)
+            rank_zero_info(line)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.datasets["val"])

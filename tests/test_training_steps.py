@@ -201,7 +201,8 @@ def test_a_step_hook_of_ones_own_that_logs_gets_one_step_a_batch_and_its_values_
 
 def test_the_console_says_once_why_the_steps_are_not_grouped(fashion):
     # The data module's lines went to a logger no handler printed: the reason reached caplog, never a console.
-    watcher = ["--trainer.callbacks+=tests.helpers.LogsGradientNorm", "--trainer.max_epochs=1"]
+    watcher = ["--trainer.callbacks+=tests.helpers.LogsGradientNorm", "--trainer.max_epochs=2"]
+    watcher += ["--trainer.reload_dataloaders_every_n_epochs=1"]  # (the loader built, and its steps chosen, twice)
     command = [sys.executable, "-m", "fashion_lightning", "fit", *cli_args(fashion, *watcher)]
     err = subprocess.run(command, capture_output=True, text=True, check=True).stderr
     assert err.count("Fashion-MNIST: train 256, val 64, test ") == 1
