@@ -15,12 +15,13 @@ Three kinds, each said in one phrase that the data module's log line (and refusa
   ``self.log`` is written per training batch, at Lightning's count, seldom or never. An explicit ``steps_per_batch``
   says the user wrote them for groups.
 
-A fractional ``--trainer.val_check_interval`` counts batches too, but only needs groups that divide its interval:
-``steps_fitting_validation`` picks the largest such group size. ``choose_steps_per_batch`` puts it all together.
+A fractional ``--trainer.val_check_interval`` counts batches too, but only needs the groups laid out so that its count
+falls where it would without them: ``groups_fitting_validation``. ``choose_grouping`` puts it all together.
 """
 
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 from lightning.pytorch.callbacks import (
     DeviceStatsMonitor,
@@ -47,9 +48,22 @@ GROUP_AWARE_PACKAGES = ("lightning.", "pytorch_lightning.", "fashion_lightning."
 AUTO_STEPS_PER_BATCH = {"cuda": 16, "cpu": 64}
 
 
-def choose_steps_per_batch(
+class Grouping(NamedTuple):
+    """How a fit's optimizer steps are grouped into training batches.
+
+    Attributes:
+        steps: Optimizer steps per training batch (the most, where they differ).
+        layout: Each training batch's optimizer steps over one epoch of this process, where they differ (see
+            ``groups_fitting_validation``); ``None``: ``steps`` each, the epoch's last batch holding what is left.
+    """
+
+    steps: int
+    layout: tuple[int, ...] | None = None
+
+
+def choose_grouping(
     trainer, given: int | None, images: int, batch_size: int, say: Callable[[str], None] = rank_zero_info
-) -> int:
+) -> Grouping:
     """Optimizer steps per training batch: ``given`` (``--data.steps_per_batch``) unless something acts per batch,
     else the automatic choice, saying in one line why it is not the device's default.
 
@@ -68,16 +82,16 @@ def choose_steps_per_batch(
                 f"{per_batch}: it would see one training batch per {given} optimizer steps. Leave "
                 "--data.steps_per_batch unset (or 1) for this run."
             )
-        return given
+        return Grouping(given)
     why = per_batch or options_counting_batches(trainer) or hooks_written_elsewhere(trainer)
     if why:
         say(f"One optimizer step per training batch, because {why}.")
-        return 1
+        return Grouping(1)
     if trainer is None:
-        return 1
+        return Grouping(1)
     device = trainer.strategy.root_device.type
     most = AUTO_STEPS_PER_BATCH.get(device, AUTO_STEPS_PER_BATCH["cuda"])
-    return steps_fitting_validation(trainer, images, batch_size, most, say)
+    return groups_fitting_validation(trainer, images, batch_size, most, say)
 
 
 def acting_per_batch(trainer) -> str | None:
@@ -140,34 +154,59 @@ def hooks_written_elsewhere(trainer) -> str | None:
     return None
 
 
-def steps_fitting_validation(
+def groups_fitting_validation(
     trainer, images: int, batch_size: int, most: int, say: Callable[[str], None] = rank_zero_info
-) -> int:
-    """Optimizer steps per training batch, at most ``most``, with which validating every
+) -> Grouping:
+    """Training batches of at most ``most`` optimizer steps, laid out so that validating every
     ``--trainer.val_check_interval`` of an epoch (a fraction) happens after the optimizer steps it would with one step
-    a batch (``images``: the training split's; ``batch_size``: per step); ``most`` for any other interval. Lightning
-    validates every ``int(batches * fraction)`` batches: in groups of 64, every few groups (on a CPU, ``0.1`` of 860
-    steps would validate every 64 steps, not 86)."""
+    a batch (``images``: the training split's; ``batch_size``: per step); ``most`` each for any other interval.
+
+    Lightning validates every ``int(batches * fraction)`` training batches (and not at an epoch's end unless that
+    count falls there). In groups of 64 that is every few groups: on a CPU, ``0.1`` of 860 steps would validate every
+    64 steps, not 86. So each stretch of ``every`` steps between two validations is cut into the fewest batches (the
+    same number in each stretch) that Lightning's count puts a validation after, and the steps after the last
+    validation into fewer batches than that.
+    """
     fraction = trainer.val_check_interval if trainer is not None else 1.0
     if not isinstance(fraction, float) or fraction >= 1.0:
-        return most
-    steps_per_epoch = math.ceil(math.ceil(images / trainer.world_size) / batch_size)  # this process's share
-    every = max(1, int(steps_per_epoch * fraction))  # optimizer steps between validations
+        return Grouping(most)
+    steps = math.ceil(math.ceil(images / trainer.world_size) / batch_size)  # this process's share of an epoch
+    every = max(1, int(steps * fraction))  # optimizer steps between validations, as without groups
+    stretches, tail = divmod(steps, every)
+    # Ends at one step a batch at the latest (per_stretch = every, in_tail = tail: Lightning's count without groups).
+    for per_stretch in range(math.ceil(every / most), every + 1):
+        for in_tail in range(math.ceil(tail / most), min(tail, per_stretch - 1) + 1):  # (no validation in the tail)
+            if max(1, int((stretches * per_stretch + in_tail) * fraction)) == per_stretch:  # (Lightning's sum)
+                layout = split_evenly(every, per_stretch) * stretches + split_evenly(tail, in_tail)
+                return _said_grouping(layout, most, f"--trainer.val_check_interval {fraction}", every, say)
+    raise AssertionError("unreachable: one step a batch always fits")
 
-    def fits(steps: int) -> bool:
-        groups, per_validation = math.ceil(steps_per_epoch / steps), every // steps
-        # Lightning's count of groups between validations, and no validation after a last, shorter group
-        return (
-            every % steps == 0
-            and max(1, int(groups * fraction)) == per_validation
-            and (groups % per_validation != 0 or steps_per_epoch % every == 0)
-        )
 
-    steps = next((k for k in range(most, 1, -1) if fits(k)), 1)
-    if steps < most:
-        say(
-            f"{steps} optimizer step{'s' if steps > 1 else ''} per training batch, not {most}, so that "
-            f"--trainer.val_check_interval {fraction} validates every {every} optimizer steps, as with one step a "
-            "batch (--data.steps_per_batch N groups anyway, validating at the end of a group)."
-        )
-    return steps
+def split_evenly(steps: int, groups: int) -> list[int]:
+    """``steps`` in ``groups`` groups, all of the first one's size but the last where they can be (a CUDA graph replays
+    one shape), else of sizes that differ by one."""
+    if groups == 0:
+        return []
+    size = math.ceil(steps / groups)
+    if steps - size * (groups - 1) >= 1:
+        return [size] * (groups - 1) + [steps - size * (groups - 1)]
+    low, more = divmod(steps, groups)
+    return [low + 1] * more + [low] * (groups - more)
+
+
+def _said_grouping(layout: list[int], most: int, option: str, every: int, say: Callable[[str], None]) -> Grouping:
+    """The grouping of ``layout``, and the line that says why it is not ``most`` steps a batch."""
+    if all(steps == most for steps in layout[:-1]):
+        return Grouping(most)
+    sizes = sorted(set(layout[:-1] or layout))  # (the epoch's last batch holds what is left)
+    if len(sizes) == 1:
+        what = f"{sizes[0]} optimizer step{'s' if sizes[0] > 1 else ''} per training batch, not {most}"
+    else:
+        what = f"Training batches of {sizes[0]} to {sizes[-1]} optimizer steps, not {most} each"
+    say(
+        f"{what}, so that {option} validates every {every} optimizer steps, as with one step a batch "
+        "(--data.steps_per_batch N groups anyway, validating at the end of a group)."
+    )
+    if len(sizes) == 1 and layout[-1] <= sizes[0]:
+        return Grouping(sizes[0])  # (evenly grouped: the sampler's plain slices)
+    return Grouping(max(layout), tuple(layout))

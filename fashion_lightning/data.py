@@ -1,8 +1,10 @@
 """Fashion-MNIST as in-memory tensors: classes, dataset, train/val split, resumable loader, batch augmentation."""
 
+import itertools
 import logging
 import math
 import os
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -124,11 +126,12 @@ class ResumableSampler(DistributedSampler):
     """``DistributedSampler`` (one shard per process, a new order per epoch from ``(seed, epoch)``) that yields
     whole batches of indices and can resume.
 
-    Each item is a 1-D index tensor of up to ``batch_size`` images (a slice of the epoch's order: no Python work per
-    image), so the loader runs with ``batch_size=None``. Its epoch and position (in images) are part of the loader's
-    ``state_dict``, which Lightning saves in checkpoints: a run restored mid-epoch continues with exactly the images
-    the interrupted run had not seen yet, whatever the batch grouping. With one process it is a plain shuffled (or,
-    with ``shuffle=False``, sequential) sampler. Being a ``DistributedSampler``, Lightning keeps it under DDP.
+    Each item is a 1-D index tensor of up to ``batch_size`` images, or of ``sizes[i]`` (a slice of the epoch's order:
+    no Python work per image), so the loader runs with ``batch_size=None``. Its epoch and position (in images) are
+    part of the loader's ``state_dict``, which Lightning saves in checkpoints: a run restored mid-epoch continues with
+    exactly the images the interrupted run had not seen yet, whatever the batch grouping. With one process it is a
+    plain shuffled (or, with ``shuffle=False``, sequential) sampler. Being a ``DistributedSampler``, Lightning keeps
+    it under DDP.
 
     Args:
         dataset: The dataset.
@@ -137,6 +140,8 @@ class ResumableSampler(DistributedSampler):
         rank: This process's shard.
         shuffle: New random order each epoch; ``False`` keeps the files' order.
         seed: Base seed of the permutations; defaults to the run's seed (``PL_GLOBAL_SEED``).
+        sizes: Each batch's images in every epoch, adding up to this process's share, where they differ (the last
+            may be given larger); ``None``: ``batch_size`` each. A resume continues at the batch its position is in.
     """
 
     def __init__(
@@ -147,24 +152,38 @@ class ResumableSampler(DistributedSampler):
         rank: int = 0,
         shuffle: bool = True,
         seed=None,
+        sizes: Sequence[int] | None = None,
     ) -> None:
         seed = int(os.environ.get("PL_GLOBAL_SEED", 0)) if seed is None else seed
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
         self.batch_size = batch_size
+        self.sizes = None if sizes is None else list(sizes)
         self.yielded = 0
         self._resume_at = 0
 
     def __len__(self) -> int:
+        if self.sizes is not None:
+            return len(self.sizes)
         return math.ceil(self.num_samples / self.batch_size)  # batches, not images
 
     def __iter__(self):
         start, self._resume_at = self._resume_at, 0
         order = self._shard_order()
         self.yielded = start
-        while self.yielded < len(order):
-            batch = order[self.yielded : self.yielded + self.batch_size]
+        for end in self._batch_ends(len(order)):
+            batch = order[self.yielded : end]
             self.yielded += len(batch)  # counted before the yield: the state then says "this batch was taken"
             yield batch
+
+    def _batch_ends(self, total: int):
+        """Where each batch still to come ends in the epoch's order: ``batch_size`` on from the resume point, or at
+        the ends ``sizes`` give (after the one the resume point is in)."""
+        if self.sizes is None:
+            yield from range(self.yielded + self.batch_size, total + self.batch_size, self.batch_size)
+            return
+        for end in itertools.accumulate(self.sizes):
+            if min(end, total) > self.yielded:
+                yield min(end, total)
 
     def _shard_order(self) -> Tensor:
         """This epoch's indices for this process: ``DistributedSampler.__iter__``'s, as a tensor (its list of

@@ -9,7 +9,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, SequentialSampler
 
-from fashion_lightning.batch_counting import choose_steps_per_batch
+from fashion_lightning.batch_counting import Grouping, choose_grouping
 from fashion_lightning.data import (
     CLASS_NAMES,
     IMAGE_SHAPE,
@@ -64,8 +64,9 @@ class FashionMNISTDataModule(L.LightningDataModule):
             progress bar and the options that count batches (``--trainer.limit_train_batches``,
             ``--trainer.overfit_batches``, ``--trainer.val_check_interval``, ``--checkpoint.every_n_train_steps``)
             count groups, and a stop signal or ``last.ckpt`` every n steps takes effect at the end of a group.
-            ``None``: 16 on a GPU, 64 on a CPU, fewer where a fractional ``val_check_interval`` would validate
-            after other steps than without groups, and 1 when an option that counts batches is set or a callback
+            ``None``: 16 on a GPU, 64 on a CPU (with a fractional ``val_check_interval``, groups of up to that many
+            laid out so that it validates after the same steps as without groups), and 1 when an option that
+            counts batches is set or a callback
             acts on every training batch (a learning-rate search, weight averaging, SpikeDetection, the monitors
             that log every ``log_every_n_steps`` batches, a callback of your own with a training-batch or an
             optimizer-step hook).
@@ -95,7 +96,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         check_at_least(0, num_workers=num_workers, augment_shift=augment_shift)
         self.save_hyperparameters()
         self.datasets: dict[str, FashionMNISTTensors] = {}
-        self.train_steps_per_batch = 1  # what the training loader groups, once it is built
+        self.train_grouping = Grouping(1)  # how the training loader groups the steps, once it is built
         self._said: set[str] = set()  # the lines said this fit (a loader reloaded each epoch decides again)
 
     @property
@@ -160,7 +161,8 @@ class FashionMNISTDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
         world, rank = self._shard()
-        steps = self.train_steps_per_batch = self.steps_per_batch()  # (decided once per loader: it may say why)
+        grouping = self.train_grouping = self.grouping()  # (decided once per loader: it may say why)
+        steps = grouping.steps
         dataset = self.datasets["train"]
         if self.trainer is not None and self.trainer.overfit_batches:
             # Lightning's overfit mode swaps any sampler but a SequentialSampler for one of single indices: serve
@@ -173,14 +175,22 @@ class FashionMNISTDataModule(L.LightningDataModule):
                 "operation there, done in the main process. --data.on_device false keeps the dataset on the host."
             )
             workers = 0
-        sampler = ResumableSampler(dataset, hp.batch_size * steps, num_replicas=world, rank=rank, shuffle=hp.shuffle)
+        sizes = None if grouping.layout is None else [group * hp.batch_size for group in grouping.layout]
+        sampler = ResumableSampler(
+            dataset, hp.batch_size * steps, num_replicas=world, rank=rank, shuffle=hp.shuffle, sizes=sizes
+        )
         return make_loader(dataset, sampler, workers)  # one (images, labels) pair per group
 
     def steps_per_batch(self) -> int:
-        """Optimizer steps per training batch: ``--data.steps_per_batch``, or the automatic choice."""
+        """Optimizer steps per training batch (the most, where they differ): ``--data.steps_per_batch``, or the
+        automatic choice."""
+        return self.grouping().steps
+
+    def grouping(self) -> Grouping:
+        """How the optimizer steps are grouped into training batches (``batch_counting.choose_grouping``)."""
         images = len(self.datasets["train"]) if self.datasets else 0
         hp = self.hparams
-        return choose_steps_per_batch(self.trainer, hp.steps_per_batch, images, hp.batch_size, self._say_once)
+        return choose_grouping(self.trainer, hp.steps_per_batch, images, hp.batch_size, self._say_once)
 
     def _say_once(self, line: str) -> None:
         if line not in self._said:

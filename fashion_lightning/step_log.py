@@ -45,8 +45,11 @@ class StepLog:
     def check_interval(self) -> None:
         """Warn when an epoch holds fewer optimizer steps than ``log_every_n_steps`` (no step values within it)."""
         trainer = self.module.trainer
-        steps_per_batch = getattr(trainer.datamodule, "train_steps_per_batch", 1)  # (set with the training loader)
-        steps = trainer.num_training_batches * steps_per_batch  # (at most: the last batch may hold fewer)
+        grouping = getattr(trainer.datamodule, "train_grouping", None)  # (set with the training loader)
+        if grouping is not None and grouping.layout is not None:
+            steps = sum(grouping.layout[: trainer.num_training_batches])
+        else:  # (at most: the last batch may hold fewer)
+            steps = trainer.num_training_batches * (grouping.steps if grouping is not None else 1)
         every = trainer.log_every_n_steps
         if trainer.loggers and not trainer.fast_dev_run and steps < every:
             rank_zero_warn(

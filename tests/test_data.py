@@ -142,6 +142,16 @@ def test_sampler_order_is_distributed_samplers(items, replicas, shuffle):
             assert torch.cat(list(ours)).tolist() == list(torch_sampler)
 
 
+def test_sampler_batches_of_given_sizes_resume_at_the_batch_their_position_is_in():
+    sampler = ResumableSampler(range(10), batch_size=4, shuffle=False, sizes=[4, 2, 8])  # (the last given larger)
+    assert len(sampler) == 3
+    assert [batch.tolist() for batch in sampler] == [[0, 1, 2, 3], [4, 5], [6, 7, 8, 9]]
+    for position, rest in [(6, [[6, 7, 8, 9]]), (5, [[5], [6, 7, 8, 9]]), (10, [])]:  # (5: saved under other sizes)
+        sampler.load_state_dict({"epoch": 0, "yielded": position})
+        assert [batch.tolist() for batch in sampler] == rest
+        assert sampler.state_dict() == {"epoch": 0, "yielded": 10}
+
+
 def test_eval_loader_under_three_ranks_covers_test_exactly_once(fashion):
     dm = prepared(fashion)
 

@@ -175,6 +175,27 @@ def test_a_stop_next_to_a_validation_saves_its_step_and_resumes_exactly(fashion,
     assert_same_weights(last_ckpt(stopped), last_ckpt(reference))
 
 
+def test_a_stop_inside_uneven_groups_resumes_exactly_and_validates_where_it_would(fashion, monkeypatch):
+    # --trainer.val_check_interval 0.4 of 8 steps: groups of 2, 1, 2, 1 and 2 steps, so that Lightning's count of
+    # batches validates after steps 3 and 6 of each epoch. A Ctrl-C in epoch 1's third group stops at step 13.
+    def fit(logs, *more):
+        args = cli_args(fashion, "--trainer.max_epochs=2", "--trainer.val_check_interval=0.4", *more)
+        return cli_main(["fit", *args, f"--trainer.logger.init_args.save_dir={logs}"])
+
+    from fashion_lightning import batch_counting
+
+    # (SignalInEpochOne's batch hook would otherwise get one step a batch: it is written for groups, too)
+    monkeypatch.setattr(batch_counting, "GROUP_AWARE_PACKAGES", (*batch_counting.GROUP_AWARE_PACKAGES, "tests."))
+    reference, stopped = fashion.root / "reference", fashion.root / "stopped"
+    assert fit(reference).datamodule.grouping().layout == (2, 1, 2, 1, 2)
+    with pytest.raises(SystemExit):
+        fit(stopped, "--trainer.callbacks+=tests.helpers.SignalInEpochOne", "--trainer.callbacks.batch_idx=2")
+    assert torch.load(last_ckpt(stopped), weights_only=True)["global_step"] == 8 + 5
+    fit(stopped, "--ckpt_path=last")
+    assert_same_weights(last_ckpt(stopped), last_ckpt(reference))
+    assert scalar_steps(stopped, "val/loss") == scalar_steps(reference, "val/loss") == [3, 6, 11, 14]
+
+
 def test_checkpoints_are_written_with_the_atomic_io(fashion):
     cli = build_cli(cli_args(fashion), run=False)
     assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)

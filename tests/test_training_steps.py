@@ -19,7 +19,12 @@ from lightning.pytorch.callbacks import (
 )
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from fashion_lightning.batch_counting import AUTO_STEPS_PER_BATCH, acting_per_batch, hooks_written_elsewhere
+from fashion_lightning.batch_counting import (
+    AUTO_STEPS_PER_BATCH,
+    Grouping,
+    acting_per_batch,
+    hooks_written_elsewhere,
+)
 from fashion_lightning.cli import build_cli, cli_main
 from fashion_lightning.data import split_into_steps, step_batches
 from tests.helpers import PlannedOnly, cli_args, fit_command, last_ckpt, weights
@@ -122,18 +127,23 @@ def test_automatic_grouping_and_when_it_steps_aside(fashion, caplog):
 
 
 @pytest.mark.parametrize(
-    ("fraction", "steps", "validated_at"),
-    [(0.5, 4, [4, 8]), (0.4, 1, [3, 6])],  # (0.4: groups of 3, 3 and 2 would also validate after the 8th step)
+    ("fraction", "grouping", "said", "validated_at"),
+    [
+        (0.5, Grouping(4), "4 optimizer steps per training batch, not 64,", [4, 8]),
+        # Groups of 3, 3 and 2 would also validate after the 8th step: 2 + 1 steps, twice, then 2.
+        (0.4, Grouping(2, (2, 1, 2, 1, 2)), "Training batches of 1 to 2 optimizer steps, not 64 each,", [3, 6]),
+    ],
 )
 def test_validation_every_fraction_of_an_epoch_happens_where_it_would_without_groups(
-    fashion, caplog, fraction, steps, validated_at
+    fashion, caplog, fraction, grouping, said, validated_at
 ):
     # Lightning validates every int(batches * fraction) batches: of one 64-step group, after the epoch only.
     with caplog.at_level("INFO"):
-        cli, logs = fit_run(fashion, "fraction", f"--trainer.val_check_interval={fraction}", "--trainer.max_epochs=1")
-    assert cli.datamodule.steps_per_batch() == steps
-    assert [step for step, _ in scalars(logs, "val/loss")] == validated_at
-    assert f"{steps} optimizer step{'s' if steps > 1 else ''} per training batch, not 64, so that" in caplog.text
+        cli, logs = fit_run(fashion, "fraction", f"--trainer.val_check_interval={fraction}", "--trainer.max_epochs=2")
+    assert cli.datamodule.grouping() == grouping
+    assert cli.trainer.global_step == 2 * STEPS_PER_EPOCH
+    assert [step for step, _ in scalars(logs, "val/loss")] == validated_at + [v + STEPS_PER_EPOCH for v in validated_at]
+    assert f"{said} so that --trainer.val_check_interval {fraction} validates every {validated_at[0]}" in caplog.text
 
 
 def test_monitors_of_every_training_batch_get_one_step_a_batch_and_log_at_optimizer_steps(fashion, caplog):
