@@ -85,6 +85,36 @@ def bounding_box(pixels: np.ndarray, color) -> tuple[int, int, int, int]:
     return rows.min(), cols.min(), rows.max() + 1, cols.max() + 1
 
 
+def test_epoch_time_counts_the_whole_epochs_training_and_no_validation_inside_it(fashion):
+    """``time/train_epoch_s`` with validations inside the epoch: it stopped at the first of them (half the epoch)."""
+    import lightning as L
+
+    from fashion_lightning.callbacks import EpochTimer
+    from fashion_lightning.cli import build_cli
+
+    class BatchClockSlowValidation(L.Callback):
+        busy = 0.0  # seconds inside the training batches
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.started = time.perf_counter()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.busy += time.perf_counter() - self.started
+
+        def on_validation_epoch_start(self, trainer, pl_module):
+            if not trainer.sanity_checking:
+                time.sleep(0.3)
+
+    cli = build_cli(cli_args(fashion, "--trainer.max_epochs=1", "--trainer.val_check_interval=0.5"), run=False)
+    clock = BatchClockSlowValidation()
+    cli.trainer.callbacks.append(clock)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    timer = next(callback for callback in cli.trainer.callbacks if isinstance(callback, EpochTimer))
+    assert len(timer.train_epoch_seconds) == 1
+    assert clock.busy <= timer.train_epoch_seconds[0] < clock.busy + 0.3  # (two validations of 0.3 s and more)
+    assert cli.trainer.logged_metrics["time/train_epoch_s"] == pytest.approx(timer.train_epoch_seconds[0])
+
+
 def test_confusion_matrix_picture_puts_each_count_in_its_cell_shaded_by_size():
     counts = torch.zeros(10, 10, dtype=torch.long)
     counts.fill_diagonal_(20)

@@ -17,7 +17,7 @@ from fashion_lightning.runs import resume_flag
 
 
 class EpochTimer(L.Callback):
-    """Time each training epoch (validation and checkpointing excluded) and log its throughput.
+    """Time each training epoch (validation and checkpointing excluded, also mid-epoch ones) and log its throughput.
 
     Logs ``time/train_epoch_s`` and ``time/samples_per_s``; ``train_epoch_seconds`` keeps the raw list.
     """
@@ -25,27 +25,34 @@ class EpochTimer(L.Callback):
     def __init__(self) -> None:
         self.train_epoch_seconds: list[float] = []
         self._start: float | None = None
+        self._paused_at: float | None = None  # when a validation inside the epoch began
+        self._excluded = 0.0  # seconds of validations (and the checkpoints after them) in this epoch
         self._samples = 0
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._sync(pl_module)
-        self._start, self._samples = time.perf_counter(), 0
+        self._start, self._paused_at, self._excluded, self._samples = time.perf_counter(), None, 0.0, 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._paused_at is not None:  # the first batch after a validation (--trainer.val_check_interval)
+            self._sync(pl_module)
+            self._excluded += time.perf_counter() - self._paused_at
+            self._paused_at = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._samples += sum(len(labels) for _, labels in step_batches(batch))
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
-        if not trainer.sanity_checking:
-            self._stop(trainer, pl_module)  # validation at the end of an epoch is not training time
+        if self._start is not None and not trainer.sanity_checking and self._paused_at is None:
+            self._sync(pl_module)
+            self._paused_at = time.perf_counter()
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self._stop(trainer, pl_module)
-
-    def _stop(self, trainer, pl_module) -> None:
         if self._start is None:
             return
         self._sync(pl_module)
-        seconds = time.perf_counter() - self._start
+        now = time.perf_counter()
+        seconds = now - self._start - self._excluded - (now - self._paused_at if self._paused_at is not None else 0)
         self._start = None
         self.train_epoch_seconds.append(seconds)
         samples_per_s = self._samples * trainer.world_size / seconds
