@@ -63,3 +63,17 @@ def test_a_new_batch_size_is_warmed_up_and_captured_again():
     # BatchSizeFinder's trials, then the size it found: full groups of another batch size.
     assert plans(captured, *[group(3, 16)] * 4) == ["warm-up", "warm-up", "capture", "replay"]
     assert plans(captured, group(1, 16)) == ["eager"]  # (its trials stop after a few steps: a shorter group)
+
+
+def test_a_shorter_group_before_each_validation_runs_eagerly_between_replays():
+    # A fractional --trainer.val_check_interval lays groups out as, e.g., 3, 3, 2 steps between validations
+    # (batch_counting.groups_fitting_validation): the graph of 3 steps is kept across the shorter groups.
+    captured, _ = make_steps(momentum=0.0)
+    stretch = [group(3, 8), group(3, 8), group(2, 8)]
+    first, second, third = (
+        ["warm-up", "warm-up", "eager"],
+        ["capture", "replay", "eager"],
+        ["replay", "replay", "eager"],
+    )
+    assert plans(captured, *stretch * 3) == first + second + third
+    assert captured.replays == 4  # (the capture replays its group too)
