@@ -66,10 +66,9 @@ class FashionMNISTDataModule(L.LightningDataModule):
             count groups, and a stop signal or ``last.ckpt`` every n steps takes effect at the end of a group.
             ``None``: 16 on a GPU, 64 on a CPU (with a fractional ``val_check_interval``, groups of up to that many
             laid out so that it validates after the same steps as without groups), and 1 when an option that
-            counts batches is set or a callback
-            acts on every training batch (a learning-rate search, weight averaging, SpikeDetection, the monitors
-            that log every ``log_every_n_steps`` batches, a callback of your own with a training-batch or an
-            optimizer-step hook).
+            counts batches is set or a callback acts on every training batch (a learning-rate search, weight
+            averaging, SpikeDetection, the monitors that log every ``log_every_n_steps`` batches, a callback of
+            your own with a training-batch or an optimizer-step hook).
     """
 
     def __init__(
