@@ -122,7 +122,7 @@ def options_counting_batches(trainer) -> str | None:
         option = "--trainer.fast_dev_run"
     elif isinstance(limit, int) or limit < 1.0:  # (a fraction of groups: rounded to whole groups, refused under one)
         option = "--trainer.limit_train_batches"
-    elif isinstance(trainer.val_check_interval, int):
+    elif isinstance(getattr(trainer, "val_check_interval", None), int):  # (unset when it is a duration)
         option = "--trainer.val_check_interval"
     elif trainer.overfit_batches:
         option = "--trainer.overfit_batches"
@@ -167,7 +167,7 @@ def groups_fitting_validation(
     same number in each stretch) that Lightning's count puts a validation after, and the steps after the last
     validation into fewer batches than that.
     """
-    fraction = trainer.val_check_interval if trainer is not None else 1.0
+    fraction = getattr(trainer, "val_check_interval", None)  # (unset when it is a duration: validating by time)
     if not isinstance(fraction, float) or fraction >= 1.0:
         return Grouping(most)
     steps = math.ceil(math.ceil(images / trainer.world_size) / batch_size)  # this process's share of an epoch

@@ -115,6 +115,9 @@ def test_automatic_grouping_and_when_it_steps_aside(fashion, caplog):
     # A fraction too: of 64-step groups it kept whole groups, and under one group Lightning refused the run.
     cli, _ = fit_run(fashion, "half", "--trainer.limit_train_batches=0.5", "--trainer.max_epochs=1")
     assert cli.trainer.global_step == STEPS_PER_EPOCH // 2
+    # A duration validates by the clock, at the end of a group (Lightning leaves val_check_interval unset then).
+    cli, _ = fit_run(fashion, "timed", "--trainer.val_check_interval=00:00:00:01", "--trainer.max_epochs=1")
+    assert cli.datamodule.grouping() == (64, None)
     cli, _ = fit_run(fashion, "every3", "--checkpoint.every_n_train_steps=3", "--trainer.max_epochs=1")
     assert cli.datamodule.steps_per_batch() == 1  # Lightning's ModelCheckpoint needs every step to be seen
     # ... and so does another ModelCheckpoint of one's own (with groups of 64 it saved at the epoch's end only).
