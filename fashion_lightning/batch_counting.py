@@ -118,14 +118,15 @@ def options_counting_batches(trainer) -> str | None:
     if trainer is None:
         return None
     limit = trainer.limit_train_batches
-    if trainer.fast_dev_run:  # (Lightning sets limit_train_batches and max_steps from it: name the option given)
+    # (fast_dev_run and overfit_batches set limit_train_batches: name the option given)
+    if trainer.fast_dev_run:
         option = "--trainer.fast_dev_run"
+    elif trainer.overfit_batches:
+        option = "--trainer.overfit_batches"
     elif isinstance(limit, int) or limit < 1.0:  # (a fraction of groups: rounded to whole groups, refused under one)
         option = "--trainer.limit_train_batches"
     elif isinstance(getattr(trainer, "val_check_interval", None), int):  # (unset when it is a duration)
         option = "--trainer.val_check_interval"
-    elif trainer.overfit_batches:
-        option = "--trainer.overfit_batches"
     else:
         return None  # (the CLI sets 1 for --checkpoint.every_n_train_steps)
     return f"{option} counts batches"

@@ -24,6 +24,7 @@ from fashion_lightning.batch_counting import (
     Grouping,
     acting_per_batch,
     hooks_written_elsewhere,
+    options_counting_batches,
 )
 from fashion_lightning.cli import build_cli, cli_main
 from fashion_lightning.data import split_into_steps, step_batches
@@ -258,6 +259,9 @@ def test_what_acts_on_every_training_batch_is_named(callback, acting):
 
 
 def test_overfit_batches_trains_on_the_first_batches_in_order_every_epoch(fashion):
+    assert options_counting_batches(build_cli(cli_args(fashion, "--trainer.overfit_batches=2"), run=False).trainer) == (
+        "--trainer.overfit_batches counts batches"  # (not the limit_train_batches Lightning sets from it)
+    )
     seen = []
 
     class RecordLabels(L.Callback):
