@@ -184,7 +184,8 @@ def test_a_stop_inside_uneven_groups_resumes_exactly_and_validates_where_it_woul
 
     from fashion_lightning import batch_counting
 
-    # (SignalInEpochOne's batch hook would otherwise get one step a batch: it is written for groups, too)
+    # (SignalInEpochOne's batch hook, written outside the package, would otherwise get one step a batch; it works
+    # on groups too)
     monkeypatch.setattr(batch_counting, "GROUP_AWARE_PACKAGES", (*batch_counting.GROUP_AWARE_PACKAGES, "tests."))
     reference, stopped = fashion.root / "reference", fashion.root / "stopped"
     assert fit(reference).datamodule.grouping().layout == (2, 1, 2, 1, 2)
