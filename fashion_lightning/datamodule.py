@@ -1,6 +1,7 @@
 """``FashionMNISTDataModule``: finds and verifies the files, splits train/val, serves batch-64 loaders."""
 
 import logging
+import math
 from typing import Literal
 
 import lightning as L
@@ -22,14 +23,21 @@ from fashion_lightning.data import (
     split_train_val,
     step_batches,
 )
-from fashion_lightning.errors import ConfigurationError, DataUnavailableError
-from fashion_lightning.hparam_checks import warn_unused
+from fashion_lightning.errors import DataUnavailableError
+from fashion_lightning.hparam_checks import check_values, warn_unused
 from fashion_lightning.raw_files import SPLITS, cache_path, load_split, read_cache
 from fashion_lightning.sources import ensure_raw_files
 
 log = logging.getLogger(__name__)
 # name: (what it takes effect with, test of the hyperparameters): see hparam_checks.warn_unused
 TAKES_EFFECT_WITH = {"augment_shift": ("--data.augment true", lambda hp: hp["augment"])}
+# name: (test of a value that is set, what it must be): see hparam_checks.check_values
+AT_LEAST_1 = (lambda v: isinstance(v, int) and v >= 1, "an integer of at least 1")
+AT_LEAST_0 = (lambda v: isinstance(v, int) and v >= 0, "an integer of at least 0")
+VALID_VALUES = {
+    **dict.fromkeys(("batch_size", "eval_batch_size", "steps_per_batch"), AT_LEAST_1),
+    **dict.fromkeys(("num_workers", "augment_shift"), AT_LEAST_0),
+}
 
 
 class FashionMNISTDataModule(L.LightningDataModule):
@@ -89,13 +97,11 @@ class FashionMNISTDataModule(L.LightningDataModule):
         steps_per_batch: int | None = None,
     ) -> None:
         super().__init__()
-        check_at_least(1, batch_size=batch_size, eval_batch_size=eval_batch_size)
-        if steps_per_batch is not None:
-            check_at_least(1, steps_per_batch=steps_per_batch)
-        check_at_least(0, num_workers=num_workers, augment_shift=augment_shift)
         self.save_hyperparameters()
+        check_values(self.hparams, VALID_VALUES, "data")
         self.datasets: dict[str, FashionMNISTTensors] = {}
         self.train_grouping = Grouping(1)  # how the training loader groups the steps, once it is built
+        self._train_steps = 0  # this process's optimizer steps in a whole epoch, once the loader is built
         self._said: set[str] = set()  # the lines said this fit (a loader reloaded each epoch decides again)
 
     @property
@@ -163,6 +169,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         grouping = self.train_grouping = self.grouping()  # (decided once per loader: it may say why)
         steps = grouping.steps
         dataset = self.datasets["train"]
+        self._train_steps = math.ceil(math.ceil(len(dataset) / world) / hp.batch_size)
         if self.trainer is not None and self.trainer.overfit_batches:
             # Lightning's overfit mode swaps any sampler but a SequentialSampler for one of single indices: serve
             # the first batches in order its way (a debugging run: no grouping, no mid-epoch resume).
@@ -190,6 +197,12 @@ class FashionMNISTDataModule(L.LightningDataModule):
         images = len(self.datasets["train"]) if self.datasets else 0
         hp = self.hparams
         return choose_grouping(self.trainer, hp.steps_per_batch, images, hp.batch_size, self._say_once)
+
+    def train_steps_in(self, batches: int) -> int:
+        """Optimizer steps in the first ``batches`` training batches of an epoch, on this process."""
+        if self.train_grouping.layout is not None:
+            return sum(self.train_grouping.layout[:batches])
+        return min(batches * self.train_grouping.steps, self._train_steps)  # (an epoch's last group: what is left)
 
     def _say_once(self, line: str) -> None:
         if line not in self._said:
@@ -237,10 +250,3 @@ class FashionMNISTDataModule(L.LightningDataModule):
         shift = self.hparams.augment_shift
         augmented = [(random_crop_flip(images, padding=shift), labels) for images, labels in step_batches(batch)]
         return augmented if grouped else augmented[0]
-
-
-def check_at_least(minimum: int, **values: int) -> None:
-    """Raise ``ConfigurationError`` naming the first option that is not an integer >= ``minimum``."""
-    for name, value in values.items():
-        if not isinstance(value, int) or value < minimum:
-            raise ConfigurationError(f"--data.{name} must be an integer of at least {minimum}, got {value}.")

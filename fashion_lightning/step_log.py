@@ -45,11 +45,8 @@ class StepLog:
     def check_interval(self) -> None:
         """Warn when an epoch holds fewer optimizer steps than ``log_every_n_steps`` (no step values within it)."""
         trainer = self.module.trainer
-        grouping = getattr(trainer.datamodule, "train_grouping", None)  # (set with the training loader)
-        if grouping is not None and grouping.layout is not None:
-            steps = sum(grouping.layout[: trainer.num_training_batches])
-        else:  # (at most: the last batch may hold fewer)
-            steps = trainer.num_training_batches * (grouping.steps if grouping is not None else 1)
+        steps_in = getattr(trainer.datamodule, "train_steps_in", None)  # (a data module of one step a batch: None)
+        steps = steps_in(trainer.num_training_batches) if steps_in else trainer.num_training_batches
         every = trainer.log_every_n_steps
         if trainer.loggers and not trainer.fast_dev_run and steps < every:
             rank_zero_warn(

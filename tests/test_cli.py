@@ -379,17 +379,17 @@ def test_default_commands_print_no_warnings(fashion):
 
 
 def test_the_logging_interval_warning_counts_optimizer_steps_not_batches(fashion):
-    # The tiny split: 8 optimizer steps an epoch, in 2 training batches of 4. Lightning compares its batches with
-    # log_every_n_steps, but step values are written every log_every_n_steps optimizer steps (StepLog).
-    args = cli_args(fashion, "--data.steps_per_batch=4", "--trainer.max_epochs=1")
+    # The tiny split: 8 optimizer steps an epoch, in 3 training batches of 3, 3 and 2. Lightning compares its batches
+    # with log_every_n_steps, but step values are written every log_every_n_steps optimizer steps (StepLog).
+    args = cli_args(fashion, "--data.steps_per_batch=3", "--trainer.max_epochs=1")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        cli_main(["fit", *args, "--trainer.log_every_n_steps=5"])  # 2 batches < 5 <= 8 steps: nothing to warn about
+        cli_main(["fit", *args, "--trainer.log_every_n_steps=5"])  # 3 batches < 5 <= 8 steps: nothing to warn about
         assert [str(w.message) for w in caught if "log_every_n_steps" in str(w.message)] == []
-        cli_main(["fit", *args, "--trainer.log_every_n_steps=50"])
+        cli_main(["fit", *args, "--trainer.log_every_n_steps=9"])  # (3 batches of 3 would hold 9)
     assert [str(w.message) for w in caught if "log_every_n_steps" in str(w.message)] == [
-        "An epoch holds 8 optimizer steps, fewer than --trainer.log_every_n_steps 50: train/loss_step and "
-        "train/acc_step are written every 50 optimizer steps. Set a lower --trainer.log_every_n_steps to see them "
+        "An epoch holds 8 optimizer steps, fewer than --trainer.log_every_n_steps 9: train/loss_step and "
+        "train/acc_step are written every 9 optimizer steps. Set a lower --trainer.log_every_n_steps to see them "
         "within an epoch."
     ]
 

@@ -451,6 +451,8 @@ def test_the_cosine_schedule_without_an_epoch_limit_is_refused_from_python_too(f
     [
         ("--data.batch_size=0", "--data.batch_size"),
         ("--data.batch_size=-1", "--data.batch_size"),
+        ("--data.steps_per_batch=0", "--data.steps_per_batch must be an integer of at least 1, got 0."),
+        ("--data.num_workers=-1", "--data.num_workers must be an integer of at least 0, got -1."),
         ("--trainer.max_epochs=-5", "--trainer.max_epochs"),
         ("--data.val_size=100000", "--data.val_size"),  # refused by the data module's setup, after the logger opened
         ("--model.lr=-0.1", "--model.lr"),  # torch's own errors came from inside fit, with a traceback
