@@ -5,16 +5,13 @@ import random
 import time
 from pathlib import Path
 
-import lightning as L
 import optuna
 import sqlalchemy.engine
 import sqlalchemy.exc
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
-from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
 
 from fashion_lightning.callbacks import ResumableRun, RunSummary
-from fashion_lightning.callbacks.monitoring import unlogged_key
 from fashion_lightning.checkpoint_folders import unclaimed_checkpoint_folders
 from fashion_lightning.cli import FashionCLI, cli_kwargs
 from fashion_lightning.datamodule import FashionMNISTDataModule
@@ -25,6 +22,7 @@ from fashion_lightning.quiet import quiet_optuna_reports
 from fashion_lightning.run_lock import release_locks
 from fashion_lightning.runs import release_unused_claims
 from fashion_lightning.sweep import GRACE_S, HEARTBEAT_S, load_search_space, process_alive, suggest
+from fashion_lightning.sweep_callbacks import EpochEndPruning, TrialReporter
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -50,30 +48,6 @@ def resolved_fit_config(fit_args: list[str]):
     raise AssertionError("unreachable: _DryCLI always stops")
 
 
-class TrialReporter(L.Callback):
-    """Records the trial's run folder before training and its metric after every validation, in the storage."""
-
-    def __init__(self, trial: optuna.Trial, metric: str, earlier: list[float]) -> None:
-        self.trial, self.metric, self.values = trial, metric, list(earlier)
-        self._metric_checked = False
-
-    def on_fit_start(self, trainer, pl_module) -> None:
-        if trainer.is_global_zero:
-            self.trial.set_user_attr("run_dir", str(Path(trainer.log_dir).absolute()))
-
-    def on_validation_end(self, trainer, pl_module) -> None:
-        if not self._metric_checked:  # the first validation: the sanity check's, before the first trial trains
-            self._metric_checked = True
-            problem = unlogged_key(trainer, pl_module, self.metric)
-            if problem:  # (and before RunSummary names --checkpoint.monitor, set to the metric)
-                raise ConfigurationError(f"--metric {self.metric}: {problem} Set --metric to one of them.")
-        value = trainer.callback_metrics.get(self.metric)
-        if trainer.sanity_checking or value is None or not trainer.is_global_zero:
-            return
-        self.values.append(float(value))
-        self.trial.set_user_attr("values", self.values)  # a retried trial continues from these
-
-
 def run_trial(trial: optuna.Trial, study: optuna.Study, options: dict, fit_args: list[str], space, host: str):
     """One ``fit`` run with this trial's values; continues the run of the trial it retries, if any."""
     flags = suggest(trial, space)
@@ -91,7 +65,7 @@ def run_trial(trial: optuna.Trial, study: optuna.Study, options: dict, fit_args:
             print(f"Trial {trial.number} continues trial {retried} from {last}", flush=True)
     callbacks = [TrialReporter(trial, options["metric"], earlier)]
     if options["pruner"] != "none":
-        callbacks.append(PyTorchLightningPruningCallback(trial, monitor=options["metric"]))
+        callbacks.append(EpochEndPruning(trial, monitor=options["metric"]))
     kwargs = cli_kwargs()
     defaults = kwargs["trainer_defaults"]["callbacks"]
     for callback in defaults:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import pytest
@@ -254,6 +255,20 @@ def test_each_trials_best_checkpoint_is_its_best_by_the_sweeps_metric(fashion):
     best = torch.load(Path(trial.user_attrs["run_dir"]) / "checkpoints" / "best.ckpt", weights_only=True)
     assert best["epoch"] == losses.index(min(losses))  # (it was the highest val/acc's, whatever the metric)
     assert trial.value == pytest.approx(min(losses))
+
+
+def test_the_pruner_gets_the_last_validation_of_each_epoch_once(fashion):
+    # Validations inside an epoch (here 2 an epoch): optuna-integration's callback reported each epoch again at each of
+    # them, and Optuna ignored those with a warning.
+    storage = f"sqlite:///{fashion.root / 's.db'}"
+    args = sweep_command(fashion, storage, "--n_trials=1", "--pruner=median", "--metric=val/loss")[4:]
+    with warnings.catch_warnings(record=True) as caught:
+        cli_main(["sweep", *args, "--trainer.max_epochs=2", "--trainer.val_check_interval=0.5"])
+    assert not [str(w.message) for w in caught if "already reported" in str(w.message)]
+    _, (trial,) = finished_trials(storage)
+    losses = trial.user_attrs["values"]  # val/loss after each of the 4 validations
+    assert len(losses) == 4
+    assert trial.intermediate_values == {0: losses[1], 1: losses[3]}
 
 
 @pytest.mark.parametrize(
