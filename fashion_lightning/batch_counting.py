@@ -171,7 +171,7 @@ def groups_fitting_validation(
     fraction = getattr(trainer, "val_check_interval", None)  # (unset when it is a duration: validating by time)
     if not isinstance(fraction, float) or fraction >= 1.0:
         return Grouping(most)
-    steps = math.ceil(math.ceil(images / trainer.world_size) / batch_size)  # this process's share of an epoch
+    steps = steps_per_epoch(images, trainer.world_size, batch_size)
     every = max(1, int(steps * fraction))  # optimizer steps between validations, as without groups
     stretches, tail = divmod(steps, every)
     # Ends at one step a batch at the latest (per_stretch = every, in_tail = tail: Lightning's count without groups).
@@ -181,6 +181,12 @@ def groups_fitting_validation(
                 layout = split_evenly(every, per_stretch) * stretches + split_evenly(tail, in_tail)
                 return _said_grouping(layout, most, f"--trainer.val_check_interval {fraction}", every, say)
     raise AssertionError("unreachable: one step a batch always fits")
+
+
+def steps_per_epoch(images: int, processes: int, batch_size: int) -> int:
+    """One process's optimizer steps in an epoch: its share of ``images`` (as ``DistributedSampler`` pads them), in
+    steps of ``batch_size``."""
+    return math.ceil(math.ceil(images / processes) / batch_size)
 
 
 def split_evenly(steps: int, groups: int) -> list[int]:

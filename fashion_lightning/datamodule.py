@@ -1,7 +1,6 @@
 """``FashionMNISTDataModule``: finds and verifies the files, splits train/val, serves batch-64 loaders."""
 
 import logging
-import math
 from typing import Literal
 
 import lightning as L
@@ -10,7 +9,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, SequentialSampler
 
-from fashion_lightning.batch_counting import Grouping, choose_grouping
+from fashion_lightning.batch_counting import Grouping, choose_grouping, steps_per_epoch
 from fashion_lightning.data import (
     CLASS_NAMES,
     IMAGE_SHAPE,
@@ -169,7 +168,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         grouping = self.train_grouping = self.grouping()  # (decided once per loader: it may say why)
         steps = grouping.steps
         dataset = self.datasets["train"]
-        self._train_steps = math.ceil(math.ceil(len(dataset) / world) / hp.batch_size)
+        self._train_steps = steps_per_epoch(len(dataset), world, hp.batch_size)
         if self.trainer is not None and self.trainer.overfit_batches:
             # Lightning's overfit mode swaps any sampler but a SequentialSampler for one of single indices: serve
             # the first batches in order its way (a debugging run: no grouping, no mid-epoch resume).
