@@ -39,7 +39,9 @@ def image_to_tensor(path: str | Path) -> Tensor:
             image = to_grayscale(ImageOps.exif_transpose(opened))
     except Image.DecompressionBombError as err:  # Pillow's own refusal, from the header, of even larger images
         raise ValueError(f"too large: {err} Scale it down first") from err
-    except (UnidentifiedImageError, OSError) as err:
+    except UnidentifiedImageError as err:  # (its text names the file object: "<_io.BytesIO object at 0x...>")
+        raise ValueError("not a readable image (not in a format Pillow can open: PNG, JPEG, GIF, WebP, ...)") from err
+    except OSError as err:  # a truncated or damaged file
         raise ValueError(f"not a readable image ({err})") from err
     pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy())  # (H, W)
     border = torch.cat([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]]).float().mean()

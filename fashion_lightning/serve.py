@@ -38,6 +38,7 @@ try:
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse
     from pydantic import BaseModel
+    from starlette.exceptions import HTTPException as StarletteHTTPException  # FastAPI's 404, 405, unparsable body
 except ImportError:  # the serve extra is not installed: `serve` says how to get it
     ls = None
     BaseModel = object
@@ -151,7 +152,11 @@ def error_response(request, exc) -> "JSONResponse":
     detail = getattr(exc, "detail", None) or "Internal server error"
     if status == 413 and detail == "Payload too large":
         detail = f"The request body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB."
-    return JSONResponse({"error": str(detail)}, status_code=status)
+    elif status == 400 and detail == "There was an error parsing the body":  # FastAPI's, e.g. bytes not UTF-8
+        detail = "The request body is not valid JSON."
+    elif status in (404, 405):  # FastAPI's "Not Found", "Method Not Allowed"
+        detail = f"{detail}: the server answers POST /predict, GET /health and GET /."
+    return JSONResponse({"error": str(detail)}, status_code=status, headers=getattr(exc, "headers", None))
 
 
 def page() -> "HTMLResponse":
@@ -167,7 +172,7 @@ def build_server(api: "FashionAPI", accelerator: str = "auto", workers: int = 1)
         timeout=30,
         disable_openapi_url=True,
     )
-    server.app.add_exception_handler(HTTPException, error_response)
+    server.app.add_exception_handler(StarletteHTTPException, error_response)  # (FastAPI's HTTPException too)
     server.app.add_exception_handler(RequestValidationError, error_response)
     # LitServe answers GET / with "litserve running"; the page takes that place.
     server.app.router.routes = [route for route in server.app.router.routes if getattr(route, "path", None) != "/"]

@@ -139,6 +139,7 @@ def test_pixels_give_the_same_answer_as_the_image(server, trained):
 
 BAD_REQUESTS = {
     "not JSON": (b"{this is not json", 400, "not valid JSON"),
+    "not UTF-8": (base64.b64decode(png_base64(np.full((28, 28), 200, np.uint8))), 400, "not valid JSON"),
     "neither field": ({"picture": "x"}, 400, "exactly one of"),
     "both fields": ({"image": "aGk=", "pixels": [[0.0]]}, 400, "exactly one of"),
     "not base64": ({"image": "%%% not base64 %%%"}, 400, "base64"),
@@ -152,6 +153,14 @@ BAD_REQUESTS = {
 }
 
 
+@pytest.mark.parametrize(("method", "path", "status"), [("GET", "/predict", 405), ("POST", "/classify", 404)])
+def test_a_wrong_method_or_path_gets_a_json_error_that_names_the_routes(server, method, path, status):
+    answer_status, answer = request(server.port, method, path, {"image": "aGk="})
+    assert answer_status == status
+    assert set(answer) == {"error"}
+    assert "POST /predict" in answer["error"]
+
+
 @pytest.mark.parametrize("case", list(BAD_REQUESTS))
 def test_bad_requests_get_a_4xx_json_error_and_the_server_stays_up(server, trained, case):
     body, expected_status, phrase = BAD_REQUESTS[case]
@@ -159,6 +168,7 @@ def test_bad_requests_get_a_4xx_json_error_and_the_server_stays_up(server, train
     assert status == expected_status, answer
     assert set(answer) == {"error"}
     assert phrase in answer["error"]
+    assert "object at 0x" not in answer["error"]  # no Python object's repr
     status, answer = request(server.port, "POST", "/predict", {"image": png_base64(trained.images[0])})
     assert status == 200  # still serving
 
