@@ -37,11 +37,11 @@ try:
     from fastapi import HTTPException
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse
-    from pydantic import BaseModel
+    from pydantic import BaseModel, StrictFloat
     from starlette.exceptions import HTTPException as StarletteHTTPException  # FastAPI's 404, 405, unparsable body
 except ImportError:  # the serve extra is not installed: `serve` says how to get it
     ls = None
-    BaseModel = object
+    BaseModel, StrictFloat = object, float
 
 
 class ServeError(FashionLightningError):
@@ -52,7 +52,7 @@ class PredictRequest(BaseModel):
     """Exactly one of ``image`` (base64 of an image file) or ``pixels`` (28x28 values in [0, 1])."""
 
     image: str | None = None
-    pixels: list[list[float]] | None = None
+    pixels: list[list[StrictFloat]] | None = None  # numbers only: pydantic would take "0.5" and true as floats
     return_input: bool = False  # also answer the 28x28 image the model saw (the page shows it)
 
 

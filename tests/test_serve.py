@@ -148,6 +148,9 @@ BAD_REQUESTS = {
     "ragged pixels": ({"pixels": [[0.5] * 28] * 27 + [[0.5]]}, 400, "28 rows of 28"),
     "pixels out of range": ({"pixels": [[2.0] * 28] * 28}, 400, "between 0 and 1"),
     "pixels not numbers": ({"pixels": [["a"] * 28] * 28}, 400, "pixels"),
+    "pixels as strings of numbers": ({"pixels": [["0.5"] * 28] * 28}, 400, "'pixels.0.0': Input should be a valid"),
+    "pixels as booleans": ({"pixels": [[True] * 28] * 28}, 400, "'pixels.0.0': Input should be a valid number"),
+    "whole-number pixels": ({"pixels": [[2] * 28] * 28}, 400, "between 0 and 1"),
     "body too large": ({"image": "A" * (11 * 1024 * 1024)}, 413, "larger than"),
     "decompression bomb": ({"image": base64.b64encode(png_bomb(10_000, 10_000)).decode()}, 413, "too large"),
 }
