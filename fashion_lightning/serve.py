@@ -231,6 +231,9 @@ def serve(
         raise ServeError("Serving needs LitServe: pip install 'fashion-lightning[serve]'.")
     if max_batch_size < 1 or workers < 1 or top_k < 1 or not math.isfinite(batch_timeout) or batch_timeout < 0:
         raise ServeError("--workers, --max_batch_size and --top_k must be at least 1, --batch_timeout at least 0.")
+    if accelerator == "cuda" and not torch.cuda.is_available():  # LitServe would start no worker and raise
+        raise ServeError("--accelerator cuda: this machine has no CUDA GPU that torch can use. Serve on the CPU "
+                         "(--accelerator cpu, or auto, the default).")  # fmt: skip
     check_address(host, port)
     load_predictor(source)  # fail here, with a clear message, rather than in a worker process
     if Path(source).suffix == ".onnx":

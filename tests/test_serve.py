@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from fashion_lightning import raw_files, sources
@@ -252,6 +253,17 @@ def test_a_port_it_cannot_listen_on_is_a_clear_error_before_anything_starts(trai
             captured = capsys.readouterr()
             assert said in captured.err
             assert "Serving" not in captured.out  # (it once printed its address, then failed in LitServe)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_cuda_on_a_machine_without_it_is_a_clear_error_before_anything_starts(trained, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["serve", str(trained.checkpoint), "--accelerator=cuda", f"--port={free_port()}"])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert "no CUDA GPU" in captured.err
+    assert "--accelerator cpu" in captured.err
+    assert "Serving" not in captured.out
 
 
 def chromium_driver():
