@@ -89,7 +89,8 @@ def load(port: int, clients: int, max_requests: int, max_seconds: float, body: b
 
 
 def in_process(checkpoint: Path) -> dict:
-    from fashion_lightning.inference import image_to_tensor, load_model
+    from fashion_lightning.inference import image_to_tensor
+    from fashion_lightning.model_files import load_model
 
     net = load_model(checkpoint).net
     image = image_to_tensor(io.BytesIO(base64.b64decode(json.loads(sample_body())["image"])))

@@ -9,7 +9,7 @@ import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 
 from fashion_lightning.atomic import atomic_torch_save
-from fashion_lightning.errors import CheckpointError
+from fashion_lightning.errors import CheckpointError, first_line
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -49,7 +49,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             raise CheckpointError(
                 f"'{path}' contains pickled Python objects that a weights-only load refuses (they could run code "
                 f"when loaded), so nothing was loaded from it. Use checkpoints written by fashion-lightning; if you "
-                f"wrote this file yourself and trust it, re-save it without custom objects. ({_first_line(err)})"
+                f"wrote this file yourself and trust it, re-save it without custom objects. ({first_line(err)})"
             ) from err
         raise CheckpointError(_damaged(path, err)) from err
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
@@ -90,10 +90,6 @@ def check_compatible(checkpoint: dict[str, Any], model: torch.nn.Module, path: s
 
 def _damaged(path: Path, err: BaseException | str) -> str:
     return (
-        f"'{path}' is damaged or not a PyTorch checkpoint ({_first_line(err)}; truncated by a crash or a partial "
+        f"'{path}' is damaged or not a PyTorch checkpoint ({first_line(err)}; truncated by a crash or a partial "
         "copy?). Use another checkpoint of the run, e.g. best.ckpt or last.ckpt beside it."
     )
-
-
-def _first_line(err: BaseException | str) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

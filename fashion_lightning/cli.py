@@ -57,8 +57,9 @@ from fashion_lightning.tools import TOOLS, run_tool
 
 DESCRIPTION = (
     "Train, evaluate and use a Fashion-MNIST classifier (the PyTorch quickstart's MLP on Lightning). "
-    "Also: `fashion-lightning classify CKPT IMAGE...`, `fashion-lightning export CKPT` and "
-    "`fashion-lightning serve CKPT|ONNX|PT2` and `fashion-lightning sweep --search_space FILE` (each with --help)."
+    "Also: `fashion-lightning export CKPT`, `fashion-lightning classify MODEL IMAGE...` and `fashion-lightning "
+    "serve MODEL` (MODEL: a .ckpt, or export's .pth, .pt2 or .onnx) and `fashion-lightning sweep --search_space "
+    "FILE` (each with --help)."
 )
 RUN_NAME = "fashion"
 SUBCOMMANDS = ("fit", "validate", "test", "predict")

@@ -26,3 +26,8 @@ class NonFiniteLossError(FashionLightningError):
 
 class ConfigurationError(FashionLightningError):
     """An option has a value that cannot work (for example a validation split larger than the data)."""
+
+
+def first_line(err: BaseException | str) -> str:
+    """The first line of an error's text (a library's message can run on with a traceback), or its type's name."""
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

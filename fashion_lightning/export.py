@@ -21,8 +21,8 @@ from torch import Tensor, nn
 from fashion_lightning.atomic import TEMP_PREFIX
 from fashion_lightning.data import CLASS_NAMES, IMAGE_SHAPE, to_unit_float
 from fashion_lightning.errors import DataUnavailableError, FashionLightningError
-from fashion_lightning.inference import load_model, load_pt2, load_pth
 from fashion_lightning.model import NET_HPARAMS
+from fashion_lightning.model_files import load_model, load_pt2, load_pth
 from fashion_lightning.raw_files import load_split
 
 TOLERANCE = 1e-5

@@ -1,19 +1,16 @@
-"""From a model file to answers: an image file to a tensor, loading a checkpoint or an export, ``classify``."""
+"""From image files to answers: an image file to a Fashion-MNIST-like tensor (``classify`` and the server), and
+``classify``."""
 
-import inspect
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torch import Tensor, nn
+from torch import Tensor
 
-from fashion_lightning.checkpointing import check_compatible, load_checkpoint
 from fashion_lightning.data import CLASS_NAMES, to_unit_float
-from fashion_lightning.errors import CheckpointError, ConfigurationError
-from fashion_lightning.lit_module import FashionClassifier
-from fashion_lightning.model import net_from_hparams
+from fashion_lightning.errors import ConfigurationError
+from fashion_lightning.model_files import load_predictor
 from fashion_lightning.raw_files import IMAGE_SIZE
 
 # Pillow refuses images over ~179 megapixels (and only warns from ~89); decoding even 50 megapixels costs
@@ -39,6 +36,8 @@ def image_to_tensor(path: str | Path) -> Tensor:
             image = to_grayscale(ImageOps.exif_transpose(opened))
     except Image.DecompressionBombError as err:  # Pillow's own refusal, from the header, of even larger images
         raise ValueError(f"too large: {err} Scale it down first") from err
+    except FileNotFoundError as err:
+        raise ValueError("no such file") from err
     except UnidentifiedImageError as err:  # (its text names the file object: "<_io.BytesIO object at 0x...>")
         raise ValueError("not a readable image (not in a format Pillow can open: PNG, JPEG, GIF, WebP, ...)") from err
     except OSError as err:  # a truncated or damaged file
@@ -77,11 +76,12 @@ def to_grayscale(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.round(scaled).astype(np.uint8))  # (H, W) uint8: mode "L"
 
 
-def classify(ckpt_path: str, *images: str, top_k: int = 3) -> int:
+def classify(model_path: str, *images: str, top_k: int = 3) -> int:
     """Classify image files (PNG, JPEG, ... any size or mode) and print the top-k classes with probabilities.
 
     Args:
-        ckpt_path: A checkpoint written by ``fashion-lightning fit`` (e.g. ``.../checkpoints/best.ckpt``).
+        model_path: A checkpoint of ``fit`` (``.../checkpoints/best.ckpt``) or a file of ``export`` (``.pth`` with its
+            ``model.json``, ``.pt2``, ``.onnx``).
         images: Image files to classify, or folders (their image files, by name).
         top_k: How many classes to print per image (all 10 when larger).
 
@@ -90,7 +90,7 @@ def classify(ckpt_path: str, *images: str, top_k: int = 3) -> int:
     """
     if top_k < 1:
         raise ConfigurationError(f"--top_k must be at least 1, got {top_k}.")
-    model = load_model(ckpt_path)
+    predictor = load_predictor(model_path)
     failures = 0
     for path in image_files(images):
         if Path(path).is_dir():
@@ -103,8 +103,8 @@ def classify(ckpt_path: str, *images: str, top_k: int = 3) -> int:
             print(f"{path}: error: {err}; skipped")
             failures += 1
             continue
-        with torch.no_grad():
-            probabilities = model(tensor.unsqueeze(0)).softmax(dim=-1)[0]  # (1, 1, 28, 28) -> (10,)
+        with torch.inference_mode():
+            probabilities = predictor(tensor.unsqueeze(0)).softmax(dim=-1)[0]  # (1, 1, 28, 28) -> (10,)
         values, indices = probabilities.topk(min(top_k, len(CLASS_NAMES)))
         ranked = ", ".join(f"{CLASS_NAMES[i]} {v:.1%}" for v, i in zip(values.tolist(), indices.tolist(), strict=True))
         print(f"{path}: {ranked}")
@@ -122,43 +122,3 @@ def image_files(paths: tuple[str, ...]) -> list[str]:
         else:
             found.append(path)
     return found
-
-
-def load_model(ckpt_path: str | Path) -> FashionClassifier:
-    """Rebuild the classifier from a checkpoint alone (weights-only load, clear errors), in eval mode on CPU."""
-    checkpoint = FashionClassifier.upgrade_checkpoint(load_checkpoint(ckpt_path))
-    accepted = inspect.signature(FashionClassifier).parameters
-    hparams = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if k in accepted}
-    model = FashionClassifier(**hparams)
-    check_compatible(checkpoint, model, ckpt_path)
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.eval()
-
-
-def load_pth(path: str | Path) -> nn.Module:
-    """Rebuild the plain network from ``model.pth`` and the ``model.json`` beside it (no Lightning needed)."""
-    path = Path(path)
-    spec = json.loads(path.with_suffix(".json").read_text())
-    net = net_from_hparams(spec)
-    net.load_state_dict(torch.load(path, weights_only=True))
-    return net.eval()
-
-
-def load_pt2(path: str | Path) -> nn.Module:
-    """Load ``model.pt2`` (a ``torch.export`` program; dynamic batch size) as a callable module."""
-    return torch.export.load(str(path)).module()
-
-
-def load_predictor(source: str | Path, device: str = "cpu"):
-    """A function ``(B, 1, 28, 28) float tensor -> (B, 10) logits`` from a ``.ckpt``, ``.onnx`` or ``.pt2`` file."""
-    path = Path(source)
-    if not path.is_file():
-        raise CheckpointError(f"No model file at '{path}'. Serve a checkpoint (.ckpt) or an export (.onnx, .pt2).")
-    if path.suffix == ".onnx":
-        import onnxruntime
-
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return lambda images: torch.from_numpy(session.run(None, {"images": images.cpu().numpy()})[0])
-    # A checkpoint goes through load_model: clear errors for bad files, weights-only loading.
-    net = load_pt2(path).to(device) if path.suffix == ".pt2" else load_model(path).net.to(device)
-    return lambda images: net(images.to(device))

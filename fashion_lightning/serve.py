@@ -27,7 +27,8 @@ from torch import Tensor
 
 from fashion_lightning.data import CLASS_NAMES
 from fashion_lightning.errors import FashionLightningError
-from fashion_lightning.inference import image_to_tensor, load_predictor
+from fashion_lightning.inference import image_to_tensor
+from fashion_lightning.model_files import load_predictor
 from fashion_lightning.raw_files import IMAGE_SIZE
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # a base64 photo of a few MB; more is refused with 413 before it is parsed
@@ -218,7 +219,8 @@ def serve(
     """Serve a checkpoint or an export over HTTP: POST /predict, GET /health, and a web page at GET /.
 
     Args:
-        source: A checkpoint (``.ckpt``) or an export (``.onnx`` via onnxruntime, ``.pt2`` via torch.export).
+        source: A checkpoint (``.ckpt``) or an export (``.pth`` with its ``model.json``, ``.pt2`` via torch.export,
+            ``.onnx`` via onnxruntime).
         host: Address to bind; the default answers this machine only (0.0.0.0: every interface).
         port: TCP port.
         workers: Inference worker processes per device.

@@ -14,7 +14,9 @@ def run_tool(args: list[str]) -> int:
     parser = ToolArgumentParser(prog="fashion-lightning")
     subcommands = parser.add_subcommands()
     classify_parser = ToolArgumentParser(description=classify.__doc__.split("\n\n")[0])
-    classify_parser.add_argument("ckpt_path", help="checkpoint written by `fashion-lightning fit`")
+    classify_parser.add_argument(
+        "model_path", help="a checkpoint of `fit` (.ckpt) or a file of `export` (.pth with its model.json, .pt2, .onnx)"
+    )
     classify_parser.add_argument(
         "images", nargs="+", help="image files (PNG, JPEG, ...; any size or mode), or folders of them"
     )
@@ -29,7 +31,7 @@ def run_tool(args: list[str]) -> int:
     config = parser.parse_args(args)
     options = config[config.subcommand]
     if config.subcommand == "classify":
-        return classify(options.ckpt_path, *options.images, top_k=options.top_k)
+        return classify(options.model_path, *options.images, top_k=options.top_k)
     function = export if config.subcommand == "export" else serve
     function(**{key: value for key, value in vars(options).items() if key != "config"})
     return 0

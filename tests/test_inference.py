@@ -1,6 +1,7 @@
 """predict to CSV, classify image files, and the three export formats, from a checkpoint of a short fit."""
 
 import csv
+import json
 import warnings
 
 import numpy as np
@@ -12,9 +13,11 @@ from fashion_lightning.callbacks import prediction_writer
 from fashion_lightning.cli import cli_main
 from fashion_lightning.data import CLASS_NAMES
 from fashion_lightning.export import export
-from fashion_lightning.inference import image_to_tensor, load_model, load_pth
-from fashion_lightning.model import MLP
-from tests.helpers import TEST_COUNT, cli_args
+from fashion_lightning.inference import image_to_tensor
+from fashion_lightning.lit_module import FashionClassifier
+from fashion_lightning.model import MLP, NET_HPARAMS
+from fashion_lightning.model_files import load_model, load_pth
+from tests.helpers import TEST_COUNT, cli_args, free_port
 
 
 @pytest.fixture
@@ -178,6 +181,70 @@ def test_export_all_formats_round_trip_with_equal_outputs(fashion, checkpoint, c
     output = capsys.readouterr().out
     assert "Predicted: " in output
     assert ", Actual: " in output
+
+
+def test_classify_takes_the_checkpoint_or_any_file_export_writes_with_the_same_answer(fashion, checkpoint, capsys):
+    written = export(str(checkpoint), str(fashion.root / "exports"), data_dir=str(fashion.data_dir))
+    garment = np.zeros((40, 30))
+    garment[5:35, 8:22] = 220
+    image = fashion.root / "garment.png"
+    write_image(image, garment, "L")
+    capsys.readouterr()
+    answers = []
+    for model_file in (checkpoint, written["pth"], written["pt2"], written["onnx"]):
+        cli_main(["classify", str(model_file), str(image), "--top_k=10"])
+        answers.append(capsys.readouterr().out)
+    assert answers[0].startswith(f"{image}: ")
+    assert answers[0].count("%") == 10
+    assert answers[1:] == answers[:1] * 3  # the same classes and probabilities (to 0.1%) from every format
+
+
+def a_model_file(folder, name: str):
+    """Files that are not a usable Fashion-MNIST model: damaged, incomplete or another model's."""
+    path = folder / name
+    if name.startswith("text"):
+        path.write_text("not a model")
+    elif name == "alone.pth":  # the weights without the model.json that says which network they belong to
+        torch.save(MLP().state_dict(), path)
+    elif name == "other_weights.pth":
+        torch.save(torch.nn.Linear(3, 2).state_dict(), path)
+        path.with_suffix(".json").write_text(json.dumps({key: FashionClassifier().hparams[key] for key in NET_HPARAMS}))
+    else:  # another model's torch.export program: other inputs, or 5 classes
+        net = (
+            torch.nn.Linear(3, 2)
+            if name == "other_inputs.pt2"
+            else torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 5))
+        )
+        example = torch.zeros(2, 3) if name == "other_inputs.pt2" else torch.zeros(2, 1, 28, 28)
+        torch.export.save(torch.export.export(net, (example,)), str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("text.pt2", "damaged or not what `export` writes (not the zip archive"),
+        ("text.onnx", "damaged or not what `export` writes (["),
+        ("text.ckpt", "damaged or not a PyTorch checkpoint"),
+        ("alone.pth", "needs the alone.json that `export` writes beside it"),
+        ("other_weights.pth", "do not fit the network that other_weights.json describes (Missing key(s)"),
+        ("other_inputs.pt2", "loads, but its model does not take Fashion-MNIST images"),
+        ("five_classes.pt2", "its model answers (2, 5) for 2 images, not (2, 10)"),
+    ],
+)
+def test_a_model_file_classify_and_serve_cannot_use_is_one_paragraph(tmp_path, capfd, name, said):
+    model_file = a_model_file(tmp_path, name)
+    image = tmp_path / "garment.png"
+    write_image(image, np.full((28, 28), 200), "L")
+    capfd.readouterr()
+    for command in (["classify", str(model_file), str(image)], ["serve", str(model_file), f"--port={free_port()}"]):
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main(command)
+        assert exit_info.value.code == 2
+        captured = capfd.readouterr()
+        assert said in captured.err
+        assert captured.err.count("\n") == 1, captured.err  # one paragraph: no traceback, no log line of torch's
+        assert "Serving" not in captured.out
 
 
 @pytest.mark.parametrize(

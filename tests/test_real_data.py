@@ -49,7 +49,8 @@ def test_the_page_classifies_a_real_test_image_in_a_real_browser(tmp_path):
     from selenium.webdriver.support.ui import WebDriverWait
 
     from fashion_lightning.data import CLASS_NAMES
-    from fashion_lightning.inference import image_to_tensor, load_model
+    from fashion_lightning.inference import image_to_tensor
+    from fashion_lightning.model_files import load_model
     from fashion_lightning.raw_files import load_split
     from tests.test_serve import Server, chromium_driver
 
