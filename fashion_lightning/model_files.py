@@ -53,6 +53,7 @@ def load_predictor(source: str | Path, device: str = "cpu") -> Predictor:
     path = Path(source)
     if not path.is_file():
         raise CheckpointError(f"No model file at '{path}'. Give {MODEL_FILES}.")
+    _refuse_other_files(path)
     if path.suffix == ".onnx":
         predictor = _onnx_predictor(path)
     else:
@@ -61,6 +62,18 @@ def load_predictor(source: str | Path, device: str = "cpu") -> Predictor:
         predictor = lambda images: net(images.to(device))  # noqa: E731
     _check_answers(predictor, path)
     return predictor
+
+
+def _refuse_other_files(path: Path) -> None:
+    """Files of ``export`` that hold no model to run here, named for what they are (not as damaged checkpoints)."""
+    if path.name.endswith(".torchscript.pt"):
+        # TorchScript archives hold code, and torch 2.14 deprecates the format; export writes it for old runtimes.
+        raise CheckpointError(
+            f"'{path}' is TorchScript, which classify and serve do not load (a deprecated format, written for older "
+            f"runtimes: torch.jit.load). Give the .pt2 or .onnx export beside it, or the checkpoint."
+        )
+    if path.suffix == ".json" and path.with_suffix(".pth").is_file():
+        raise CheckpointError(f"'{path}' describes the network of {path.with_suffix('.pth').name}: give that file.")
 
 
 def _load_export(path: Path) -> nn.Module:

@@ -204,6 +204,13 @@ def a_model_file(folder, name: str):
     path = folder / name
     if name.startswith("text"):
         path.write_text("not a model")
+    elif name == "model.json":  # export's description of model.pth, given in its place
+        path.write_text(json.dumps({key: FashionClassifier().hparams[key] for key in NET_HPARAMS}))
+        torch.save(MLP().state_dict(), path.with_suffix(".pth"))
+    elif name == "model.torchscript.pt":  # export writes it on request, for older runtimes; nothing here loads it
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.jit.trace(MLP(), torch.zeros(1, 1, 28, 28)).save(str(path))
     elif name == "alone.pth":  # the weights without the model.json that says which network they belong to
         torch.save(MLP().state_dict(), path)
     elif name == "other_weights.pth":
@@ -230,6 +237,8 @@ def a_model_file(folder, name: str):
         ("other_weights.pth", "do not fit the network that other_weights.json describes (Missing key(s)"),
         ("other_inputs.pt2", "loads, but its model does not take Fashion-MNIST images"),
         ("five_classes.pt2", "its model answers (2, 5) for 2 images, not (2, 10)"),
+        ("model.json", "describes the network of model.pth: give that file"),
+        ("model.torchscript.pt", "is TorchScript, which classify and serve do not load"),
     ],
 )
 def test_a_model_file_classify_and_serve_cannot_use_is_one_paragraph(tmp_path, capfd, name, said):
