@@ -6,6 +6,7 @@ Each entry names where it comes from; drop it once the upstream fix is released 
 """
 
 import logging
+import re
 import warnings
 
 from fashion_lightning.errors import FashionLightningError
@@ -52,6 +53,11 @@ KNOWN_WARNINGS = (
     (r"(?s).*(RetryHeartbeatStaleTrialCallback[.\w]*|fail_stale_trials) is experimental", Warning, "optuna (sweep)"),
     (r"Argument ``heartbeat_interval`` is an experimental feature", Warning, "optuna (sweep)"),
 )
+KNOWN_LOG_PATTERNS = (
+    # Logged by Lightning's SIGTERM handler, which ResumableRun calls to stop at a step boundary also on Ctrl-C
+    # (SIGINT); it then says "Stopped by SIGINT at step N: saved ..." itself.
+    r"(\[rank: \d+\] )?Received SIGTERM: \d+",
+)
 KNOWN_LOG_PREFIXES = (
     # Logged (not warned) on every Trainer start by Lightning 2.6's logger connector; no switch (Lightning #21294).
     "💡 Tip: For seamless cloud logging",
@@ -61,6 +67,7 @@ KNOWN_LOG_PREFIXES = (
 )
 LIGHTNING_INFO_LOGGERS = (
     "lightning.pytorch.utilities.rank_zero",
+    "lightning.pytorch.trainer.connectors.signal_connector",
     "lightning.fabric.utilities.rank_zero",
     "lightning.pytorch.trainer.connectors.checkpoint_connector",
 )
@@ -68,7 +75,9 @@ LIGHTNING_INFO_LOGGERS = (
 
 class _DropKnownLines(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(KNOWN_LOG_PREFIXES)
+        message = str(record.msg)
+        known = message.startswith(KNOWN_LOG_PREFIXES) or any(re.match(p, message) for p in KNOWN_LOG_PATTERNS)
+        return not known
 
 
 def silence_known_noise() -> None:
