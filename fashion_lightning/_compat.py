@@ -22,6 +22,13 @@
   statistics of the averaged weights: it tells Lightning's loop to skip backward and the update, which only
   automatic optimization obeys. The module's own steps read the same flag; without it they trained that epoch on,
   away from the average (``tests/test_tuners.py``).
+- ``saved_train_position``, ``set_epoch_batches_done``: a checkpoint taken inside an epoch holds Lightning's count
+  of the epoch's training batches and the sampler's position in images (inside torchdata's loader state). A fit
+  resumed in another batch layout (another batch size, steps per batch, ``val_check_interval`` or number of
+  processes; a CPU run resumed on a GPU groups 16 steps, not 64) continues from the images' position, but
+  Lightning would count its batches on from the old count: the epoch ended early, its rest never trained, or
+  validation fell at other steps. Nothing public sets that count; ``ResumableRun`` recounts it in the new layout
+  before Lightning restores its loops (``tests/test_resume.py``).
 """
 
 from collections.abc import Callable
@@ -66,3 +73,24 @@ def updates_skipped(trainer) -> bool:
     """Whether Lightning's loop runs this epoch without backward and updates (``StochasticWeightAveraging``'s
     BatchNorm pass); ``False`` where this Lightning version has no such flag."""
     return bool(getattr(getattr(trainer, "fit_loop", None), "_skip_backward", False))
+
+
+def saved_train_position(checkpoint: dict) -> int | None:
+    """Images of the epoch the training sampler had handed out when the checkpoint was taken (``ResumableSampler``'s
+    ``yielded``, in the loader state of Lightning's fit loop), or ``None`` where the checkpoint holds none."""
+    loop = checkpoint.get("loops", {}).get("fit_loop", {})
+    loaders = loop.get("state_dict", {}).get("combined_loader") or [None]
+    state = loaders[0].get("_index_sampler_state") if isinstance(loaders[0], dict) else None
+    position = state.get("yielded") if isinstance(state, dict) else None
+    return position if isinstance(position, int) and "epoch_loop.batch_progress" in loop else None
+
+
+def set_epoch_batches_done(checkpoint: dict, batches: int) -> bool:
+    """Make Lightning's count of the epoch's training batches (its ``ready``) ``batches``, shifting its other counts
+    alike (they differ where the checkpoint was taken at a batch's end); returns whether it changed."""
+    progress = checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]
+    shift = batches - progress["current"]["ready"]
+    for counts in (progress["current"], progress["total"]):
+        for key in ("ready", "started", "processed", "completed"):
+            counts[key] += shift
+    return shift != 0

@@ -141,7 +141,8 @@ class ResumableSampler(DistributedSampler):
         shuffle: New random order each epoch; ``False`` keeps the files' order.
         seed: Base seed of the permutations; defaults to the run's seed (``PL_GLOBAL_SEED``).
         sizes: Each batch's images in every epoch, adding up to this process's share, where they differ (the last
-            may be given larger); ``None``: ``batch_size`` each. A resume continues at the batch its position is in.
+            may be given larger); ``None``: ``batch_size`` each. A resume continues with the rest of the batch its
+            position is in.
     """
 
     def __init__(
@@ -170,19 +171,25 @@ class ResumableSampler(DistributedSampler):
         start, self._resume_at = self._resume_at, 0
         order = self._shard_order()
         self.yielded = start
-        for end in self._batch_ends(len(order)):
+        for end in self._batch_ends(len(order), start):
             batch = order[self.yielded : end]
             self.yielded += len(batch)  # counted before the yield: the state then says "this batch was taken"
             yield batch
 
-    def _batch_ends(self, total: int):
-        """Where each batch still to come ends in the epoch's order: ``batch_size`` on from the resume point, or at
-        the ends ``sizes`` give (after the one the resume point is in)."""
+    def batches_within(self, position: int) -> int:
+        """Batches of an epoch that end at or before ``position`` (images of this process's share): where Lightning's
+        count of an epoch's batches stands when a resumed epoch continues from ``position`` in this layout."""
+        return sum(1 for end in self._batch_ends(self.num_samples, 0) if end <= position)
+
+    def _batch_ends(self, total: int, start: int):
+        """Where each batch after ``start`` ends in the epoch's order (of ``batch_size`` or ``sizes`` images): the
+        first is the end of the batch ``start`` is in (a run resumed in another layout may stop inside one)."""
         if self.sizes is None:
-            yield from range(self.yielded + self.batch_size, total + self.batch_size, self.batch_size)
-            return
-        for end in itertools.accumulate(self.sizes):
-            if min(end, total) > self.yielded:
+            ends = range(self.batch_size, total + self.batch_size, self.batch_size)
+        else:
+            ends = itertools.accumulate(self.sizes)
+        for end in ends:
+            if min(end, total) > start:
                 yield min(end, total)
 
     def _shard_order(self) -> Tensor:

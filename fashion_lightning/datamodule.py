@@ -163,12 +163,9 @@ class FashionMNISTDataModule(L.LightningDataModule):
         rank_zero_info(f"Fashion-MNIST: {sizes} images; batch {self.hparams.batch_size}{global_batch}.")
 
     def train_dataloader(self) -> DataLoader:
-        hp = self.hparams
-        world, rank = self._shard()
+        hp, dataset = self.hparams, self.datasets["train"]
         grouping = self.train_grouping = self.grouping()  # (decided once per loader: it may say why)
-        steps = grouping.steps
-        dataset = self.datasets["train"]
-        self._train_steps = steps_per_epoch(len(dataset), world, hp.batch_size)
+        self._train_steps = steps_per_epoch(len(dataset), self._shard()[0], hp.batch_size)
         if self.trainer is not None and self.trainer.overfit_batches:
             # Lightning's overfit mode swaps any sampler but a SequentialSampler for one of single indices: serve
             # the first batches in order its way (a debugging run: no grouping, no mid-epoch resume).
@@ -180,11 +177,19 @@ class FashionMNISTDataModule(L.LightningDataModule):
                 "operation there, done in the main process. --data.on_device false keeps the dataset on the host."
             )
             workers = 0
+        return make_loader(dataset, self._train_sampler(grouping), workers)  # one (images, labels) pair per group
+
+    def _train_sampler(self, grouping: Grouping) -> ResumableSampler:
+        hp, (world, rank) = self.hparams, self._shard()
         sizes = None if grouping.layout is None else [group * hp.batch_size for group in grouping.layout]
-        sampler = ResumableSampler(
-            dataset, hp.batch_size * steps, num_replicas=world, rank=rank, shuffle=hp.shuffle, sizes=sizes
+        return ResumableSampler(
+            self.datasets["train"], hp.batch_size * grouping.steps, world, rank, shuffle=hp.shuffle, sizes=sizes
         )
-        return make_loader(dataset, sampler, workers)  # one (images, labels) pair per group
+
+    def train_batches_within(self, images: int) -> int:
+        """Training batches of this fit's layout that end within the first ``images`` of this process's epoch:
+        Lightning's count of batches for an epoch resumed at that point (``ResumableRun``)."""
+        return self._train_sampler(self.grouping()).batches_within(images)
 
     def steps_per_batch(self) -> int:
         """Optimizer steps per training batch (the most, where they differ): ``--data.steps_per_batch``, or the

@@ -144,6 +144,18 @@ class SignalInEpochOne(L.Callback):
             os.kill(os.getpid(), self.signum)
 
 
+class ImagesPerEpoch(L.Callback):
+    """Counts the training images of each epoch (``images[epoch]``), whatever the batches' grouping."""
+
+    def __init__(self) -> None:
+        self.images: dict[int, int] = {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        steps = batch if isinstance(batch, list) else [batch]  # a group of (images, labels), or one
+        epoch = trainer.current_epoch
+        self.images[epoch] = self.images.get(epoch, 0) + sum(len(labels) for _, labels in steps)
+
+
 class SigkillAfterLastCheckpoint(Checkpoint):
     """SIGKILL in epoch 1 right after the checkpoint callbacks' ``on_train_batch_end`` of batch ``batch_idx`` (where
     ``--last.every_n_train_steps`` writes last.ckpt), or with -1 right after their ``on_train_epoch_end`` (where

@@ -197,6 +197,35 @@ def test_a_stop_inside_uneven_groups_resumes_exactly_and_validates_where_it_woul
     assert scalar_steps(stopped, "val/loss") == scalar_steps(reference, "val/loss") == [3, 6, 11, 14]
 
 
+@pytest.mark.parametrize(
+    ("stop_at", "resumed_with", "images_left", "steps_left"),
+    [
+        # Batches of 32 (8 steps an epoch, one a batch), stopped after 3 of epoch 1 (96 images). Resumed with
+        # batches of 64 (Lightning counted 3 of now 4 batches done, and ended the epoch after one more): the rest
+        # of the batch the stop fell in (32 images), then 2 whole ones.
+        (2, ["--data.batch_size=64"], 160, 3),
+        # Stopped after 6 steps; resumed with groups of 4 steps (a run moved from a GPU's groups to a CPU's): the
+        # rest of the second group.
+        (5, ["--data.steps_per_batch=4"], 64, 2),
+    ],
+)
+def test_a_fit_resumed_mid_epoch_in_another_batch_layout_trains_the_rest_of_the_epoch_once(
+    fashion, stop_at, resumed_with, images_left, steps_left
+):
+    def fit(*more):
+        return cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=2", "--data.steps_per_batch=1", *more)])
+
+    with pytest.raises(SystemExit):
+        fit("--trainer.callbacks+=tests.helpers.SignalInEpochOne", f"--trainer.callbacks.batch_idx={stop_at}")
+    stopped_at = torch.load(last_ckpt(fashion.logs), weights_only=True)["global_step"]
+    assert stopped_at == 8 + stop_at + 1
+    resumed = fit(*resumed_with, "--ckpt_path=last", "--trainer.callbacks+=tests.helpers.ImagesPerEpoch")
+    counted = next(cb for cb in resumed.trainer.callbacks if type(cb).__name__ == "ImagesPerEpoch")
+    assert counted.images == {1: images_left}
+    assert resumed.trainer.global_step == stopped_at + steps_left
+    assert scalar_steps(fashion.logs, "val/loss") == [8, stopped_at + steps_left]
+
+
 def test_checkpoints_are_written_with_the_atomic_io(fashion):
     cli = build_cli(cli_args(fashion), run=False)
     assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)

@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from fashion_lightning._compat import saved_train_position, set_epoch_batches_done
 from fashion_lightning.atomic import remove_stale_temporaries
 from fashion_lightning.callbacks.last_checkpoint import LastCheckpoint
 from fashion_lightning.quiet import silence_known_noise
@@ -183,6 +184,7 @@ class ResumableRun(L.Callback):
             for callback in trainer.checkpoint_callbacks:
                 states.pop(callback.state_key, None)
             return
+        self._recount_epoch_batches(trainer, checkpoint)
         run = checkpoint.get(RUN_KEY, {})
         saved_world = run.get("world_size", trainer.world_size)
         states = checkpoint.get(RNG_KEY)
@@ -198,6 +200,13 @@ class ResumableRun(L.Callback):
                 f"{batch * trainer.world_size} (batch {batch} per process); if the checkpoint is mid-epoch, the "
                 "rest of that epoch is drawn in a different order than the interrupted run would have used."
             )
+
+    @staticmethod
+    def _recount_epoch_batches(trainer: L.Trainer, checkpoint: dict) -> None:
+        """Lightning's count of the interrupted epoch's batches, in this fit's batch layout (see ``_compat``)."""
+        position = saved_train_position(checkpoint)
+        if position is not None and hasattr(trainer.datamodule, "train_batches_within"):
+            set_epoch_batches_done(checkpoint, trainer.datamodule.train_batches_within(position))
 
 
 def last_checkpoint_path(trainer: L.Trainer) -> Path | None:
