@@ -211,7 +211,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     workers: int = 1,
-    max_batch_size: int = 64,
+    max_batch_size: int | None = None,
     batch_timeout: float = 0.002,
     top_k: int = 3,
     accelerator: Literal["auto", "cpu", "cuda"] = "auto",
@@ -224,13 +224,19 @@ def serve(
         host: Address to bind; the default answers this machine only (0.0.0.0: every interface).
         port: TCP port.
         workers: Inference worker processes per device.
-        max_batch_size: Concurrent requests run as one batch at most (1 turns batching off).
+        max_batch_size: Concurrent requests run as one batch at most (1 turns batching off); default 64 on a GPU
+            and 1 on a CPU, where a batch costs more than it saves for this small model (README: Serving).
         batch_timeout: Seconds a batch waits to fill up.
         top_k: Classes in each answer, most probable first.
         accelerator: "cpu", "cuda" or "auto" (ONNX models run on the CPU).
     """
     if ls is None:
         raise ServeError("Serving needs LitServe: pip install 'fashion-lightning[serve]'.")
+    if Path(source).suffix == ".onnx":
+        accelerator = "cpu"
+    if max_batch_size is None:
+        on_gpu = accelerator == "cuda" or (accelerator == "auto" and torch.cuda.is_available())
+        max_batch_size = 64 if on_gpu else 1
     if max_batch_size < 1 or workers < 1 or top_k < 1 or not math.isfinite(batch_timeout) or batch_timeout < 0:
         raise ServeError("--workers, --max_batch_size and --top_k must be at least 1, --batch_timeout at least 0.")
     if accelerator == "cuda" and not torch.cuda.is_available():  # LitServe would start no worker and raise
@@ -238,12 +244,11 @@ def serve(
                          "(--accelerator cpu, or auto, the default).")  # fmt: skip
     check_address(host, port)
     load_predictor(source)  # fail here, with a clear message, rather than in a worker process
-    if Path(source).suffix == ".onnx":
-        accelerator = "cpu"
     api = FashionAPI(source, top_k=top_k, max_batch_size=max_batch_size, batch_timeout=batch_timeout)
     # SIGTERM (a service manager, `kill`) shuts down like Ctrl-C: LitServe then stops its worker processes too.
     signal.signal(signal.SIGTERM, _interrupt)
-    print(f"Serving {source} on http://{host}:{port}/ (POST /predict, GET /health)", flush=True)
+    batching = f"batches of up to {max_batch_size} requests" if max_batch_size > 1 else "no batching"
+    print(f"Serving {source} on http://{host}:{port}/ (POST /predict, GET /health; {batching})", flush=True)
     build_server(api, accelerator=accelerator, workers=workers).run(
         host=host, port=port, generate_client_file=False, log_level="warning"
     )

@@ -100,7 +100,7 @@ def trained(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(trained):
-    running = Server(trained.checkpoint)
+    running = Server(trained.checkpoint, "--max_batch_size=64")  # batching on, as on a GPU (a CPU's default: off)
     yield running
     running.stop()
 
@@ -220,6 +220,8 @@ def test_a_signal_stops_the_server_and_its_worker_processes_quietly(trained, sto
     assert running.process.returncode == 0
     assert "Traceback" not in output
     assert "WARNING" not in output
+    batching = "batches of up to 64 requests" if torch.cuda.is_available() else "no batching"
+    assert f"(POST /predict, GET /health; {batching})" in output  # the default: no batching on a CPU
     deadline = time.monotonic() + 30
     while True:  # the whole process group, LitServe's inference workers included, is gone
         try:
