@@ -70,7 +70,7 @@ def _refuse_other_files(path: Path) -> None:
         # TorchScript archives hold code, and torch 2.14 deprecates the format; export writes it for old runtimes.
         raise CheckpointError(
             f"'{path}' is TorchScript, which classify and serve do not load (a deprecated format, written for older "
-            f"runtimes: torch.jit.load). Give the .pt2 or .onnx export beside it, or the checkpoint."
+            "runtimes: torch.jit.load). Give the .pt2 or .onnx export beside it, or the checkpoint."
         )
     if path.suffix == ".json" and path.with_suffix(".pth").is_file():
         raise CheckpointError(f"'{path}' describes the network of {path.with_suffix('.pth').name}: give that file.")
