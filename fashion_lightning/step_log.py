@@ -1,5 +1,6 @@
 """``StepLog``: the per-step training values, written at optimizer steps (see ``TrainingSteps``)."""
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -46,7 +47,9 @@ class StepLog:
         """Warn when an epoch holds fewer optimizer steps than ``log_every_n_steps`` (no step values within it)."""
         trainer = self.module.trainer
         steps_in = getattr(trainer.datamodule, "train_steps_in", None)  # (a data module of one step a batch: None)
-        steps = steps_in(trainer.num_training_batches) if steps_in else trainer.num_training_batches
+        batches = steps_in(trainer.num_training_batches) if steps_in else trainer.num_training_batches
+        # One update per accumulate_grad_batches batches, and one for the epoch's last, incomplete accumulation.
+        steps = math.ceil(batches / self.module.hparams.accumulate_grad_batches)
         every = trainer.log_every_n_steps
         if trainer.loggers and not trainer.fast_dev_run and steps < every:
             rank_zero_warn(

@@ -392,6 +392,12 @@ def test_the_logging_interval_warning_counts_optimizer_steps_not_batches(fashion
         "train/acc_step are written every 9 optimizer steps. Set a lower --trainer.log_every_n_steps to see them "
         "within an epoch."
     ]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # gradients of 3 batches make one update: 3 updates an epoch (3, 3, 2)
+        cli_main(["fit", *args, "--model.accumulate_grad_batches=3", "--trainer.log_every_n_steps=4"])
+    assert [str(w.message).split(":")[0] for w in caught if "log_every_n_steps" in str(w.message)] == [
+        "An epoch holds 3 optimizer steps, fewer than --trainer.log_every_n_steps 4"
+    ]
 
 
 def test_cli_main_from_a_notebook_does_not_warn_about_the_kernels_argv(fashion, monkeypatch, capsys):
