@@ -64,12 +64,16 @@ KNOWN_LOG_PREFIXES = (
     # Logged by Lightning's checkpoint connector when LearningRateFinder/BatchSizeFinder save their temporary
     # checkpoint (they pass no weights_only; the file is theirs and removed after the search).
     "`weights_only` was not set, defaulting to `False`.",
+    # Logged by torch.utils.cpp_extension when --model.compile imports it on a machine whose torch is a CUDA build
+    # but which has no CUDA runtime: the compiled step runs on the CPU and needs none.
+    "No CUDA runtime is found, using CUDA_HOME=",
 )
-LIGHTNING_INFO_LOGGERS = (
+NOISY_LOGGERS = (
     "lightning.pytorch.utilities.rank_zero",
     "lightning.pytorch.trainer.connectors.signal_connector",
     "lightning.fabric.utilities.rank_zero",
     "lightning.pytorch.trainer.connectors.checkpoint_connector",
+    "torch.utils.cpp_extension",
 )
 
 
@@ -84,7 +88,7 @@ def silence_known_noise() -> None:
     """Install the filters (idempotent): warnings by message and category, log lines by prefix."""
     for message, category, _origin in KNOWN_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)
-    for name in LIGHTNING_INFO_LOGGERS:
+    for name in NOISY_LOGGERS:
         logger = logging.getLogger(name)
         if not any(isinstance(existing, _DropKnownLines) for existing in logger.filters):
             logger.addFilter(_DropKnownLines())
