@@ -129,7 +129,11 @@ def export(
     Returns:
         The path of each written file, by format.
     """
+    if formats is not None and not formats:
+        raise ExportError(f"--formats is empty: give one or more of {', '.join(FILES)} (or leave it out: the default).")
     formats = [formats] if isinstance(formats, str) else list(formats or DEFAULT_FORMATS)
+    if Path(output_dir).is_file():
+        raise ExportError(f"--output_dir '{output_dir}' is a file; exports go into a folder. Choose another one.")
     model = load_model(ckpt_path)
     net = model.net.eval()
     directory = Path(output_dir)

@@ -269,6 +269,21 @@ def test_export_formats_flag_takes_one_format_or_a_list(fashion, checkpoint, fla
     assert sorted(p.name for p in out.iterdir()) == files
 
 
+def test_export_refuses_an_empty_format_list_and_a_file_for_its_folder(fashion, checkpoint, capsys):
+    a_file = fashion.root / "notes.txt"
+    a_file.write_text("mine")
+    for flags, said in (
+        ([f"--output_dir={fashion.root / 'exports'}", "--formats=[]"], "--formats is empty: give one or more of pth"),
+        ([f"--output_dir={a_file}"], f"--output_dir '{a_file}' is a file; exports go into a folder"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main(["export", str(checkpoint), *flags])
+        assert exit_info.value.code == 2
+        assert said in capsys.readouterr().err
+    assert not (fashion.root / "exports").exists()
+    assert a_file.read_text() == "mine"
+
+
 def test_torchscript_on_request_without_warnings(fashion, checkpoint):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # TorchScript's FutureWarnings must not reach the user
