@@ -71,6 +71,11 @@ def test_predict_into_a_place_it_cannot_write_is_one_paragraph_and_keeps_what_wa
     assert f"error: Cannot write the predictions to {blocked / 'p.csv'} (" in err
     assert "nothing was predicted. Pass a writable --predictions.path FILE" in err
     assert "Traceback" not in err
+    for overwrite in ("false", "true"):  # a folder: it said "already exists (an earlier predict's)"
+        with pytest.raises(SystemExit) as stopped:
+            cli_main(["predict", *args, f"--predictions.path={fashion.root}", f"--predictions.overwrite={overwrite}"])
+        assert stopped.value.code == 2
+        assert f"--predictions.path {fashion.root} is a folder; nothing was predicted" in capsys.readouterr().err
 
     written = checkpoint.parents[1] / "predictions.csv"
     earlier = b"index,predicted,probability,actual\r\n0,Bag,0.5,\r\n"

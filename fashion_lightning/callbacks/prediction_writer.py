@@ -35,6 +35,11 @@ class PredictionWriter(BasePredictionWriter):
 
     def on_predict_start(self, trainer, pl_module) -> None:
         path = self.csv_path(trainer)
+        if path.is_dir():
+            raise ConfigurationError(
+                f"--predictions.path {path} is a folder; nothing was predicted. Give a file in it, e.g. "
+                f"--predictions.path {path / 'predictions.csv'}."
+            )
         if path.exists() and not self.overwrite:
             raise ConfigurationError(
                 f"{path} already exists (an earlier predict's); nothing was predicted or written. Pass "
