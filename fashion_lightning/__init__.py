@@ -1,12 +1,17 @@
 """Fashion-MNIST on PyTorch Lightning: the PyTorch quickstart's pipeline, with a CLI, resume and export."""
 
+from importlib import metadata
+
 from fashion_lightning.data import CLASS_NAMES
 from fashion_lightning.datamodule import FashionMNISTDataModule
 from fashion_lightning.lit_module import FashionClassifier
 from fashion_lightning.model import MLP, SmallCNN
 
 __all__ = ["CLASS_NAMES", "MLP", "FashionClassifier", "FashionMNISTDataModule", "SmallCNN", "cli_main"]
-__version__ = "0.1.0"
+try:
+    __version__ = metadata.version("fashion-lightning")  # pyproject.toml's, once installed
+except metadata.PackageNotFoundError:  # a checkout on sys.path, not installed
+    __version__ = "unknown"
 
 
 def cli_main(args=None):

@@ -40,7 +40,7 @@ from fashion_lightning.options import (
     explicit_options,
     follow_monitor,
 )
-from fashion_lightning.parse_errors import FashionArgumentParser, unknown_command
+from fashion_lightning.parse_errors import FashionArgumentParser
 from fashion_lightning.quiet import silence_known_noise
 from fashion_lightning.run_config import RunConfigSaver
 from fashion_lightning.run_lock import release_locks
@@ -52,8 +52,7 @@ from fashion_lightning.runs import (
     resolve_ckpt_path,
     version_dir_name,
 )
-from fashion_lightning.sweep import main as sweep_main
-from fashion_lightning.tools import TOOLS, run_tool
+from fashion_lightning.tools import run_without_lightning_cli
 
 DESCRIPTION = (
     "Train, evaluate and use a Fashion-MNIST classifier (the PyTorch quickstart's MLP on Lightning). "
@@ -63,7 +62,6 @@ DESCRIPTION = (
 )
 RUN_NAME = "fashion"
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
-COMMANDS = (*SUBCOMMANDS, *TOOLS, "sweep")
 SUBCOMMAND_USAGE = "%(prog)s [-h] [-c CONFIG] [--print_config[=flags]] [--ckpt_path CKPT_PATH] [--OPTION VALUE ...]"
 
 
@@ -216,11 +214,8 @@ def cli_main(args: ArgsType = None) -> FashionCLI | None:
     silence_known_noise()
     argv, sigint = sys.argv[1:] if args is None else args, signal.getsignal(signal.SIGINT)
     try:
-        command = argv[0] if isinstance(argv, list) and argv else "-"
-        if not command.startswith("-") and command not in COMMANDS:
-            raise unknown_command(command, COMMANDS)  # (Lightning's parser knows fit, validate, test, predict only)
-        if command in (*TOOLS, "sweep"):
-            code = sweep_main(argv[1:]) if command == "sweep" else min(run_tool(argv), 1)  # (run_tool: failures)
+        code = run_without_lightning_cli(argv)
+        if code is not None:  # classify, export, serve, sweep or --version
             if code:
                 sys.exit(code)
             return None

@@ -146,13 +146,13 @@ def did_you_mean(message: str, help_text: str) -> str:
     return f" (did you mean {', '.join(close)}?)" if close else ""
 
 
-def unknown_command(command: str, commands: tuple[str, ...]) -> ConfigurationError:
-    """The error for a command that is none of ``commands``, naming the closest and every one."""
-    close = difflib.get_close_matches(command, commands, n=1, cutoff=0.6)
+def unknown_command(command: str | None, commands: tuple[str, ...]) -> ConfigurationError:
+    """The error for a command that is none of ``commands`` (or for none given), naming the closest and every one."""
+    close = difflib.get_close_matches(command, commands, n=1, cutoff=0.6) if command else []
     guess = f" (did you mean {close[0]}?)" if close else ""
+    what = f"Unknown command '{command}'{guess}" if command else "No command given"
     return ConfigurationError(
-        f"Unknown command '{command}'{guess}. The commands are {', '.join(commands)}; `fashion-lightning --help` "
-        "says what each does."
+        f"{what}. The commands are {', '.join(commands)}; `fashion-lightning --help` says what each does."
     )
 
 

@@ -1,8 +1,29 @@
-"""``classify``, ``export`` and ``serve``: the commands on a model file that need no Trainer."""
+"""The commands LightningCLI does not run: ``classify``, ``export`` and ``serve`` (on a model file, no Trainer),
+``sweep`` (many fits) and ``--version``."""
 
-from fashion_lightning.parse_errors import ToolArgumentParser
+from fashion_lightning.parse_errors import ToolArgumentParser, unknown_command
 
 TOOLS = ("classify", "export", "serve")
+COMMANDS = ("fit", "validate", "test", "predict", *TOOLS, "sweep")
+
+
+def run_without_lightning_cli(argv) -> int | None:
+    """Run ``argv`` if its command is not one of LightningCLI's (fit, validate, test, predict) and return the exit
+    status; ``None``: LightningCLI's to run. An unknown or missing command is a ``ConfigurationError`` naming them
+    all (Lightning's parser would name its four only)."""
+    if not isinstance(argv, list):  # (a dict of arguments: LightningCLI's)
+        return None
+    command = argv[0] if argv else None
+    if command == "--version":
+        print(versions_line())
+        return 0
+    if command is None or (not command.startswith("-") and command not in COMMANDS):
+        raise unknown_command(command, COMMANDS)
+    if command == "sweep":
+        from fashion_lightning.sweep import main as sweep_main
+
+        return sweep_main(argv[1:])
+    return min(run_tool(argv), 1) if command in TOOLS else None  # (run_tool returns the failures)
 
 
 def run_tool(args: list[str]) -> int:
@@ -35,3 +56,13 @@ def run_tool(args: list[str]) -> int:
     function = export if config.subcommand == "export" else serve
     function(**{key: value for key, value in vars(options).items() if key != "config"})
     return 0
+
+
+def versions_line() -> str:
+    """``fashion-lightning --version``: this package's version and those of what it runs on (for bug reports)."""
+    import lightning
+    import torch
+
+    from fashion_lightning import __version__
+
+    return f"fashion-lightning {__version__} (lightning {lightning.__version__}, torch {torch.__version__})"

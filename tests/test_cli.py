@@ -4,6 +4,7 @@ import re
 import subprocess
 import sys
 import warnings
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -301,6 +302,20 @@ def test_an_unknown_command_names_every_command_not_only_lightnings_four(capsys,
         f"error: Unknown command '{command}'{guess}. The commands are fit, validate, test, predict, classify, export, "
         "serve, sweep; `fashion-lightning --help` says what each does.\n"
     )
+
+
+def test_no_command_names_every_command_and_version_says_what_it_runs_on(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main([])  # (Lightning's parser named fit, validate, test and predict only)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        "error: No command given. The commands are fit, validate, test, predict, classify, export, serve, sweep; "
+        "`fashion-lightning --help` says what each does.\n"
+    )
+    assert cli_main(["--version"]) is None
+    said = capsys.readouterr().out
+    assert re.fullmatch(r"fashion-lightning \S+ \(lightning 2\.\d+\.\d+\S*, torch \S+\)\n", said), said
+    assert said.split()[1] == metadata.version("fashion-lightning")  # pyproject.toml's, the one place it is kept
 
 
 def test_a_config_file_that_is_not_there_is_one_line_naming_the_option(capsys, tmp_path):
