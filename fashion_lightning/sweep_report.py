@@ -32,6 +32,8 @@ def report(study: optuna.Study, config, options: dict, out) -> Path | None:
         state = trial.state.name.lower()
         if "continues" in trial.user_attrs:
             state += f" (continues {trial.user_attrs['continues']})"
+        if "diverged" in trial.user_attrs:
+            state += " (diverged)"
         params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
         score = _score(trial, maximize)
         shown = f"{score:.4f}" if math.isfinite(score) else "-"

@@ -15,7 +15,7 @@ from fashion_lightning.callbacks import ResumableRun, RunSummary
 from fashion_lightning.checkpoint_folders import unclaimed_checkpoint_folders
 from fashion_lightning.cli import FashionCLI, cli_kwargs
 from fashion_lightning.datamodule import FashionMNISTDataModule
-from fashion_lightning.errors import ConfigurationError
+from fashion_lightning.errors import ConfigurationError, NonFiniteLossError
 from fashion_lightning.lit_module import FashionClassifier
 from fashion_lightning.logger_layout import runs_root
 from fashion_lightning.quiet import quiet_optuna_reports
@@ -80,6 +80,10 @@ def run_trial(trial: optuna.Trial, study: optuna.Study, options: dict, fit_args:
     args = ["fit", *best, *fit_args, *name, *flags, *resume]
     try:
         FashionCLI(FashionClassifier, FashionMNISTDataModule, **kwargs, args=args)
+    except NonFiniteLossError as err:  # these values diverge: a result of the search, not a reason to stop it
+        trial.set_user_attr("diverged", str(err).split(". ")[0])
+        print(f"Trial {trial.number} pruned: {trial.user_attrs['diverged']}.", flush=True)
+        raise optuna.TrialPruned(trial.user_attrs["diverged"]) from None
     except BaseException:
         release_unused_claims()
         raise

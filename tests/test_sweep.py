@@ -234,6 +234,20 @@ def test_an_error_found_inside_a_trial_is_one_paragraph_on_the_console(fashion):
     assert "failed with" not in result.stderr  # (Optuna's two lines about the failed trial)
 
 
+def test_a_trial_whose_loss_diverges_is_pruned_and_the_sweep_goes_on(fashion, capsys):
+    # A NaN loss stops a fit with an error; in a sweep it is what those values give (it stopped the whole sweep).
+    space = fashion.root / "diverging.yaml"
+    space.write_text(yaml.safe_dump({"model.lr": {"type": "categorical", "choices": [1.0e9]}}))
+    args = sweep_command(fashion, f"sqlite:///{fashion.root / 's.db'}", "--n_trials=2")[4:]
+    assert cli_main(["sweep", *args, f"--search_space={space}", "--trainer.max_epochs=2"]) is None  # exit status 0
+    out = capsys.readouterr().out
+    assert re.findall(r"Trial (\d) pruned: The training loss became NaN or infinite at step \d+", out) == ["0", "1"]
+    study = optuna.load_study(study_name="t", storage=f"sqlite:///{fashion.root / 's.db'}")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.PRUNED] * 2
+    assert out.count("| pruned (diverged) |") == 2
+    assert "No completed trial yet." in out
+
+
 def test_trials_sharing_one_checkpoint_folder_are_refused_before_the_first(fashion, capsys):
     storage = fashion.root / "s.db"
     args = sweep_command(fashion, f"sqlite:///{storage}", f"--checkpoint.dirpath={fashion.root / 'shared'}")[4:]
