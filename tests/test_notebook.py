@@ -21,6 +21,7 @@ def test_notebook_is_committed_without_outputs():
 @pytest.mark.slow
 def test_notebook_executes(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the kernel's mkdtemp workdir (~130 MB) goes where pytest cleans up
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(notebook, timeout=600, kernel_name="python3").execute()
     outputs = "".join(
@@ -35,3 +36,4 @@ def test_notebook_executes(tmp_path, monkeypatch):
     assert "test accuracy:" in outputs
     images = [o for cell in notebook.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) >= 3  # samples, curves, confusion matrix
+    assert [p.name[:17] for p in tmp_path.glob("fashion-notebook-*")] == ["fashion-notebook-"]
