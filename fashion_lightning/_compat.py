@@ -85,12 +85,11 @@ def saved_train_position(checkpoint: dict) -> int | None:
     return position if isinstance(position, int) and "epoch_loop.batch_progress" in loop else None
 
 
-def set_epoch_batches_done(checkpoint: dict, batches: int) -> bool:
+def set_epoch_batches_done(checkpoint: dict, batches: int) -> None:
     """Make Lightning's count of the epoch's training batches (its ``ready``) ``batches``, shifting its other counts
-    alike (they differ where the checkpoint was taken at a batch's end); returns whether it changed."""
+    alike (they differ where the checkpoint was taken at a batch's end)."""
     progress = checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]
     shift = batches - progress["current"]["ready"]
     for counts in (progress["current"], progress["total"]):
         for key in ("ready", "started", "processed", "completed"):
             counts[key] += shift
-    return shift != 0

@@ -132,11 +132,11 @@ def export(
     if formats is not None and not formats:
         raise ExportError(f"--formats is empty: give one or more of {', '.join(FILES)} (or leave it out: the default).")
     formats = [formats] if isinstance(formats, str) else list(formats or DEFAULT_FORMATS)
-    if Path(output_dir).is_file():
+    directory = Path(output_dir)
+    if directory.is_file():
         raise ExportError(f"--output_dir '{output_dir}' is a file; exports go into a folder. Choose another one.")
     model = load_model(ckpt_path)
     net = model.net.eval()
-    directory = Path(output_dir)
     refuse_overwrite(directory, formats, overwrite)
     images, labels = check_batch(data_dir)
     with torch.no_grad():

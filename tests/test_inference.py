@@ -207,10 +207,11 @@ def test_classify_takes_the_checkpoint_or_any_file_export_writes_with_the_same_a
 def a_model_file(folder, name: str):
     """Files that are not a usable Fashion-MNIST model: damaged, incomplete or another model's."""
     path = folder / name
+    mlp_json = json.dumps({key: FashionClassifier().hparams[key] for key in NET_HPARAMS})  # what export writes
     if name.startswith("text"):
         path.write_text("not a model")
     elif name == "model.json":  # export's description of model.pth, given in its place
-        path.write_text(json.dumps({key: FashionClassifier().hparams[key] for key in NET_HPARAMS}))
+        path.write_text(mlp_json)
         torch.save(MLP().state_dict(), path.with_suffix(".pth"))
     elif name == "model.torchscript.pt":  # export writes it on request, for older runtimes; nothing here loads it
         with warnings.catch_warnings():
@@ -220,7 +221,7 @@ def a_model_file(folder, name: str):
         torch.save(MLP().state_dict(), path)
     elif name == "other_weights.pth":
         torch.save(torch.nn.Linear(3, 2).state_dict(), path)
-        path.with_suffix(".json").write_text(json.dumps({key: FashionClassifier().hparams[key] for key in NET_HPARAMS}))
+        path.with_suffix(".json").write_text(mlp_json)
     else:  # another model's torch.export program: other inputs, or 5 classes
         net = (
             torch.nn.Linear(3, 2)
