@@ -29,6 +29,11 @@
   Lightning would count its batches on from the old count: the epoch ended early, its rest never trained, or
   validation fell at other steps. Nothing public sets that count; ``ResumableRun`` recounts it in the new layout
   before Lightning restores its loops (``tests/test_resume.py``).
+- ``spawned_processes``: under ``ddp_spawn``, ``ddp_fork`` and ``ddp_notebook`` Lightning's multiprocessing launcher
+  runs the fit in worker processes that call no ``on_exception`` hook, and a worker that ends by Lightning's own stop
+  (``SIGTERMException``) hands the launcher no result, so it waited for ever. A stop signal is handled differently
+  there (``spawn_stop``), which needs to know the launcher and its processes; nothing public tells either
+  (``tests/test_resume.py``).
 """
 
 from collections.abc import Callable
@@ -93,3 +98,12 @@ def set_epoch_batches_done(checkpoint: dict, batches: int) -> None:
     for counts in (progress["current"], progress["total"]):
         for key in ("ready", "started", "processed", "completed"):
             counts[key] += shift
+
+
+def spawned_processes(trainer) -> list | None:
+    """The worker processes of Lightning's multiprocessing launcher (``ddp_spawn``, ``ddp_fork``, ``ddp_notebook``):
+    a list, empty before they start and in the workers themselves; ``None`` under any other launcher."""
+    from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
+
+    launcher = getattr(trainer.strategy, "launcher", None)
+    return list(getattr(launcher, "procs", [])) if isinstance(launcher, _MultiProcessingLauncher) else None

@@ -9,6 +9,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from torch.multiprocessing import ProcessExitedException
 
 from fashion_lightning import config_types, logger_layout  # noqa: F401 (config_types: how jsonargparse reads types)
 from fashion_lightning.callbacks import (
@@ -52,6 +53,7 @@ from fashion_lightning.runs import (
     resolve_ckpt_path,
     version_dir_name,
 )
+from fashion_lightning.spawn_stop import forward_stop_signals, stop_exit_code, stop_forwarding
 from fashion_lightning.tools import run_without_lightning_cli
 
 DESCRIPTION = (
@@ -174,6 +176,8 @@ class FashionCLI(LightningCLI):
         super().after_instantiate_classes()
         if self._checkpoint is not None and self.subcommand is not None:
             check_compatible(self._checkpoint, self.model, self.config[self.subcommand].ckpt_path)
+        if self.subcommand == "fit":
+            forward_stop_signals(self.trainer)  # (under ddp_spawn: this process only waits for the fit's)
 
 
 def cli_kwargs() -> dict:
@@ -226,6 +230,8 @@ def cli_main(args: ArgsType = None) -> FashionCLI | None:
         release_unused_claims()
         print(f"error: {err}", file=sys.stderr)
         sys.exit(getattr(err, "exit_code", 2))
+    except ProcessExitedException as err:  # (a worker of ddp_spawn; one that stopped said what it saved)
+        sys.exit(stop_exit_code(err))
     except SIGTERMException:
         if resume.stop_signal is None:  # not a fit (whose ResumableRun says what it saved): a validate, test, ...
             rank_zero_info("Stopped by SIGTERM.")
@@ -236,11 +242,12 @@ def cli_main(args: ArgsType = None) -> FashionCLI | None:
         sys.exit(128 + signal.SIGINT)
     except SystemExit:  # e.g. Lightning's exit on a Ctrl-C before the training's handlers were in place
         release_unused_claims()
-        # Lightning ignores SIGINT from such a Ctrl-C on (it exits next); from Python, the next call (a notebook's
-        # next cell) must still stop on Ctrl-C.
+        # Lightning then ignores SIGINT; the next call from Python (a notebook's next cell) must stop on Ctrl-C.
         if signal.getsignal(signal.SIGINT) is signal.SIG_IGN and callable(sigint):
             signal.signal(signal.SIGINT, sigint)
         raise
+    finally:
+        stop_forwarding()
 
 
 def main() -> None:

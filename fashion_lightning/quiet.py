@@ -57,6 +57,9 @@ KNOWN_LOG_PATTERNS = (
     # Logged by Lightning's SIGTERM handler, which ResumableRun calls to stop at a step boundary also on Ctrl-C
     # (SIGINT); it then says "Stopped by SIGINT at step N: saved ..." itself.
     r"(\[rank: \d+\] )?Received SIGTERM: \d+",
+    # Logged by torch's launcher of ddp_spawn's workers when one has exited and it ends the others: after a stop
+    # signal, the workers all save and exit at the same step (spawn_stop); a worker's error shows as its traceback.
+    r"Terminating process %s via signal SIGTERM",
 )
 KNOWN_LOG_PREFIXES = (
     # Logged (not warned) on every Trainer start by Lightning 2.6's logger connector; no switch (Lightning #21294).
@@ -74,6 +77,7 @@ NOISY_LOGGERS = (
     "lightning.fabric.utilities.rank_zero",
     "lightning.pytorch.trainer.connectors.checkpoint_connector",
     "torch.utils.cpp_extension",
+    "torch.multiprocessing.spawn",
 )
 
 

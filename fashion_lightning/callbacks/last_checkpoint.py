@@ -68,14 +68,14 @@ class LastCheckpoint(Checkpoint):
         self.save(trainer, now=False)  # validation of this epoch has run and logged by now
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._rename_into_place(trainer)  # (the previous epoch's training values were logged in between)
+        self.commit(trainer)  # (the previous epoch's training values were logged in between)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        self._rename_into_place(trainer)
+        self.commit(trainer)
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         with contextlib.suppress(OSError):  # (the exception being handled says more than a failed rename)
-            self._rename_into_place(trainer)  # a finished epoch's file is worth more than the gap it may leave
+            self.commit(trainer)  # a finished epoch's file is worth more than the gap it may leave
 
     def save(self, trainer, now: bool = True) -> bool:
         """Write the trainer's state (not in ``fast_dev_run`` or the sanity check: ``False``); it becomes
@@ -87,12 +87,13 @@ class LastCheckpoint(Checkpoint):
         self._saved_step = trainer.global_step
         self._waiting = True
         if now:
-            self._rename_into_place(trainer)
+            self.commit(trainer)
         return True
 
-    def _rename_into_place(self, trainer) -> None:
+    def commit(self, trainer) -> bool:
+        """Make the file waiting beside ``last.ckpt`` (an epoch's, see ``save``) ``last.ckpt``; ``False``: none."""
         if not self._waiting:
-            return
+            return False
         self._waiting = False
         for logger in trainer.loggers:
             logger.save()  # (CSVLogger writes its rows here)
@@ -100,3 +101,20 @@ class LastCheckpoint(Checkpoint):
                 logger.experiment.flush()  # (its events are written by a thread: wait for it)
         if trainer.is_global_zero:  # (the process that wrote the file)
             rename_into_place(temporary_path(self.path()), self.path())
+        return True
+
+
+def last_checkpoint_path(trainer) -> Path | None:
+    """Where the run's ``last.ckpt`` goes (from its ``LastCheckpoint`` or ``ModelCheckpoint`` callback)."""
+    last = last_checkpoint_callback(trainer)
+    if last is not None:
+        return last.path()
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.dirpath:
+            return Path(callback.dirpath) / LastCheckpoint.FILE_NAME
+    return None
+
+
+def last_checkpoint_callback(trainer) -> LastCheckpoint | None:
+    """The trainer's ``LastCheckpoint``, if it has one."""
+    return next((cb for cb in trainer.checkpoint_callbacks if isinstance(cb, LastCheckpoint)), None)

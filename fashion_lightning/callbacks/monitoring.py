@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
-from fashion_lightning.callbacks.resume import last_checkpoint_path
+from fashion_lightning.callbacks.last_checkpoint import last_checkpoint_path
 from fashion_lightning.data import step_batches
 from fashion_lightning.errors import ConfigurationError, NonFiniteLossError
 from fashion_lightning.host_copy import HostCopy

@@ -9,24 +9,26 @@
   ignored when the fit starts (SIGINT under `fit &` in a script) stays ignored.
 - Temporary files of a write killed half-way are removed when the next run starts.
 - A resume on a different number of processes says plainly what changes.
+- Under ``ddp_spawn``, ``ddp_fork`` and ``ddp_notebook`` the workers save at the same boundary, then exit
+  themselves (``spawn_stop`` says why).
 """
 
 import os
 import signal
-import subprocess
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from fashion_lightning._compat import saved_train_position, set_epoch_batches_done
+from fashion_lightning._compat import saved_train_position, set_epoch_batches_done, spawned_processes
 from fashion_lightning.atomic import remove_stale_temporaries
-from fashion_lightning.callbacks.last_checkpoint import LastCheckpoint
+from fashion_lightning.callbacks.last_checkpoint import last_checkpoint_callback, last_checkpoint_path
 from fashion_lightning.quiet import silence_known_noise
 from fashion_lightning.rng_state import restore_rng_state, rng_states_of_all_processes
 from fashion_lightning.runs import mark_training_started, resume_flag
+from fashion_lightning.slurm import requeue_slurm_job
+from fashion_lightning.spawn_stop import STOP_SIGNALS, end_worker
 
 RNG_KEY = "fashion_lightning_rng"
 RUN_KEY = "fashion_lightning_run"
@@ -41,13 +43,11 @@ class ResumableRun(L.Callback):
             the file's path, when the run has no ``version_N`` folder for ``last`` to find).
     """
 
-    STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1") if hasattr(signal, name))
-
     def __init__(self, resume: str | None = None) -> None:
         self.resume = resume
         self._originals: dict[int, object] = {}
         self._lightning_sigterm = None
-        self._handed_over = self._saved = False
+        self._handed_over = self._saved = self._spawned = False
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         path = last_checkpoint_path(trainer)  # the checkpoint callbacks' directories are resolved by now
@@ -61,24 +61,37 @@ class ResumableRun(L.Callback):
         if stage == "fit":
             self._handed_over = self._saved = False
             self._lightning_sigterm = None
-            self._originals = {signum: signal.getsignal(signum) for signum in self.STOP_SIGNALS}
+            self._spawned = spawned_processes(trainer) is not None
+            self._originals = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+            if self._spawned:  # (a Ctrl-C before training ended a spawned worker with no result: the launcher hung)
+                self._set_handlers()
 
     def on_sanity_check_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._install_handlers()
+        self._install_handlers(trainer)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._install_handlers()
+        self._install_handlers(trainer)
         mark_training_started()  # a run refused before this point leaves no run folder (runs.release_unused_claims)
 
-    def _install_handlers(self) -> None:
+    def _install_handlers(self, trainer: L.Trainer) -> None:
         # The Trainer has registered its SIGTERM handler by now (after on_fit_start): ours take its place and hand
         # the stop to it at a step boundary (_hand_over), and the Trainer's teardown puts back the handlers from
         # before the fit even when the fit ends by an exception.
         if self._lightning_sigterm is not None:
             return
-        self._pid = os.getpid()  # loader workers forked later inherit the handlers (see _request_stop)
+        global stop_signal
         self._lightning_sigterm = signal.getsignal(signal.SIGTERM)
-        for signum in self.STOP_SIGNALS:
+        self._set_handlers()
+        if self._spawned:  # a stop before this point ends the workers here (all of them: a collective)
+            if trainer.received_sigterm:  # (by Lightning's handler, which would end the worker with no result)
+                stop_signal = stop_signal or signal.SIGTERM
+            if self._stop_agreed(trainer):
+                self._hand_over()
+                self._end_worker(trainer)
+
+    def _set_handlers(self) -> None:
+        self._pid = os.getpid()  # loader workers forked later inherit the handlers (see _request_stop)
+        for signum in STOP_SIGNALS:
             # A signal ignored when the fit began stays ignored (`fit &` in a script starts with SIGINT ignored: a
             # Ctrl-C meant for the terminal's foreground job stops no such program), Lightning's handler included.
             ignored = self._originals.get(signum) is signal.SIG_IGN
@@ -120,7 +133,7 @@ class ResumableRun(L.Callback):
         if not self._handed_over:
             self._handed_over = True
             stop_signal = stop_signal or signal.SIGTERM  # (under DDP: maybe another process's signal)
-            if callable(self._lightning_sigterm):
+            if callable(self._lightning_sigterm) and not self._spawned:  # (a spawned worker ends itself)
                 self._lightning_sigterm(signal.SIGTERM, None)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
@@ -129,10 +142,32 @@ class ResumableRun(L.Callback):
         # stop waits for the epoch's end (on_train_epoch_end, after its validation).
         if self._stop_agreed(trainer) and batch_idx + 1 < trainer.num_training_batches:
             self._hand_over()
+            if self._spawned:
+                self._end_worker(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._stop_agreed(trainer):
             self._hand_over()
+            if self._spawned and last_checkpoint_callback(trainer) is None:
+                self._save_last(trainer)  # (a LastCheckpoint saves the epoch's state after this hook)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._handed_over and self._spawned:  # stopped at the end of the previous epoch
+            self._end_worker(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._handed_over and self._spawned:  # stopped at the end of the last epoch
+            self._end_worker(trainer)
+
+    def _end_worker(self, trainer: L.Trainer) -> None:
+        """End a spawned worker at the boundary its processes agreed on: the epoch's file that LastCheckpoint wrote
+        becomes ``last.ckpt`` (at a step: this step is saved), the stop is reported and the process exits."""
+        last = last_checkpoint_callback(trainer)
+        self._saved = self._saved or (last is not None and last.commit(trainer))
+        self._report_stop(trainer)
+        for logger in trainer.loggers:
+            logger.finalize("failed")  # (as Lightning does when a fit ends by an exception)
+        end_worker(stop_signal)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # A validation inside the epoch (val_check_interval) after the step that handed the stop over: Lightning
@@ -158,13 +193,15 @@ class ResumableRun(L.Callback):
             rank_zero_info(
                 f"Stopped by {name} at step {step}: saved {path} (resume: {self.resume or resume_flag(path)})."
             )
-        else:  # (a stop that Lightning took in a validation without this callback's hand-over)
-            rank_zero_info(f"Stopped by {name} at step {step}, in validation: not saved; {path} is kept.")
+        else:  # (a stop that Lightning took in a validation without this callback's hand-over, or before training)
+            when = "before training" if trainer.sanity_checking else "in validation"
+            kept = f"not saved; {path} is kept" if Path(path).exists() else "nothing was saved"
+            rank_zero_info(f"Stopped by {name} at step {step}, {when}: {kept}.")
         if signum == getattr(signal, "SIGUSR1", None) and trainer.is_global_zero:
             requeue_slurm_job()
 
     def _save_last(self, trainer: L.Trainer) -> None:
-        last = _last_checkpoint_callback(trainer)
+        last = last_checkpoint_callback(trainer)
         if last is not None:
             self._saved = last.save(trainer)  # (in place of an epoch's file still waiting to be renamed)
         elif (path := last_checkpoint_path(trainer)) is not None:
@@ -209,33 +246,6 @@ class ResumableRun(L.Callback):
             set_epoch_batches_done(checkpoint, trainer.datamodule.train_batches_within(position))
 
 
-def last_checkpoint_path(trainer: L.Trainer) -> Path | None:
-    """Where the run's ``last.ckpt`` goes (from its ``LastCheckpoint`` or ``ModelCheckpoint`` callback)."""
-    last = _last_checkpoint_callback(trainer)
-    if last is not None:
-        return last.path()
-    for callback in trainer.checkpoint_callbacks:
-        if isinstance(callback, ModelCheckpoint) and callback.dirpath:
-            return Path(callback.dirpath) / LastCheckpoint.FILE_NAME
-    return None
-
-
-def _last_checkpoint_callback(trainer: L.Trainer) -> LastCheckpoint | None:
-    return next((cb for cb in trainer.checkpoint_callbacks if isinstance(cb, LastCheckpoint)), None)
-
-
 def _batch_size(trainer: L.Trainer) -> int | None:
     datamodule = trainer.datamodule
     return getattr(getattr(datamodule, "hparams", None), "batch_size", None)
-
-
-def requeue_slurm_job() -> None:
-    """Put this SLURM job back in the queue (it resumes with ``--ckpt_path last``); no-op outside SLURM."""
-    job = os.environ.get("SLURM_JOB_ID")
-    if not job:
-        return
-    if os.environ.get("SLURM_ARRAY_JOB_ID"):
-        job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
-    result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)  # noqa: S603, S607
-    status = "requeued" if result.returncode == 0 else f"could not be requeued ({result.stderr.strip()})"
-    rank_zero_info(f"SLURM job {job} {status}.")
