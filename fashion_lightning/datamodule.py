@@ -65,17 +65,16 @@ class FashionMNISTDataModule(L.LightningDataModule):
             the MLP, whose inputs are not translation-invariant).
         predict_split: Which images ``predict`` runs on.
         steps_per_batch: Optimizer steps per Lightning training step: each training batch is a list of this many
-            batches of ``batch_size`` (same images, same order, same updates as one step each), so Lightning's
-            per-step work is paid once per group. ``global_step``, ``--trainer.max_steps``,
-            ``--trainer.log_every_n_steps`` and ``--last.every_n_train_steps`` still count optimizer steps. The
-            progress bar and the options that count batches (``--trainer.limit_train_batches``,
-            ``--trainer.overfit_batches``, ``--trainer.val_check_interval``, ``--checkpoint.every_n_train_steps``)
-            count groups, and a stop signal or ``last.ckpt`` every n steps takes effect at the end of a group.
-            ``None``: 16 on a GPU, 64 on a CPU (with a fractional ``val_check_interval``, groups of up to that many
-            laid out so that it validates after the same steps as without groups), and 1 when an option that
-            counts batches is set or a callback acts on every training batch (a learning-rate search, weight
-            averaging, SpikeDetection, the monitors that log every ``log_every_n_steps`` batches, a callback of
-            your own with a training-batch or an optimizer-step hook).
+            batches of ``batch_size`` (same images, order and updates as one step each), so Lightning's per-step
+            work is paid once per group. ``global_step``, ``--trainer.max_steps``, ``--trainer.log_every_n_steps``
+            and ``--last.every_n_train_steps`` still count optimizer steps; the progress bar and the options that
+            count batches (``limit_train_batches``, ``overfit_batches``, ``val_check_interval``,
+            ``--checkpoint.every_n_train_steps``) count groups, and a stop signal or ``last.ckpt`` every n steps
+            takes effect at a group's end. ``None``: 16 on a GPU, 64 on a CPU (with a fractional
+            ``val_check_interval``, laid out to validate after the same steps as without groups), and 1 when an
+            option that counts batches is set or a callback acts on every training batch (a learning-rate search,
+            weight averaging, SpikeDetection, the monitors that log every ``log_every_n_steps`` batches, or your
+            own with a training-batch or optimizer-step hook).
     """
 
     def __init__(
@@ -192,8 +191,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         return self._train_sampler(self.grouping()).batches_within(images)
 
     def steps_per_batch(self) -> int:
-        """Optimizer steps per training batch (the most, where they differ): ``--data.steps_per_batch``, or the
-        automatic choice."""
+        """Optimizer steps per training batch (the most, where they differ): the option, or the automatic choice."""
         return self.grouping().steps
 
     def grouping(self) -> Grouping:
