@@ -404,6 +404,39 @@ def test_a_signal_to_one_ddp_process_stops_both_at_one_step_and_resumes_exactly(
     assert_same_weights(last_ckpt(logs), last_ckpt(reference))
 
 
+@pytest.mark.parametrize(
+    ("exit_code", "received", "status", "says"),
+    [
+        (143, None, 143, None),  # a worker that stopped cleanly (it said what it saved)
+        (143, signal.SIGINT, 130, None),  # the launching process's Ctrl-C, passed on to the workers as SIGTERM
+        (-15, signal.SIGTERM, 143, "Stopped by SIGTERM before training: nothing was saved."),
+        (1, signal.SIGINT, 130, "Stopped by SIGINT before training: nothing was saved."),
+        (-9, None, 137, "A training process was killed by SIGKILL; nothing more was saved"),
+    ],
+)
+def test_a_spawned_workers_exit_becomes_the_runs_exit_status(monkeypatch, caplog, exit_code, received, status, says):
+    from torch.multiprocessing import ProcessExitedException
+
+    from fashion_lightning import spawn_stop
+
+    monkeypatch.setattr(spawn_stop, "_received", received)
+    ended = ProcessExitedException("process 0 ended", error_index=0, error_pid=1, exit_code=exit_code)
+    with caplog.at_level("INFO"):
+        assert spawn_stop.stop_exit_code(ended) == status
+    assert (says in caplog.text) if says else "Stopped" not in caplog.text
+
+
+def test_a_spawned_worker_that_failed_otherwise_keeps_its_error(monkeypatch):
+    from torch.multiprocessing import ProcessExitedException
+
+    from fashion_lightning import spawn_stop
+
+    monkeypatch.setattr(spawn_stop, "_received", None)
+    failed = ProcessExitedException("process 1 exited with 1", error_index=1, error_pid=1, exit_code=1)
+    with pytest.raises(ProcessExitedException, match="exited with 1"):
+        spawn_stop.stop_exit_code(failed)
+
+
 def test_a_live_writers_temporary_file_is_left_alone(tmp_path):
     """Two runs sharing a folder: the second one's clean-up must not delete what the first is writing."""
     from fashion_lightning.atomic import remove_stale_temporaries
