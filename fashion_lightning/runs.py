@@ -175,11 +175,12 @@ def mark_training_started() -> None:
     _training_started = True
 
 
-def release_unused_claims() -> None:
+def release_unused_claims(started: bool | None = None) -> None:
     """Remove the run folders this process claimed that hold nothing of a run: a fit's that never reached its first
-    training step, or any whose folder holds no logged values."""
+    training step, or any whose folder holds no logged values. ``started``: whether training may have started (by
+    default, whether this process marked it: ``ddp_spawn``'s workers train in other processes)."""
     global _training_started
-    started, _training_started = _training_started, False
+    started, _training_started = _training_started if started is None else started, False
     while _claimed:
         run_dir, fit = _claimed.pop()
         release_lock(run_dir)

@@ -21,6 +21,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.multiprocessing import ProcessExitedException
 
 from fashion_lightning._compat import spawned_processes
+from fashion_lightning.runs import mark_training_started, release_unused_claims
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1") if hasattr(signal, name))
 _originals: dict[int, object] = {}
@@ -34,18 +35,23 @@ def forward_stop_signals(trainer) -> None:
     if spawned_processes(trainer) is None or _originals:
         return
     _received = None
+    # Whether the workers trained is not known here: a run folder with any trace of a run must outlive an abort.
+    mark_training_started()
 
     def forward(signum, frame) -> None:
         global _received
         if signum == signal.SIGINT and _received == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: abort at once, as in a fit without spawned workers
-        workers = [process for process in spawned_processes(trainer) or [] if process.is_alive()]
-        if not workers:
+        processes = spawned_processes(trainer)
+        if not processes:
             # The launcher is still starting them (it knows them once all have started): nothing trained yet. Those
             # started would wait for ever for the others, and the launcher for one that died while it started: end
             # them, then stop as without this handler.
             for process in multiprocessing.active_children():
                 os.kill(process.pid, signal.SIGTERM)
+            release_unused_claims(started=False)  # (a new run's folder)
+        workers = [process for process in processes or [] if process.is_alive()]
+        if not workers:  # (not started, or the fit is over)
             stop_forwarding()
             signal.raise_signal(signum)
             return
@@ -80,7 +86,8 @@ def stop_exit_code(error: ProcessExitedException) -> int:
     code = error.exit_code
     if code - 128 in STOP_SIGNALS:  # a worker that stopped cleanly (it said what it saved)
         return 128 + (_received or code - 128)
-    if code and _received:  # a worker that the signal reached before its handlers were in place
+    if _received and code in (1, *(-signum for signum in STOP_SIGNALS)):  # one ended before its handlers were in
+        release_unused_claims(started=True)  # place (an empty new run folder goes; one a worker wrote in stays)
         rank_zero_info(f"Stopped by {signal.Signals(_received).name} before training: nothing was saved.")
         return 128 + _received
     if code < 0:  # killed from outside: SIGKILL (out of memory?), or a signal before its handlers were in place

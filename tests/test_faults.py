@@ -90,6 +90,33 @@ def test_ctrl_c_in_a_terminal_with_loader_workers_stops_once(fashion):
 
 
 @pytest.mark.slow
+def test_ctrl_c_twice_under_ddp_spawn_aborts_and_keeps_the_run(fashion):
+    # Under ddp_spawn the process the user started trains nothing itself: it took the run for one that never started
+    # and deleted its folder, checkpoints included, when a Ctrl-C ended it.
+    logs = fashion.root / "spawned"
+    spawn = ["--trainer.strategy=ddp_spawn", "--trainer.devices=2", "--data.steps_per_batch=1"]
+    process = subprocess.Popen(
+        fit_command(fashion, logs, *spawn, "--trainer.max_epochs=200"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        wait_for(last_ckpt(logs), process)
+        os.killpg(process.pid, signal.SIGINT)
+        time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGINT)  # "Ctrl-C again: abort, no save"
+        output, _ = process.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode != 0, output[-2000:]
+    assert run_folders(logs) == ["version_0"], output[-2000:]
+    assert torch.load(last_ckpt(logs), weights_only=True)["global_step"] > 0
+
+
+@pytest.mark.slow
 def test_two_runs_started_together_get_their_own_folders_and_checkpoints(fashion):
     logs = fashion.root / "shared"
     commands = [fit_command(fashion, logs, "--trainer.max_epochs=2", f"--model.lr={lr}") for lr in (0.01, 0.02)]

@@ -98,7 +98,8 @@ class ResumableRun(L.Callback):
             signal.signal(signum, signal.SIG_IGN if ignored else self._request_stop)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self._restore_handlers()  # a notebook kernel must still die on SIGTERM and stop a cell on Ctrl-C
+        if not self._spawned:  # (a spawned worker ends with the fit: a signal passed on now must not kill it)
+            self._restore_handlers()  # a notebook kernel must still die on SIGTERM and stop a cell on Ctrl-C
 
     def _restore_handlers(self) -> None:
         for signum, handler in self._originals.items():
