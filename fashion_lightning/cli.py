@@ -9,7 +9,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from torch.multiprocessing import ProcessExitedException
+from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
 
 from fashion_lightning import config_types, logger_layout  # noqa: F401 (config_types: how jsonargparse reads types)
 from fashion_lightning.callbacks import (
@@ -31,7 +31,7 @@ from fashion_lightning.checkpoint_folders import (
 from fashion_lightning.checkpointing import AtomicCheckpointIO, check_compatible, load_checkpoint
 from fashion_lightning.class_errors import class_error
 from fashion_lightning.datamodule import FashionMNISTDataModule
-from fashion_lightning.errors import FashionLightningError
+from fashion_lightning.errors import FashionLightningError, own_error
 from fashion_lightning.lit_module import FashionClassifier
 from fashion_lightning.options import (
     HOW_TO_RUN,
@@ -226,10 +226,12 @@ def cli_main(args: ArgsType = None) -> FashionCLI | None:
         cli = build_cli(args)
         release_locks()  # the run is over: another process (or this one) may resume it now
         return cli
-    except (FashionLightningError, MisconfigurationException) as err:
+    except (FashionLightningError, MisconfigurationException, ProcessRaisedException) as err:
+        if (error := own_error(err)) is None:  # (ProcessRaisedException: a ddp_spawn worker's, any error)
+            raise
         release_unused_claims()
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(getattr(err, "exit_code", 2))
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(getattr(error, "exit_code", 2))
     except ProcessExitedException as err:  # (a worker of ddp_spawn; one that stopped said what it saved)
         sys.exit(stop_exit_code(err))
     except SIGTERMException:

@@ -117,6 +117,39 @@ def test_ctrl_c_twice_under_ddp_spawn_aborts_and_keeps_the_run(fashion):
 
 
 @pytest.mark.slow
+def test_an_error_in_a_ddp_spawn_worker_is_one_paragraph_and_leaves_no_run_folder(fashion):
+    # Under ddp_spawn the data is found and checked in the workers: their error reached the console as a traceback
+    # (torch hands it back as text), and the run's new folder stayed behind.
+    empty = fashion.root / "empty"
+    empty.mkdir()
+    spawn = ["--trainer.strategy=ddp_spawn", "--trainer.devices=2", f"--data.source_dir={empty}"]
+    command = [*CLI, "fit", *cli_args(fashion, *spawn), f"--data.data_dir={empty / 'data'}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stdout + result.stderr
+    assert re.search(r"^error: Fashion-MNIST file '[\w-]+' is not available in .* Ways out:", result.stderr, re.M)
+    assert run_folders(fashion.logs) == []
+
+
+def test_a_spawned_workers_report_is_read_back_as_its_error():
+    from torch.multiprocessing import ProcessRaisedException
+
+    from fashion_lightning.errors import NonFiniteLossError, own_error
+
+    def report(last_lines: str) -> ProcessRaisedException:
+        trace = f'Traceback (most recent call last):\n  File "x.py", line 1, in f\n    g()\n{last_lines}\n'
+        return ProcessRaisedException(f"\n\n-- Process 1 terminated with the following error:\n{trace}", 1, 42)
+
+    rebuilt = own_error(report("fashion_lightning.errors.NonFiniteLossError: The loss became NaN.\nSee --help."))
+    assert isinstance(rebuilt, NonFiniteLossError)
+    assert str(rebuilt) == "The loss became NaN.\nSee --help."
+    assert rebuilt.exit_code == 3
+    assert own_error(report("ValueError: something else")) is None
+    assert own_error(report("torch.OutOfMemoryError: CUDA out of memory.")) is None
+    assert own_error(ValueError("not a worker's")) is None
+
+
+@pytest.mark.slow
 def test_two_runs_started_together_get_their_own_folders_and_checkpoints(fashion):
     logs = fashion.root / "shared"
     commands = [fit_command(fashion, logs, "--trainer.max_epochs=2", f"--model.lr={lr}") for lr in (0.01, 0.02)]
