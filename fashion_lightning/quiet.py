@@ -9,7 +9,7 @@ import logging
 import re
 import warnings
 
-from fashion_lightning.errors import FashionLightningError
+from fashion_lightning.errors import FashionLightningError, own_error
 
 # (message regex, category, where it comes from)
 KNOWN_WARNINGS = (
@@ -109,7 +109,7 @@ class _ReportedElsewhere(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = str(record.msg)
-        if record.exc_info and isinstance(record.exc_info[1], FashionLightningError):
+        if record.exc_info and isinstance(own_error(record.exc_info[1]), FashionLightningError):
             self._follow_up = message.partition(" failed with parameters")[0] + " failed with value "
             return False
         if self._follow_up and message.startswith(self._follow_up):

@@ -193,12 +193,19 @@ def release_unused_claims(started: bool | None = None) -> None:
 
 def _never_started(run_dir: Path) -> bool:
     # Lightning opens the loggers before the data module's setup, whose checks (--data.val_size against the data)
-    # may still refuse the run: a TensorBoard event file with nothing but its header is no trace of a run.
+    # may still refuse the run: a TensorBoard event file with nothing but its header is no trace of a run, nor is
+    # the run's config (written in setup).
     try:
         files = list(run_dir.iterdir())
     except OSError:
         return False
-    return all(f.is_file() and f.name.startswith("events.out.tfevents.") and not _holds_events(f) for f in files)
+    return all(
+        f.is_file() and (re.fullmatch(r"config(\.\w+)?\.yaml", f.name) or _is_empty_event_file(f)) for f in files
+    )
+
+
+def _is_empty_event_file(path: Path) -> bool:
+    return path.name.startswith("events.out.tfevents.") and not _holds_events(path)
 
 
 def _holds_events(event_file: Path) -> bool:

@@ -7,6 +7,7 @@ import lightning as L
 import optuna
 from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
 
+from fashion_lightning._compat import spawned_processes
 from fashion_lightning.callbacks.monitoring import unlogged_key
 from fashion_lightning.errors import ConfigurationError
 
@@ -19,6 +20,12 @@ class TrialReporter(L.Callback):
         self._metric_checked = False
 
     def on_fit_start(self, trainer, pl_module) -> None:
+        if spawned_processes(trainer) is not None:  # (this runs in a worker there: its values would stay there)
+            raise ConfigurationError(
+                "A sweep cannot run its trials under --trainer.strategy ddp_spawn, ddp_fork or ddp_notebook: their "
+                "processes report to the sweep from elsewhere. Use --trainer.strategy ddp (or auto) for a trial on "
+                "several devices."
+            )
         if trainer.is_global_zero:
             self.trial.set_user_attr("run_dir", str(Path(trainer.log_dir).absolute()))
 

@@ -248,6 +248,18 @@ def test_a_trial_whose_loss_diverges_is_pruned_and_the_sweep_goes_on(fashion, ca
     assert "No completed trial yet." in out
 
 
+@pytest.mark.slow
+def test_a_sweep_under_ddp_spawn_is_refused_in_one_paragraph(fashion):
+    # Its trials ran in worker processes, whose values never reached the study: the sweep hung.
+    spawn = ["--trainer.strategy=ddp_spawn", "--trainer.devices=2", "--n_trials=1", "--trainer.max_epochs=1"]
+    command = sweep_command(fashion, f"sqlite:///{fashion.root / 's.db'}", *spawn)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "error: A sweep cannot run its trials under --trainer.strategy ddp_spawn" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not list(fashion.logs.glob("*/version_*"))  # (only a config and an empty event file were written)
+
+
 def test_trials_sharing_one_checkpoint_folder_are_refused_before_the_first(fashion, capsys):
     storage = fashion.root / "s.db"
     args = sweep_command(fashion, f"sqlite:///{storage}", f"--checkpoint.dirpath={fashion.root / 'shared'}")[4:]
