@@ -58,7 +58,7 @@ KNOWN_LOG_PATTERNS = (
     # (SIGINT); it then says "Stopped by SIGINT at step N: saved ..." itself.
     r"(\[rank: \d+\] )?Received SIGTERM: \d+",
     # Logged by torch's launcher of ddp_spawn's workers when one has exited and it ends the others: after a stop
-    # signal, the workers all save and exit at the same step (spawn_stop); a worker's error shows as its traceback.
+    # signal, the workers all save and exit at the same step (spawn_stop); a worker's error is still reported.
     r"Terminating process %s via signal SIGTERM",
 )
 KNOWN_LOG_PREFIXES = (
