@@ -38,6 +38,7 @@ from fashion_lightning.options import (
     check_explicit_model_options,
     check_optimization_options,
     check_run_options,
+    check_training_left,
     explicit_options,
     follow_monitor,
 )
@@ -114,6 +115,8 @@ class FashionCLI(LightningCLI):
         if config.ckpt_path:
             self._checkpoint = FashionClassifier.upgrade_checkpoint(load_checkpoint(config.ckpt_path))
             check_explicit_model_options(explicit.get("model") or {}, self._checkpoint, config.ckpt_path)
+            if subcommand == "fit":
+                check_training_left(config.trainer, self._checkpoint, config.ckpt_path)
             # Lightning then copies the checkpoint's hyperparameters over the config; how a step runs stays the user's.
             self._how_to_run = {k: v for k, v in (explicit.get("model") or {}).items() if k in HOW_TO_RUN}
             continue_run(config, subcommand, int(self._checkpoint.get("global_step", 0)))

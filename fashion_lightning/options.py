@@ -8,6 +8,7 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import GradientAccumulationScheduler, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_info
 
 from fashion_lightning.errors import ConfigurationError
 from fashion_lightning.logger_layout import is_entry_of, loggers
@@ -117,6 +118,30 @@ def check_explicit_model_options(explicit: dict, checkpoint: dict, path: str) ->
             "rebuilds the model it was trained as, so they would be ignored. Drop them to use the checkpoint, or "
             "train a new model with them (fit without --ckpt_path)."
         )
+
+
+def check_training_left(trainer, checkpoint: dict, path: str) -> None:
+    """Before a resumed fit: refuse a ``--trainer.max_epochs`` below the epochs the checkpoint has trained, and say
+    so when the epoch or step limit leaves nothing to train (Lightning then ends the fit at once)."""
+    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+    epochs = progress.get("processed", checkpoint.get("epoch", 0))  # epochs whose training ended
+    max_epochs, max_steps, steps = trainer.get("max_epochs"), trainer.get("max_steps"), checkpoint.get("global_step", 0)
+    if max_epochs not in (None, -1) and epochs > max_epochs:
+        raise ConfigurationError(
+            f"--ckpt_path {path}: that run has trained {epochs} epochs, more than --trainer.max_epochs "
+            f"{max_epochs}, and a fit cannot go back. Pass --trainer.max_epochs N with N > {epochs} to train on "
+            "from it, or leave out --ckpt_path to start a new run."
+        )
+    if max_epochs not in (None, -1) and epochs == max_epochs:
+        limit = f"{epochs} epochs (--trainer.max_epochs {max_epochs})"
+    elif max_steps not in (None, -1) and steps >= max_steps:
+        limit = f"{steps} optimizer steps (--trainer.max_steps {max_steps})"
+    else:
+        return
+    rank_zero_info(
+        f"--ckpt_path {path}: that run has already trained {limit}, so this fit has nothing left to train. Raise "
+        "the limit to train on from it."
+    )
 
 
 def _normalised(value):

@@ -104,6 +104,22 @@ def test_resume_continues_the_same_version_and_curves(fashion):
     assert len(steps) == len(set(steps)) == 4
 
 
+def test_a_resume_below_the_epochs_trained_is_refused_and_one_at_them_trains_nothing(fashion, capsys, caplog):
+    cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=2")])
+    saved = last_ckpt(fashion.logs).read_bytes()
+    with pytest.raises(SystemExit) as stopped:  # (stock Lightning refused only below the last epoch index, unhelpfully)
+        cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=1", "--ckpt_path=last")])
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert "that run has trained 2 epochs, more than --trainer.max_epochs 1" in error
+    assert "Pass --trainer.max_epochs N with N > 2 to train on" in error
+    assert "Traceback" not in error
+    cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=2", "--ckpt_path=last")])
+    assert "already trained 2 epochs (--trainer.max_epochs 2), so this fit has nothing left to train" in caplog.text
+    assert last_ckpt(fashion.logs).read_bytes() == saved
+    assert versions(fashion.logs / "fashion") == [0]
+
+
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(fashion, capsys):
     args = ["--model.lr=1e12", "--last.every_n_train_steps=1", "--data.steps_per_batch=1"]
     with pytest.raises(SystemExit) as exit_info:
