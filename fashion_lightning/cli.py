@@ -50,6 +50,7 @@ from fashion_lightning.runs import (
     claim_run_dir,
     claim_versions_elsewhere,
     continue_run,
+    forget_claims,
     release_unused_claims,
     resolve_ckpt_path,
     version_dir_name,
@@ -253,6 +254,7 @@ def cli_main(args: ArgsType = None) -> FashionCLI | None:
         raise
     finally:
         stop_forwarding()
+        forget_claims()  # (after the handlers above released what the run left unused)
 
 
 def main() -> None:

@@ -191,6 +191,14 @@ def release_unused_claims(started: bool | None = None) -> None:
                     lock_path(run_dir).unlink()
 
 
+def forget_claims() -> None:
+    """A run is over (``cli_main``'s end, a sweep trial's): the folders it claimed are its own, kept whatever a
+    later run in this process (a notebook's next cell, the next trial) does."""
+    global _training_started
+    _claimed.clear()
+    _training_started = False
+
+
 def _never_started(run_dir: Path) -> bool:
     # Lightning opens the loggers before the data module's setup, whose checks (--data.val_size against the data)
     # may still refuse the run: a TensorBoard event file with nothing but its header is no trace of a run, nor is

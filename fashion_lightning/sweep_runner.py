@@ -20,7 +20,7 @@ from fashion_lightning.lit_module import FashionClassifier
 from fashion_lightning.logger_layout import runs_root
 from fashion_lightning.quiet import quiet_optuna_reports
 from fashion_lightning.run_lock import release_locks
-from fashion_lightning.runs import release_unused_claims
+from fashion_lightning.runs import forget_claims, release_unused_claims
 from fashion_lightning.spawn_stop import stop_forwarding
 from fashion_lightning.sweep import GRACE_S, HEARTBEAT_S, load_search_space, process_alive, suggest
 from fashion_lightning.sweep_callbacks import EpochEndPruning, TrialReporter
@@ -91,6 +91,7 @@ def run_trial(trial: optuna.Trial, study: optuna.Study, options: dict, fit_args:
     finally:
         release_locks()
         stop_forwarding()  # (under ddp_spawn: this trial's workers are gone)
+        forget_claims()
     values = callbacks[0].values
     if not values:
         raise ConfigurationError(

@@ -18,6 +18,7 @@ from fashion_lightning.cuda_graph import CapturedSteps
 from fashion_lightning.tiny_fashion import TEST_COUNT, TRAIN_COUNT
 
 __all__ = [
+    "CtrlCInSecondSetup",
     "CtrlCInSetup",
     "PlannedOnly",
     "SignalInEpochOne",
@@ -189,6 +190,17 @@ class CtrlCInSetup(L.Callback):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         os.kill(os.getpid(), signal.SIGINT)
+
+
+class CtrlCInSecondSetup(L.Callback):
+    """Ctrl-C while the second fit of this process sets up (a sweep's second trial); set ``fits = 0`` first."""
+
+    fits = 0
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        type(self).fits += 1
+        if type(self).fits == 2:
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 class VersionedElsewhere(Logger):

@@ -686,6 +686,16 @@ def test_a_refused_run_into_a_given_version_leaves_no_folder(fashion, capsys):
     assert not (fashion.logs / "fashion" / "version_5").exists()
 
 
+def test_a_refused_run_removes_only_its_own_folder_not_the_runs_before_it_in_the_process(fashion, capsys):
+    # A notebook's cells: a fit, then a fit refused after claiming its folder (the data module's check in setup).
+    cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=1")])
+    with pytest.raises(SystemExit):
+        cli_main(["fit", *cli_args(fashion), "--data.val_size=100000"])
+    assert "--data.val_size must be between" in capsys.readouterr().err
+    assert run_folders(fashion.logs) == ["version_0"]  # (was []: the first run's checkpoints went with it)
+    assert (fashion.logs / "fashion" / "version_0" / "checkpoints" / "last.ckpt").is_file()
+
+
 def test_ctrl_c_before_training_leaves_no_run_folder_and_ctrl_c_working(fashion):
     sigint = signal.getsignal(signal.SIGINT)
     with pytest.raises(SystemExit) as exit_info:
