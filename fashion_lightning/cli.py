@@ -227,9 +227,7 @@ def cli_main(args: ArgsType = None) -> FashionCLI | None:
             if code:
                 sys.exit(code)
             return None
-        cli = build_cli(args)
-        release_locks()  # the run is over: another process (or this one) may resume it now
-        return cli
+        return build_cli(args)
     except (FashionLightningError, MisconfigurationException, ProcessRaisedException) as err:
         if (error := own_error(err)) is None:  # (ProcessRaisedException: a ddp_spawn worker's, any error)
             raise
@@ -252,9 +250,10 @@ def cli_main(args: ArgsType = None) -> FashionCLI | None:
         if signal.getsignal(signal.SIGINT) is signal.SIG_IGN and callable(sigint):
             signal.signal(signal.SIGINT, sigint)
         raise
-    finally:
+    finally:  # the run is over, however it ended (a notebook's kernel lives on):
         stop_forwarding()
-        forget_claims()  # (after the handlers above released what the run left unused)
+        release_locks()  # another process (or this one) may resume it now
+        forget_claims()  # its folders are its own (the handlers above removed those it left unused)
 
 
 def main() -> None:

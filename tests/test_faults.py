@@ -245,6 +245,22 @@ def test_the_run_lock_is_exclusive_between_processes(tmp_path):
     lock_run(run)  # the holder has exited: the lock is free
 
 
+@pytest.mark.parametrize("stop", ["signal", "error"])
+def test_a_fit_that_ends_in_a_notebook_frees_its_run_for_other_processes(fashion, stop):
+    # A notebook's kernel lives on after a fit that a signal or an error stopped; it must not hold the run's lock.
+    cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=1")])
+    extra = ["--trainer.callbacks+=tests.helpers.SignalInEpochOne", "--trainer.callbacks.signal_name=SIGTERM"]
+    if stop == "error":
+        extra = ["--data.val_size=100000"]  # refused in setup, after the resumed run's folder was locked
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=3", "--ckpt_path=last", *extra)])
+    assert exit_info.value.code == (143 if stop == "signal" else 2)
+    run = fashion.logs / "fashion" / "version_0"
+    other = [sys.executable, "-c", f"from fashion_lightning.run_lock import lock_run; lock_run({str(run)!r})"]
+    result = subprocess.run(other, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr  # (was: "being trained right now by another process")
+
+
 @pytest.mark.parametrize("version", ["0", "my_run"])
 def test_a_fit_into_a_given_version_that_a_live_process_writes_is_refused(fashion, capsys, version):
     args = cli_args(fashion, "--trainer.max_epochs=1", f"--trainer.logger.init_args.version={version}")
