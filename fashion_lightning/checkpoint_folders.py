@@ -13,8 +13,8 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from fashion_lightning.errors import ConfigurationError
 from fashion_lightning.logger_layout import first_logger
+from fashion_lightning.run_claims import remember_claim
 from fashion_lightning.run_lock import lock_run
-from fashion_lightning.runs import remember_claim
 
 
 def unclaimed_checkpoint_folders(config) -> list[Path]:

@@ -44,17 +44,10 @@ from fashion_lightning.options import (
 )
 from fashion_lightning.parse_errors import FashionArgumentParser
 from fashion_lightning.quiet import silence_known_noise
+from fashion_lightning.run_claims import claim_run_dir, claim_versions_elsewhere, forget_claims, release_unused_claims
 from fashion_lightning.run_config import RunConfigSaver
 from fashion_lightning.run_lock import release_locks
-from fashion_lightning.runs import (
-    claim_run_dir,
-    claim_versions_elsewhere,
-    continue_run,
-    forget_claims,
-    release_unused_claims,
-    resolve_ckpt_path,
-    version_dir_name,
-)
+from fashion_lightning.runs import continue_run, resolve_ckpt_path, version_dir_name
 from fashion_lightning.spawn_stop import forward_stop_signals, stop_exit_code, stop_forwarding
 from fashion_lightning.tools import run_without_lightning_cli
 

@@ -37,7 +37,7 @@ KNOWN_WARNINGS = (
     # ModelCheckpoint warns whenever its folder has files; a resumed run writes into its own folder on purpose.
     (r"Checkpoint directory .* exists and is not empty", UserWarning, "lightning ModelCheckpoint"),
     # CSVLogger warns the same on a resume; its metrics.csv is moved aside first (runs.keep_csv_metrics), and a
-    # new run's folder is always empty (runs.claim_version).
+    # new run's folder is always empty (run_claims.claim_version).
     (r"Experiment logs directory .* exists and is not empty", UserWarning, "lightning CSVLogger"),
     # ModelCheckpoint warns "Did you call log('val/acc')?" when a fit ends before its first validation (--trainer.
     # max_steps inside the first epoch); once a validation has run, a missing key is an error, which still shows.

@@ -21,7 +21,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.multiprocessing import ProcessExitedException
 
 from fashion_lightning._compat import spawned_processes
-from fashion_lightning.runs import mark_training_started, release_unused_claims
+from fashion_lightning.run_claims import mark_training_started, release_unused_claims
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1") if hasattr(signal, name))
 _originals: dict[int, object] = {}

@@ -19,8 +19,8 @@ from fashion_lightning.errors import ConfigurationError, NonFiniteLossError
 from fashion_lightning.lit_module import FashionClassifier
 from fashion_lightning.logger_layout import runs_root
 from fashion_lightning.quiet import quiet_optuna_reports
+from fashion_lightning.run_claims import forget_claims, release_unused_claims
 from fashion_lightning.run_lock import release_locks
-from fashion_lightning.runs import forget_claims, release_unused_claims
 from fashion_lightning.spawn_stop import stop_forwarding
 from fashion_lightning.sweep import GRACE_S, HEARTBEAT_S, load_search_space, process_alive, suggest
 from fashion_lightning.sweep_callbacks import EpochEndPruning, TrialReporter

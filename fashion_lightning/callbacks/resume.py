@@ -26,7 +26,8 @@ from fashion_lightning.atomic import remove_stale_temporaries
 from fashion_lightning.callbacks.last_checkpoint import last_checkpoint_callback, last_checkpoint_path
 from fashion_lightning.quiet import silence_known_noise
 from fashion_lightning.rng_state import restore_rng_state, rng_states_of_all_processes
-from fashion_lightning.runs import mark_training_started, resume_flag
+from fashion_lightning.run_claims import mark_training_started
+from fashion_lightning.runs import resume_flag
 from fashion_lightning.slurm import requeue_slurm_job
 from fashion_lightning.spawn_stop import STOP_SIGNALS, end_worker
 
@@ -71,7 +72,7 @@ class ResumableRun(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._install_handlers(trainer)
-        mark_training_started()  # a run refused before this point leaves no run folder (runs.release_unused_claims)
+        mark_training_started()  # a run refused before this point leaves no run folder (run_claims)
 
     def _install_handlers(self, trainer: L.Trainer) -> None:
         # The Trainer has registered its SIGTERM handler by now (after on_fit_start): ours take its place and hand
