@@ -100,7 +100,8 @@ def release_unused_claims(started: bool | None = None) -> None:
     while _claimed:
         run_dir, fit = _claimed.pop()
         release_lock(run_dir)
-        if (fit and not started) or _never_started(run_dir):
+        unused = (fit and not started) or _never_started(run_dir)
+        if unused and not any(run_dir.rglob("*.ckpt")):  # (a checkpoint is never thrown away, whatever the count)
             shutil.rmtree(run_dir, ignore_errors=True)
             if not run_dir.exists():
                 with contextlib.suppress(OSError):  # (none, or none possible: a folder that could not be created)

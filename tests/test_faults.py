@@ -30,6 +30,7 @@ from fashion_lightning.cli import cli_main
 from fashion_lightning.datamodule import FashionMNISTDataModule
 from fashion_lightning.errors import ConfigurationError
 from fashion_lightning.inference import MAX_PIXELS, image_to_tensor
+from fashion_lightning.run_claims import release_unused_claims, remember_claim
 from fashion_lightning.run_lock import lock_path, lock_run
 from fashion_lightning.runs import versions
 from tests.helpers import (
@@ -710,6 +711,19 @@ def test_a_refused_run_removes_only_its_own_folder_not_the_runs_before_it_in_the
     assert "--data.val_size must be between" in capsys.readouterr().err
     assert run_folders(fashion.logs) == ["version_0"]  # (was []: the first run's checkpoints went with it)
     assert (fashion.logs / "fashion" / "version_0" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_a_claimed_folder_that_holds_a_checkpoint_is_never_removed(tmp_path):
+    # A last guard behind the bookkeeping of claims: whatever marks a run unused, its checkpoints stay.
+    kept, empty = tmp_path / "version_0", tmp_path / "version_1"
+    (kept / "checkpoints").mkdir(parents=True)
+    (kept / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+    empty.mkdir()
+    remember_claim(kept)
+    remember_claim(empty)
+    release_unused_claims(started=False)  # a fit that never reached its first step
+    assert versions(tmp_path) == [0]
+    assert (kept / "checkpoints" / "last.ckpt").read_bytes() == b"weights"
 
 
 def test_ctrl_c_before_training_leaves_no_run_folder_and_ctrl_c_working(fashion):
