@@ -221,7 +221,7 @@ def cli_main(args: ArgsType = None) -> FashionCLI | None:
                 sys.exit(code)
             return None
         return build_cli(args)
-    except (FashionLightningError, MisconfigurationException, ProcessRaisedException) as err:
+    except (FashionLightningError, MisconfigurationException, ProcessRaisedException, ValueError) as err:
         if (error := own_error(err)) is None:  # (ProcessRaisedException: a ddp_spawn worker's, any error)
             raise
         release_unused_claims()

@@ -36,14 +36,29 @@ def first_line(err: BaseException | str) -> str:
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
+# Lightning's ValueError from inside fit for an integer --trainer.val_check_interval above the epoch's batches
+# (known only once the loader is built): (its message, the paragraph given instead).
+VAL_CHECK_BATCHES = (
+    re.compile(
+        r"`val_check_interval` \((\d+)\) must be less than or equal to the number of the training batches \((\d+)\)"
+    ),
+    "--trainer.val_check_interval {0} counts training batches, and an epoch here has {1}. Pass at most {1}, a "
+    "fraction of the epoch (0.25: four times an epoch), or add --trainer.check_val_every_n_epoch null to validate "
+    "every {0} batches across epochs.",
+)
+
+
 def own_error(err: BaseException) -> Exception | None:
     """``err`` if the CLI reports it as one paragraph (a ``FashionLightningError``, Lightning's
     ``MisconfigurationException``); such an error rebuilt from a ``ddp_spawn`` worker's report (torch's
-    ``ProcessRaisedException``, which holds the worker's traceback as text); else ``None``."""
+    ``ProcessRaisedException``, which holds the worker's traceback as text); Lightning's ``ValueError`` for an
+    option it checks inside fit, as a ``ConfigurationError``; else ``None``."""
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from torch.multiprocessing import ProcessRaisedException
 
     own = (FashionLightningError, MisconfigurationException)
+    if isinstance(err, ValueError) and (match := VAL_CHECK_BATCHES[0].search(str(err))):
+        return ConfigurationError(VAL_CHECK_BATCHES[1].format(*match.groups()))
     if not isinstance(err, ProcessRaisedException):
         return err if isinstance(err, own) else None
     # The traceback ends with "package.module.ErrorClass: message" (a message may run over lines).

@@ -560,6 +560,10 @@ def test_the_cosine_schedule_without_an_epoch_limit_is_refused_from_python_too(f
             ["--trainer.logger=CSVLogger", "--trainer.logger.flush_logs_every_n_steps=0"],
             "--trainer.logger CSVLogger: flush_logs_every_n_steps must be at least 1",
         ),
+        (  # Lightning's ValueError from inside fit, with a traceback (the batches are known once the loader is)
+            "--trainer.val_check_interval=1000",
+            "--trainer.val_check_interval 1000 counts training batches, and an epoch here has 8. Pass at most 8",
+        ),
         (  # Lightning's RuntimeError at the start of training: the module runs its optimizer itself
             ["--trainer.callbacks+=GradientAccumulationScheduler", '--trainer.callbacks.scheduling={"0": 2}'],
             "--model.accumulate_grad_batches",
