@@ -73,7 +73,10 @@ def load_search_space(path: str | None, known: set[str]) -> dict[str, dict]:
     try:
         space = yaml.safe_load(Path(path).read_text())
     except OSError as err:
-        raise ConfigurationError(f"Cannot read the search space '{path}': {err}") from None
+        raise ConfigurationError(
+            f"Cannot read the search space '{path}' ({err.strerror or err}). Pass --search_space with the path of a "
+            "YAML file of the values to search (an example: configs/sweeps/mlp.yaml)."
+        ) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

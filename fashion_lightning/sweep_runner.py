@@ -34,9 +34,11 @@ class _Parsed(Exception):  # noqa: N818 (a signal, not an error)
 
 
 class _DryCLI(FashionCLI):
-    """Parses exactly as ``fit`` does (config files, links, defaults), then stops before anything is created."""
+    """Parses exactly as ``fit`` does (config files, links, defaults), then stops before anything is created (and
+    before LightningCLI seeds: its "Seed set to 42" would come before the sweep's own errors)."""
 
-    def before_instantiate_classes(self) -> None:
+    def parse_arguments(self, parser, args) -> None:
+        super().parse_arguments(parser, args)
         raise _Parsed(self.config["fit"])
 
 

@@ -156,6 +156,19 @@ def test_bad_search_space_is_one_error_naming_the_entry_before_any_trial(fashion
     assert phrase in result.stderr
     assert "Traceback" not in result.stderr
     assert not (fashion.root / "bad.db").exists()  # nothing ran, no study was even created
+    assert result.stdout == ""  # (LightningCLI's "Seed set to 42" came first)
+
+
+def test_a_search_space_file_that_is_not_there_is_one_error_saying_what_to_pass(fashion):
+    command = sweep_command(fashion, f"sqlite:///{fashion.root / 'bad.db'}", "--n_trials=1")
+    command = [a if not a.startswith("--search_space=") else "--search_space=/nonexistent.yaml" for a in command]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: Cannot read the search space '/nonexistent.yaml' (No such file or directory). Pass --search_space "
+        "with the path of a YAML file of the values to search (an example: configs/sweeps/mlp.yaml).\n"
+    )
+    assert result.stdout == ""
 
 
 def test_the_shipped_search_space_samples_momentum_only_for_sgd(fashion, capsys):
