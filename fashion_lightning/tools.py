@@ -32,28 +32,22 @@ def run_tool(args: list[str]) -> int:
     from fashion_lightning.inference import classify
     from fashion_lightning.serve import serve
 
-    parser = ToolArgumentParser(prog="fashion-lightning")
-    subcommands = parser.add_subcommands()
-    classify_parser = ToolArgumentParser(description=classify.__doc__.split("\n\n")[0])
-    classify_parser.add_argument(
-        "model_path", help="a checkpoint of `fit` (.ckpt) or a file of `export` (.pth with its model.json, .pt2, .onnx)"
-    )
-    classify_parser.add_argument(
-        "images", nargs="+", help="image files (PNG, JPEG, ...; any size or mode), or folders of them"
-    )
-    classify_parser.add_argument("--top_k", type=int, default=3, help="classes printed per image (all 10 when larger)")
-    subcommands.add_subcommand("classify", classify_parser)
-    export_parser = ToolArgumentParser(description=export.__doc__.split("\n\n")[0])
-    export_parser.add_function_arguments(export, as_positional=True)
-    subcommands.add_subcommand("export", export_parser)
-    serve_parser = ToolArgumentParser(description=serve.__doc__.split("\n\n")[0])
-    serve_parser.add_function_arguments(serve, as_positional=True)
-    subcommands.add_subcommand("serve", serve_parser)
-    config = parser.parse_args(args)
-    options = config[config.subcommand]
-    if config.subcommand == "classify":
+    command, function = args[0], {"classify": classify, "export": export, "serve": serve}[args[0]]
+    # The command's own parser, not one above it: a missing argument then shows this command's usage and --help.
+    parser = ToolArgumentParser(prog=f"fashion-lightning {command}", description=function.__doc__.split("\n\n")[0])
+    if command == "classify":
+        parser.add_argument(
+            "model_path",
+            help="a checkpoint of `fit` (.ckpt) or a file of `export` (.pth with its model.json, .pt2, .onnx)",
+        )
+        parser.add_argument(
+            "images", nargs="+", help="image files (PNG, JPEG, ...; any size or mode), or folders of them"
+        )
+        parser.add_argument("--top_k", type=int, default=3, help="classes printed per image (all 10 when larger)")
+        options = parser.parse_args(args[1:])
         return classify(options.model_path, *options.images, top_k=options.top_k)
-    function = export if config.subcommand == "export" else serve
+    parser.add_function_arguments(function, as_positional=True)
+    options = parser.parse_args(args[1:])
     function(**{key: value for key, value in vars(options).items() if key != "config"})
     return 0
 

@@ -345,6 +345,19 @@ def test_the_other_commands_say_a_value_of_the_wrong_type_in_one_line(capsys, ar
     assert capsys.readouterr().err.splitlines()[-1] == f"error: {error}"
 
 
+@pytest.mark.parametrize(
+    ("args", "missing"), [(["classify", "model.ckpt"], "images"), (["export"], "ckpt_path"), (["serve"], "source")]
+)
+def test_a_missing_argument_of_the_other_commands_shows_that_commands_usage(capsys, args, missing):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(args)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert err.startswith(f"usage: fashion-lightning {args[0]} ")  # (was the usage of all three: {classify,...})
+    assert f"run: fashion-lightning {args[0]} --help" in err
+    assert err.splitlines()[-1] == f"error: the following arguments are required: {missing}"
+
+
 def test_bad_option_value_exits_without_traceback(fashion, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["fit", *cli_args(fashion, val_size=10_000)])
