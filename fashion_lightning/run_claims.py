@@ -25,8 +25,8 @@ from fashion_lightning.runs import version_dir_name, versions
 # they read the version rank 0 claimed from here instead of listing the folder themselves.
 VERSION_ENV_VAR = "FASHION_LIGHTNING_RUN_VERSION"
 
-_claimed: list[tuple[Path, bool]] = []  # run folders this run claimed, each with whether a fit claimed it
-_training_started = False  # whether this process's fit reached its first training step
+# The run folders claimed and not yet forgotten: [folder, claimed by a fit, its fit reached its first step]
+_claimed: list[list] = []
 
 
 def claim_version(runs_root: str | os.PathLike, fit: bool = True) -> int:
@@ -80,27 +80,23 @@ def claim_versions_elsewhere(config, fit: bool) -> list[int]:
 def remember_claim(run_dir: Path, fit: bool = True) -> None:
     """Note a folder this process created for a run: ``release_unused_claims`` removes it if the run leaves nothing
     in it (``fit``: or never reaches its first training step)."""
-    global _training_started
-    _claimed.append((run_dir.absolute(), fit))
-    _training_started = False  # (a sweep runs many fits in one process)
+    _claimed.append([run_dir.absolute(), fit, False])
 
 
 def mark_training_started() -> None:
-    """From here on, a run folder this process claimed holds a run (see ``release_unused_claims``)."""
-    global _training_started
-    _training_started = True
+    """From here on, the run folders claimed so far hold a run (see ``release_unused_claims``)."""
+    for claim in _claimed:
+        claim[2] = True
 
 
 def release_unused_claims(started: bool | None = None) -> None:
     """Remove the run folders this process claimed that hold nothing of a run: a fit's that never reached its first
     training step, or any whose folder holds no logged values. ``started``: whether training may have started (by
-    default, whether this process marked it: ``ddp_spawn``'s workers train in other processes)."""
-    global _training_started
-    started, _training_started = _training_started if started is None else started, False
+    default, whether this process marked it for each: ``ddp_spawn``'s workers train in other processes)."""
     while _claimed:
-        run_dir, fit = _claimed.pop()
+        run_dir, fit, marked = _claimed.pop()
         release_lock(run_dir)
-        unused = (fit and not started) or _never_started(run_dir)
+        unused = (fit and not (marked if started is None else started)) or _never_started(run_dir)
         if unused and not any(run_dir.rglob("*.ckpt")):  # (a checkpoint is never thrown away, whatever the count)
             shutil.rmtree(run_dir, ignore_errors=True)
             if not run_dir.exists():
@@ -111,9 +107,7 @@ def release_unused_claims(started: bool | None = None) -> None:
 def forget_claims() -> None:
     """A run is over (``cli_main``'s end, a sweep trial's): the folders it claimed are its own, kept whatever a
     later run in this process (a notebook's next cell, the next trial) does."""
-    global _training_started
     _claimed.clear()
-    _training_started = False
 
 
 def _never_started(run_dir: Path) -> bool:

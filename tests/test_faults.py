@@ -26,7 +26,7 @@ import yaml
 from PIL import Image
 
 from fashion_lightning import raw_files, sources
-from fashion_lightning.cli import cli_main
+from fashion_lightning.cli import build_cli, cli_main
 from fashion_lightning.datamodule import FashionMNISTDataModule
 from fashion_lightning.errors import ConfigurationError
 from fashion_lightning.inference import MAX_PIXELS, image_to_tensor
@@ -715,6 +715,16 @@ def test_a_refused_run_removes_only_its_own_folder_not_the_runs_before_it_in_the
     assert "--data.val_size must be between" in capsys.readouterr().err
     assert run_folders(fashion.logs) == ["version_0"]  # (was []: the first run's checkpoints went with it)
     assert (fashion.logs / "fashion" / "version_0" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_a_run_built_from_python_keeps_its_folder_when_a_later_run_is_refused(fashion, capsys):
+    # build_cli runs a fit outside cli_main (which forgets a run's claims at its end); its folder holds no checkpoint.
+    build_cli(["fit", *cli_args(fashion, "--trainer.max_epochs=1", "--trainer.enable_checkpointing=false")])
+    with pytest.raises(SystemExit):
+        cli_main(["fit", *cli_args(fashion), "--data.val_size=100000"])
+    assert "--data.val_size must be between" in capsys.readouterr().err
+    assert run_folders(fashion.logs) == ["version_0"]
+    assert list((fashion.logs / "fashion" / "version_0").glob("events.out.tfevents.*"))
 
 
 def test_a_claimed_folder_that_holds_a_checkpoint_is_never_removed(tmp_path):
