@@ -32,6 +32,7 @@ from fashion_lightning.model_files import load_predictor
 from fashion_lightning.raw_files import IMAGE_SIZE
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # a base64 photo of a few MB; more is refused with 413 before it is parsed
+WHAT_TO_SEND = 'exactly one of "image" (base64 of a PNG or JPEG) or "pixels" (28x28)'
 
 try:
     import litserve as ls
@@ -109,7 +110,7 @@ class FashionAPI(ls.LitAPI if ls else object):
 
     def decode_request(self, request: PredictRequest) -> dict:
         if (request.image is None) == (request.pixels is None):
-            raise bad_request('Send JSON with exactly one of "image" (base64 of a PNG or JPEG) or "pixels" (28x28).')
+            raise bad_request(f"Send JSON with {WHAT_TO_SEND}.")
         images = decode_image(request.image) if request.image is not None else decode_pixels(request.pixels)
         return {"images": images, "return_input": request.return_input}
 
@@ -146,8 +147,10 @@ def error_response(request, exc) -> "JSONResponse":
         first = exc.errors()[0] if exc.errors() else {}
         if first.get("type") == "json_invalid":
             return JSONResponse({"error": "The request body is not valid JSON."}, status_code=400)
-        where = ".".join(str(part) for part in first.get("loc", ())[1:]) or "body"
+        where = ".".join(str(part) for part in first.get("loc", ())[1:])
         message = f"Bad request at '{where}': {first.get('msg', 'invalid value')}."
+        if not where:  # no body, or one that is no JSON object (a list, a form upload)
+            message = f"The request body must be a JSON object with {WHAT_TO_SEND}."
         return JSONResponse({"error": message}, status_code=400)
     status = getattr(exc, "status_code", 500)
     detail = getattr(exc, "detail", None) or "Internal server error"

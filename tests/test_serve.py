@@ -142,6 +142,8 @@ BAD_REQUESTS = {
     "not JSON": (b"{this is not json", 400, "not valid JSON"),
     "not UTF-8": (base64.b64decode(png_base64(np.full((28, 28), 200, np.uint8))), 400, "not valid JSON"),
     "neither field": ({"picture": "x"}, 400, "exactly one of"),
+    "no body": (b"", 400, "must be a JSON object with exactly one of"),
+    "a list": ([1, 2], 400, "must be a JSON object with exactly one of"),
     "both fields": ({"image": "aGk=", "pixels": [[0.0]]}, 400, "exactly one of"),
     "not base64": ({"image": "%%% not base64 %%%"}, 400, "base64"),
     "not an image": ({"image": base64.b64encode(b"hello, world").decode()}, 400, "not a readable image"),
