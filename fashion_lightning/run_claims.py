@@ -12,6 +12,7 @@ import contextlib
 import os
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from lightning.pytorch.utilities import rank_zero_only
@@ -25,8 +26,15 @@ from fashion_lightning.runs import version_dir_name, versions
 # they read the version rank 0 claimed from here instead of listing the folder themselves.
 VERSION_ENV_VAR = "FASHION_LIGHTNING_RUN_VERSION"
 
-# The run folders claimed and not yet forgotten: [folder, claimed by a fit, its fit reached its first step]
-_claimed: list[list] = []
+
+@dataclass
+class _Claim:
+    folder: Path
+    fit: bool  # claimed by a fit (an evaluation's folder goes only if it holds nothing)
+    trained: bool = False  # its fit reached its first training step
+
+
+_claimed: list[_Claim] = []  # the folders claimed and not yet forgotten
 
 
 def claim_version(runs_root: str | os.PathLike, fit: bool = True) -> int:
@@ -80,13 +88,13 @@ def claim_versions_elsewhere(config, fit: bool) -> list[int]:
 def remember_claim(run_dir: Path, fit: bool = True) -> None:
     """Note a folder this process created for a run: ``release_unused_claims`` removes it if the run leaves nothing
     in it (``fit``: or never reaches its first training step)."""
-    _claimed.append([run_dir.absolute(), fit, False])
+    _claimed.append(_Claim(run_dir.absolute(), fit))
 
 
 def mark_training_started() -> None:
     """From here on, the run folders claimed so far hold a run (see ``release_unused_claims``)."""
     for claim in _claimed:
-        claim[2] = True
+        claim.trained = True
 
 
 def release_unused_claims(started: bool | None = None) -> None:
@@ -94,9 +102,10 @@ def release_unused_claims(started: bool | None = None) -> None:
     training step, or any whose folder holds no logged values. ``started``: whether training may have started (by
     default, whether this process marked it for each: ``ddp_spawn``'s workers train in other processes)."""
     while _claimed:
-        run_dir, fit, marked = _claimed.pop()
+        claim = _claimed.pop()
+        run_dir = claim.folder
         release_lock(run_dir)
-        unused = (fit and not (marked if started is None else started)) or _never_started(run_dir)
+        unused = (claim.fit and not (claim.trained if started is None else started)) or _never_started(run_dir)
         if unused and not any(run_dir.rglob("*.ckpt")):  # (a checkpoint is never thrown away, whatever the count)
             shutil.rmtree(run_dir, ignore_errors=True)
             if not run_dir.exists():
