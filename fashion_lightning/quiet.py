@@ -49,6 +49,9 @@ KNOWN_WARNINGS = (
     # --trainer.precision bf16-mixed or 16-mixed: Lightning's model summary sizes the parameters at 32 bits, as
     # they are stored under mixed precision, and says so at every fit (Lightning 2.6.6's model_summary.py).
     (r"Precision \S+-mixed is not supported by the model summary", UserWarning, "lightning ModelSummary"),
+    # IPython warns after any SystemExit in a notebook cell; cli_main ends a run that way on purpose, with its exit
+    # status, after printing what stopped it.
+    (r"To exit: use 'exit', 'quit', or Ctrl-D\.", UserWarning, "IPython (a notebook's cell)"),
     # Heartbeats and retrying stale trials are what make a sweep survive kill -9; Optuna marks them experimental.
     (r"(?s).*(RetryHeartbeatStaleTrialCallback[.\w]*|fail_stale_trials) is experimental", Warning, "optuna (sweep)"),
     (r"Argument ``heartbeat_interval`` is an experimental feature", Warning, "optuna (sweep)"),

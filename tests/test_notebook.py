@@ -86,6 +86,7 @@ def test_jupyters_interrupt_stops_a_ddp_notebook_fit_that_resumes_in_the_same_ke
         assert stopped, text[-3000:]
         assert errors == ["SystemExit: 130"]  # (IPython shows sys.exit's status; no traceback)
         assert "Traceback" not in text
+        assert "To exit: use" not in text  # (IPython's warning after a SystemExit)
         step = int(stopped.group(1))
         assert torch.load(last_ckpt(fashion.logs), weights_only=True)["global_step"] == step
         resume = ["fit", *args, "--ckpt_path=last", f"--trainer.max_steps={step + 2}"]
