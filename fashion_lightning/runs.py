@@ -132,6 +132,9 @@ def keep_csv_metrics(config, run_dir: Path, step: int) -> None:
     metrics = run_dir / "metrics.csv"
     is_csv = any(logger_layout.is_entry_of(logger, CSVLogger) for logger in logger_layout.run_loggers(config))
     if is_csv and metrics.is_file() and rank_zero_only.rank == 0:
-        kept = metrics.with_name(f"metrics.until-step-{step}.csv")
+        kept, attempt = metrics.with_name(f"metrics.until-step-{step}.csv"), 1
+        while kept.exists():  # a second resume from the same step: the first one's rows stay too
+            attempt += 1
+            kept = metrics.with_name(f"metrics.until-step-{step}.{attempt}.csv")
         os.replace(metrics, kept)
         print(f"CSVLogger starts metrics.csv afresh on resume: the rows so far are kept in {kept}")

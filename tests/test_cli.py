@@ -1,6 +1,7 @@
 """fit / validate / test / predict through ``cli_main``, as a user runs them, on the tiny fixture."""
 
 import re
+import shutil
 import subprocess
 import sys
 import warnings
@@ -511,6 +512,21 @@ def test_csv_logger_fits_resumes_and_tests(fashion, capsys):
     assert "val/acc" in (run / "metrics.csv").read_text()
     cli = cli_main(["test", *args, f"--ckpt_path={run / 'checkpoints' / 'best.ckpt'}"])
     assert 0 <= float(cli.trainer.callback_metrics["test/acc"]) <= 1
+
+
+def test_resuming_twice_from_one_checkpoint_keeps_every_csv_row_written_before(fashion):
+    # As after a second kill before the next checkpoint: the same step is resumed again.
+    csv = ["--trainer.logger=CSVLogger", f"--trainer.logger.save_dir={fashion.root / 'csv'}"]
+    args = [*without_logger_dir(cli_args(fashion)), *csv, "--trainer.logger.name=runs"]
+    cli_main(["fit", *args, "--trainer.max_epochs=1"])
+    run = fashion.root / "csv" / "runs" / "version_0"
+    saved = run / "checkpoints" / "epoch1.ckpt"
+    shutil.copy(run / "checkpoints" / "last.ckpt", saved)
+    epoch_1 = (run / "metrics.csv").read_text()
+    for _ in range(2):
+        cli_main(["fit", *args, "--trainer.max_epochs=2", f"--ckpt_path={saved}"])
+    assert (run / "metrics.until-step-8.csv").read_text() == epoch_1  # (was the second resume's rows)
+    assert "val/acc" in (run / "metrics.until-step-8.2.csv").read_text()  # the first resume's epoch 2
 
 
 def test_enable_checkpointing_false_trains_and_writes_no_checkpoint(fashion, capsys):
