@@ -92,7 +92,7 @@ class FashionCLI(LightningCLI):
         # Runs before Lightning copies the checkpoint's hyperparameters into the config: resolve `last`, refuse a
         # bad file with a clear error (before Lightning's own loader would fail with a traceback), refuse explicit
         # --model flags that the checkpoint would silently override, and log into the checkpoint's own run.
-        self._checkpoint, self._how_to_run, self._given_version = None, {}, False
+        self._checkpoint, self._how_to_run, self._given_version, self._continued = None, {}, False, False
         subcommand = self.config.get("subcommand")
         if not subcommand:  # run=False: one flat config, to build the objects from Python; it follows the root too
             logger_layout.follow_default_root_dir(self.config, explicit_options(parser, args))
@@ -113,7 +113,7 @@ class FashionCLI(LightningCLI):
                 check_training_left(config.trainer, self._checkpoint, config.ckpt_path)
             # Lightning then copies the checkpoint's hyperparameters over the config; how a step runs stays the user's.
             self._how_to_run = {k: v for k, v in (explicit.get("model") or {}).items() if k in HOW_TO_RUN}
-            continue_run(config, subcommand, int(self._checkpoint.get("global_step", 0)))
+            self._continued = continue_run(config, subcommand, int(self._checkpoint.get("global_step", 0)))
         elif subcommand != "fit":
             rank_zero_warn(
                 f"No --ckpt_path: {subcommand} runs on an untrained model (random weights). Pass --ckpt_path best "
@@ -137,7 +137,8 @@ class FashionCLI(LightningCLI):
         if root is not None:
             self._claim_run_folder(config, subcommand, root)
         elsewhere = claim_versions_elsewhere(config, fit=subcommand == "fit")
-        self.save_config_kwargs = {**self.save_config_kwargs, "chosen_elsewhere": tuple(elsewhere)}
+        resumed = subcommand == "fit" and self._continued
+        self.save_config_kwargs = {**self.save_config_kwargs, "chosen_elsewhere": tuple(elsewhere), "resumed": resumed}
 
     def _claim_run_folder(self, config, subcommand: str, root) -> None:
         """The run's ``version_N`` under ``root``: given, the resumed checkpoint's, or a new one claimed."""

@@ -101,21 +101,22 @@ def resolve_ckpt_path(
     return str(found)
 
 
-def continue_run(config, subcommand: str, step: int) -> None:
+def continue_run(config, subcommand: str, step: int) -> bool:
     """Log into the run folder of ``config.ckpt_path`` when it is one of this logger's runs (its version, unless one
-    is given); a fit there is locked, keeps CSV rows and drops TensorBoard values logged after ``step``."""
+    is given); a fit there is locked, keeps CSV rows and drops TensorBoard values logged after ``step``. Returns
+    whether the checkpoint's own run goes on."""
     root, init_args = logger_layout.runs_root(config), logger_layout.folder_logger_args(config)
     checkpoints_dir = Path(config.ckpt_path).absolute().parent
     run_dir = checkpoints_dir.parent
     if root is None or run_dir.parent != root.absolute() or checkpoints_dir.name != "checkpoints":
-        return  # a checkpoint from elsewhere: the run starts a folder of its own
+        return False  # a checkpoint from elsewhere: the run starts a folder of its own
     if init_args.get("version") is None:
         found = run_version(config.ckpt_path)
         if found is None:
-            return
+            return False
         logger_layout.set_run_version(config, found[1])
     elif run_dir.name != version_dir_name(init_args.version):
-        return  # another run's checkpoint, continued in the named run
+        return False  # another run's checkpoint, continued in the named run
     if subcommand == "fit":
         keep_csv_metrics(config, run_dir, step)
         if rank_zero_only.rank == 0:  # one writer per run; the kernel frees the lock when we exit
@@ -125,6 +126,7 @@ def continue_run(config, subcommand: str, step: int) -> None:
         for logger in logger_layout.run_loggers(config):
             if "purge_step" in logger.init_args:
                 logger.init_args.purge_step = step + 1
+    return True
 
 
 def keep_csv_metrics(config, run_dir: Path, step: int) -> None:

@@ -19,7 +19,7 @@ from fashion_lightning.cli import build_cli, cli_main
 from fashion_lightning.errors import ConfigurationError
 from fashion_lightning.lit_module import FashionClassifier
 from fashion_lightning.runs import versions
-from tests.helpers import TEST_COUNT, cli_args, without_logger, without_logger_dir
+from tests.helpers import TEST_COUNT, assert_same_weights, cli_args, without_logger, without_logger_dir
 
 
 def run_dir(fashion, version: int = 0):
@@ -59,6 +59,22 @@ def test_defaults_are_the_seeds_hyperparameters(fashion):
 def test_rerun_in_the_same_place_does_not_fail_on_config(fitted):
     cli_main(["fit", *cli_args(fitted, "--trainer.max_epochs=1")])
     assert (run_dir(fitted, 1) / "config.yaml").is_file()
+
+
+def test_a_resumed_runs_config_replays_the_whole_run_in_a_new_folder(fashion):
+    cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=1")])
+    cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=2", "--ckpt_path=last")])
+    config = run_dir(fashion) / "config.yaml"
+    saved = yaml.safe_load(config.read_text())
+    # (was the resume's: a replay resumed this run, or found nothing left to train)
+    assert saved["ckpt_path"] is None
+    assert saved["trainer"]["logger"]["init_args"]["purge_step"] is None
+    assert saved["trainer"]["max_epochs"] == 2
+    cli_main(["fit", f"--config={config}"])
+    assert versions(fashion.logs / "fashion") == [0, 1]
+    assert_same_weights(
+        run_dir(fashion, 1) / "checkpoints" / "last.ckpt", run_dir(fashion) / "checkpoints" / "last.ckpt"
+    )
 
 
 @pytest.mark.parametrize(
