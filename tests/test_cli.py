@@ -578,6 +578,11 @@ def test_a_fit_that_ends_before_its_first_validation_says_why_there_is_no_best_c
     assert sorted(p.name for p in (run_dir(fashion) / "checkpoints").iterdir()) == ["last.ckpt"]
 
 
+def test_a_fit_without_training_batches_says_it_trained_nothing(fashion, capsys):
+    cli_main(["fit", *cli_args(fashion, "--trainer.limit_train_batches=0")])  # (Lightning skips training silently)
+    assert "trained: nothing (no training batch: --trainer.limit_train_batches is 0)" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("options", "keep"),
     [

@@ -165,6 +165,8 @@ class RunSummary(L.Callback):
             print("\nfast_dev_run: nothing was logged or saved (it checks that the code runs, on a few batches).")
             return
         lines = ["", "Run summary"]
+        if trainer.limit_train_batches == 0:  # (Lightning skips the training without a word)
+            lines.append("  trained: nothing (no training batch: --trainer.limit_train_batches is 0)")
         checkpoint = trainer.checkpoint_callback
         if checkpoint is not None and checkpoint.best_model_score is not None:
             lines.append(f"  best {checkpoint.monitor}: {float(checkpoint.best_model_score):.4f}")
