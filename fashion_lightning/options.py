@@ -121,8 +121,9 @@ def check_explicit_model_options(explicit: dict, checkpoint: dict, path: str) ->
 
 
 def check_training_left(trainer, checkpoint: dict, path: str) -> None:
-    """Before a resumed fit: refuse a ``--trainer.max_epochs`` below the epochs the checkpoint has trained, and say
-    so when the epoch or step limit leaves nothing to train (Lightning then ends the fit at once)."""
+    """Before a resumed fit: refuse a ``--trainer.max_epochs`` below the epochs the checkpoint has trained, or beyond
+    the end of its cosine schedule, and say so when the epoch or step limit leaves nothing to train (Lightning then
+    ends the fit at once)."""
     progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
     epochs = progress.get("processed", checkpoint.get("epoch", 0))  # epochs whose training ended
     max_epochs, max_steps, steps = trainer.get("max_epochs"), trainer.get("max_steps"), checkpoint.get("global_step", 0)
@@ -131,6 +132,15 @@ def check_training_left(trainer, checkpoint: dict, path: str) -> None:
             f"--ckpt_path {path}: that run has trained {epochs} epochs, more than --trainer.max_epochs "
             f"{max_epochs}, and a fit cannot go back. Pass --trainer.max_epochs N with N > {epochs} to train on "
             "from it, or leave out --ckpt_path to start a new run."
+        )
+    schedule = (checkpoint.get("lr_schedulers") or [{}])[0]
+    cosine = checkpoint.get("hyper_parameters", {}).get("lr_scheduler") == "cosine" and "T_max" in schedule
+    if cosine and max_epochs not in (None, -1) and max_epochs > schedule["T_max"]:
+        raise ConfigurationError(
+            f"--ckpt_path {path}: that run's cosine schedule takes the learning rate to 0 over the "
+            f"{schedule['T_max']} epochs it was started with; resumed with --trainer.max_epochs {max_epochs}, it "
+            "would train on at a rate that reached 0 and then rises again. Resume with --trainer.max_epochs "
+            f"{schedule['T_max']}, or start a new run with --trainer.max_epochs {max_epochs}."
         )
     if max_epochs not in (None, -1) and epochs == max_epochs:
         limit = f"{epochs} epochs (--trainer.max_epochs {max_epochs})"

@@ -120,6 +120,20 @@ def test_a_resume_below_the_epochs_trained_is_refused_and_one_at_them_trains_not
     assert versions(fashion.logs / "fashion") == [0]
 
 
+def test_a_resume_beyond_the_end_of_a_cosine_schedule_is_refused(fashion, capsys):
+    # CosineAnnealingLR is periodic: extended, the run trained an epoch at rate 0, then the rate rose again.
+    cosine = ["--model.lr_scheduler=cosine", "--model.lr=0.1", "--trainer.max_epochs=2"]
+    cli_main(["fit", *cli_args(fashion, *cosine)])
+    saved = last_ckpt(fashion.logs).read_bytes()
+    with pytest.raises(SystemExit) as stopped:
+        cli_main(["fit", *cli_args(fashion, *cosine, "--trainer.max_epochs=4", "--ckpt_path=last")])
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert "that run's cosine schedule takes the learning rate to 0 over the 2 epochs it was started with" in error
+    assert "Resume with --trainer.max_epochs 2, or start a new run with --trainer.max_epochs 4." in error
+    assert last_ckpt(fashion.logs).read_bytes() == saved
+
+
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(fashion, capsys):
     args = ["--model.lr=1e12", "--last.every_n_train_steps=1", "--data.steps_per_batch=1"]
     with pytest.raises(SystemExit) as exit_info:
