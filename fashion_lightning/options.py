@@ -127,7 +127,8 @@ def check_training_left(trainer, checkpoint: dict, path: str) -> None:
     progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
     epochs = progress.get("processed", checkpoint.get("epoch", 0))  # epochs whose training ended
     max_epochs, max_steps, steps = trainer.get("max_epochs"), trainer.get("max_steps"), checkpoint.get("global_step", 0)
-    if max_epochs not in (None, -1) and epochs > max_epochs:
+    epoch_limit = max_epochs not in (None, -1)
+    if epoch_limit and epochs > max_epochs:
         raise ConfigurationError(
             f"--ckpt_path {path}: that run has trained {epochs} epochs, more than --trainer.max_epochs "
             f"{max_epochs}, and a fit cannot go back. Pass --trainer.max_epochs N with N > {epochs} to train on "
@@ -135,14 +136,14 @@ def check_training_left(trainer, checkpoint: dict, path: str) -> None:
         )
     schedule = (checkpoint.get("lr_schedulers") or [{}])[0]
     cosine = checkpoint.get("hyper_parameters", {}).get("lr_scheduler") == "cosine" and "T_max" in schedule
-    if cosine and max_epochs not in (None, -1) and max_epochs > schedule["T_max"]:
+    if cosine and epoch_limit and max_epochs > schedule["T_max"]:
         raise ConfigurationError(
             f"--ckpt_path {path}: that run's cosine schedule takes the learning rate to 0 over the "
             f"{schedule['T_max']} epochs it was started with; resumed with --trainer.max_epochs {max_epochs}, it "
             "would train on at a rate that reached 0 and then rises again. Resume with --trainer.max_epochs "
             f"{schedule['T_max']}, or start a new run with --trainer.max_epochs {max_epochs}."
         )
-    if max_epochs not in (None, -1) and epochs == max_epochs:
+    if epoch_limit and epochs == max_epochs:
         limit = f"{epochs} epochs (--trainer.max_epochs {max_epochs})"
     elif max_steps not in (None, -1) and steps >= max_steps:
         limit = f"{steps} optimizer steps (--trainer.max_steps {max_steps})"
