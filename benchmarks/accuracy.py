@@ -33,7 +33,9 @@ def run(command: list[str], log: Path) -> str:
     with open(log, "a") as handle:
         handle.write("$ " + " ".join(command) + "\n")
         handle.flush()
+        start = time.perf_counter()
         subprocess.run(command, check=True, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT)
+        handle.write(f"# {time.perf_counter() - start:.1f} s\n")  # where a recipe's wall time goes: fit or test
     return log.read_text()
 
 

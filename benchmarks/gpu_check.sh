@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepared runs for a lent GPU machine (no network there), in parts, most decisive first:
-#   bash benchmarks/gpu_check.sh                 # tests timing cnn: at most ~7 min (each part has a timeout)
+#   bash benchmarks/gpu_check.sh                 # tests timing cnn: at most ~7.5 min (each part has a timeout)
 #   bash benchmarks/gpu_check.sh extra           # fit_k1/fit_eager and the seed's test pass: at most ~3 min more
 #   bash benchmarks/gpu_check.sh timing cnn      # any parts, in the order given
 # A session's device time (15 min) includes a minute or more to start the machine: the default parts leave time to
@@ -35,15 +35,30 @@ versions() {
     nvidia-smi --query-gpu=name,memory.total --format=csv | tee -a "$OUT/versions.txt"
 }
 
+# Each run's training time per epoch, from its TensorBoard files under the folder given.
+EPOCH_TIMES='
+import sys, pathlib
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+for events in sorted(pathlib.Path(sys.argv[1]).rglob("events.out.tfevents.*")):
+    reader = EventAccumulator(str(events))
+    reader.Reload()
+    if "time/train_epoch_s" in reader.Tags()["scalars"]:
+        print(events.parent, [round(s.value, 2) for s in reader.Scalars("time/train_epoch_s")])
+'
+
 part() {
     local started=$SECONDS
     case "$1" in
     tests)
-        timeout 170 python3 -m pytest -q -p no:cacheprovider -m gpu --durations=6 tests/test_gpu.py 2>&1 | tail -40 | tee "$OUT/gpu_tests.txt" ;;
+        timeout 200 python3 -m pytest -q -p no:cacheprovider -m gpu --durations=8 --tb=short tests/test_gpu.py > "$OUT/gpu_tests.txt" 2>&1
+        tail -40 "$OUT/gpu_tests.txt" ;;
     timing)  # the seed loop (6-7 s an epoch there) is left out: it is not in these targets
         timeout 130 python3 benchmarks/epoch_time.py --device cuda --epochs 3 --rounds 2 --only floor fit graph --data-dir $DATA 2>&1 | tail -20 | tee "$OUT/epoch_time_cuda.txt" ;;
     cnn)
-        timeout 110 python3 benchmarks/accuracy.py --recipes cnn --device cuda --data-dir $DATA 2>&1 | tail -8 | tee "$OUT/accuracy_cuda.txt" ;;
+        rm -rf /tmp/cnn && mkdir -p /tmp/cnn
+        TMPDIR=/tmp/cnn timeout 110 python3 benchmarks/accuracy.py --recipes cnn --device cuda --data-dir $DATA 2>&1 | tail -8 | tee "$OUT/accuracy_cuda.txt"
+        # where its time goes: each command's seconds (end of its log) and each epoch's training time
+        { tail -30 /tmp/cnn/*/cnn.log; python3 -c "$EPOCH_TIMES" /tmp/cnn; } > "$OUT/cnn_detail.txt" 2>&1 ;;
     extra)
         timeout 110 python3 benchmarks/epoch_time.py --device cuda --epochs 3 --rounds 1 --only fit fit_k1 fit_eager --data-dir $DATA 2>&1 | tail -16 | tee "$OUT/epoch_time_k1_cuda.txt"
         # the seed's test pass against fit's (target: fit faster on both devices); one epoch each, so the seed fits
