@@ -10,6 +10,7 @@
 #           target: fit within 30% of it), 2 rounds
 #   cnn     configs/cnn.yaml end to end, fit + test (target <= 40 s, accuracy >= 93.0%)
 #   extra   fit with one step per Lightning step, with and without the graph; the seed's test pass against fit's
+#   profile the CNN recipe's start-up and non-training time: import times, cProfile files of a 3-epoch fit and a test
 # It expects, beside the repository (carried by the device tool; `make gpu-carry` prepares both):
 #   .device_wheels/   jsonargparse, docstring-parser, typeshed-client, torchdata (pip download --no-deps)
 #   .device_data/     the four Fashion-MNIST .gz files (e.g. from Debian's /usr/share/datasets/fashion-mnist)
@@ -18,7 +19,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 [ $# -gt 0 ] || set -- tests timing cnn
 for name in "$@"; do  # before anything runs: a typo must not cost device time
-    case "$name" in tests | timing | cnn | extra) ;; *) echo "unknown part: $name (tests, timing, cnn, extra)" >&2; exit 2 ;; esac
+    case "$name" in tests | timing | cnn | extra | profile) ;; *) echo "unknown part: $name (tests, timing, cnn, extra, profile)" >&2; exit 2 ;; esac
 done
 OUT=${OUT:-gpu_out}
 mkdir -p "$OUT"
@@ -59,6 +60,15 @@ part() {
         TMPDIR=/tmp/cnn timeout 110 python3 benchmarks/accuracy.py --recipes cnn --device cuda --data-dir $DATA 2>&1 | tail -8 | tee "$OUT/accuracy_cuda.txt"
         # where its time goes: each command's seconds (end of its log) and each epoch's training time
         { tail -30 /tmp/cnn/*/cnn.log; python3 -c "$EPOCH_TIMES" /tmp/cnn; } > "$OUT/cnn_detail.txt" 2>&1 ;;
+    profile)  # where the CNN recipe's seconds go besides training: imports, and cProfile of a 3-epoch fit and a test
+        python3 -c "from fashion_lightning.datamodule import FashionMNISTDataModule as D; D(data_dir='$DATA').prepare_data()"
+        python3 -X importtime -c "import fashion_lightning.cli" 2>&1 | sort -t'|' -k2 -n -r | head -40 > "$OUT/importtime.txt"
+        python3 -c "import time, torch; t = time.perf_counter(); torch.zeros(1, device='cuda'); print(f'CUDA init {time.perf_counter() - t:.2f} s')" | tee -a "$OUT/importtime.txt"
+        local common="--config=configs/cnn.yaml --data.data_dir=$DATA --trainer.enable_progress_bar=false --trainer.accelerator=gpu --trainer.logger.init_args.save_dir=/tmp/prof"
+        rm -rf /tmp/prof
+        timeout 90 python3 -m cProfile -o "$OUT/fit.prof" -m fashion_lightning fit $common --trainer.max_epochs=3 > "$OUT/profile_log.txt" 2>&1
+        timeout 60 python3 -m cProfile -o "$OUT/test.prof" -m fashion_lightning test $common --ckpt_path="$(ls /tmp/prof/*/version_0/checkpoints/best.ckpt)" >> "$OUT/profile_log.txt" 2>&1
+        python3 -c "$EPOCH_TIMES" /tmp/prof >> "$OUT/profile_log.txt" 2>&1 ;;
     extra)
         timeout 110 python3 benchmarks/epoch_time.py --device cuda --epochs 3 --rounds 1 --only fit fit_k1 fit_eager --data-dir $DATA 2>&1 | tail -16 | tee "$OUT/epoch_time_k1_cuda.txt"
         # the seed's test pass against fit's (target: fit faster on both devices); one epoch each, so the seed fits

@@ -49,6 +49,10 @@ KNOWN_WARNINGS = (
     # --trainer.precision bf16-mixed or 16-mixed: Lightning's model summary sizes the parameters at 32 bits, as
     # they are stored under mixed precision, and says so at every fit (Lightning 2.6.6's model_summary.py).
     (r"Precision \S+-mixed is not supported by the model summary", UserWarning, "lightning ModelSummary"),
+    # Lightning suggests loader workers on any machine with more than 2 CPUs. A batch here is one index operation on
+    # tensors already in memory (on a GPU, workers cannot hand them out at all): workers only add copies between
+    # processes, so --data.num_workers is 0 by default, and the advice would slow the run down.
+    (r"The '\w+' does not have many workers which may be a bottleneck", UserWarning, "lightning data_connector"),
     # IPython warns after any SystemExit in a notebook cell; cli_main ends a run that way on purpose, with its exit
     # status, after printing what stopped it.
     (r"To exit: use 'exit', 'quit', or Ctrl-D\.", UserWarning, "IPython (a notebook's cell)"),

@@ -1,5 +1,6 @@
 """fit / validate / test / predict through ``cli_main``, as a user runs them, on the tiny fixture."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -443,6 +444,18 @@ def test_the_logging_interval_warning_counts_optimizer_steps_not_batches(fashion
     assert [str(w.message).split(":")[0] for w in caught if "log_every_n_steps" in str(w.message)] == [
         "An epoch holds 3 optimizer steps, fewer than --trainer.log_every_n_steps 4"
     ]
+
+
+def test_a_machine_with_many_cpus_is_not_told_to_add_loader_workers(fashion, monkeypatch):
+    # Lightning suggests workers wherever more than 2 CPUs are free (as on a GPU machine: 16); this project's batches
+    # are one index operation on tensors in memory, so workers would only add copies between processes.
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=1")])
+        cli_main(["test", *cli_args(fashion, f"--ckpt_path={run_dir(fashion) / 'checkpoints' / 'last.ckpt'}")])
+    assert [str(w.message) for w in caught if "workers" in str(w.message)] == []
 
 
 def test_cli_main_from_a_notebook_does_not_warn_about_the_kernels_argv(fashion, monkeypatch, capsys):
