@@ -3,7 +3,7 @@
     python benchmarks/accuracy.py                        # seed loop, configs/seed.yaml, mlp.yaml, cnn.yaml
     python benchmarks/accuracy.py --recipes mlp cnn      # some of them
     python benchmarks/accuracy.py --device cuda          # the same commands with --trainer.accelerator gpu
-    python benchmarks/accuracy.py --recipes cnn --fit-args "--trainer.max_epochs=1"   # more flags for fit and test
+    python benchmarks/accuracy.py --recipes cnn --fit-args="--trainer.max_epochs=1"   # more flags for fit and test
 
 Each recipe is ``fashion-lightning fit --config configs/<recipe>.yaml`` (model selection on the validation
 split only) followed by one ``fashion-lightning test`` of its best checkpoint on the official 10,000 test
@@ -84,7 +84,9 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="*", choices=RECIPES, default=list(RECIPES))
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--data-dir", default=str(ROOT / "data"))
-    parser.add_argument("--fit-args", default="", help='more flags for fit and test, e.g. "--trainer.max_epochs=1"')
+    parser.add_argument(
+        "--fit-args", default="", help='more flags for fit and test, after an "=": --fit-args="--trainer.max_epochs=1"'
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="fashion-accuracy-"))
     print(f"device={args.device}; logs and runs in {workdir}")

@@ -422,7 +422,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds; each runs every variant once, order rotating")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--data-dir", default="data", help="prepared with `fashion-lightning fit` or prepare")
-    parser.add_argument("--fit-args", default="", help='more fit flags for the fit variants, e.g. "--model.lr=0.1"')
+    parser.add_argument(
+        "--fit-args", default="", help='more fit flags for the fit variants, after an "=": --fit-args="--model.lr=0.1"'
+    )
     parser.add_argument("--only", nargs="*", choices=list(RUNNERS), help="variants (default: all for the device)")
     parser.add_argument("--child", choices=list(RUNNERS), help=argparse.SUPPRESS)
     args = parser.parse_args()
