@@ -29,7 +29,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
     .device_wheels/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 # That machine's packages come without bytecode and no process could keep what it compiled: every start recompiled
-# ~1,850 modules (~4 s of each process's ~10 s of imports, 2026-11-29). A pip install compiles them once; a shared
+# ~1,850 modules (2 s of each process's 10 s of imports, 2026-11-29). A pip install compiles them once; a shared
 # cache folder gives the same: the first process writes it, the next ones read it.
 export PYTHONPYCACHEPREFIX=/tmp/pycache
 unset PYTHONDONTWRITEBYTECODE
