@@ -13,23 +13,21 @@ from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
 
 from fashion_lightning import config_types, logger_layout  # noqa: F401 (config_types: how jsonargparse reads types)
 from fashion_lightning.callbacks import (
-    EpochTimer,
-    FiniteLossGuard,
     LastCheckpoint,
+    MatmulPrecision,
     PredictionWriter,
-    ResumableRun,
-    RunSummary,
-    TensorBoardExtras,
     resume,
 )
 from fashion_lightning.callbacks.arrangement import arrange_callbacks, trainer_kwargs
+from fashion_lightning.callbacks.matmul_precision import Float32MatmulPrecision
 from fashion_lightning.checkpoint_folders import (
     enter_checkpoint_folders,
     enter_given_run_dir,
     unclaimed_checkpoint_folders,
 )
-from fashion_lightning.checkpointing import AtomicCheckpointIO, check_compatible, load_checkpoint
+from fashion_lightning.checkpointing import check_compatible, load_checkpoint
 from fashion_lightning.class_errors import class_error
+from fashion_lightning.cli_setup import cli_kwargs
 from fashion_lightning.datamodule import FashionMNISTDataModule
 from fashion_lightning.errors import FashionLightningError, own_error
 from fashion_lightning.lit_module import FashionClassifier
@@ -42,24 +40,14 @@ from fashion_lightning.options import (
     explicit_options,
     follow_monitor,
 )
-from fashion_lightning.parse_errors import FashionArgumentParser
 from fashion_lightning.quiet import silence_known_noise
 from fashion_lightning.run_claims import claim_run_dir, claim_versions_elsewhere, forget_claims, release_unused_claims
-from fashion_lightning.run_config import RunConfigSaver
 from fashion_lightning.run_lock import release_locks
 from fashion_lightning.runs import continue_run, resolve_ckpt_path, version_dir_name
 from fashion_lightning.spawn_stop import forward_stop_signals, stop_exit_code, stop_forwarding
 from fashion_lightning.tools import run_without_lightning_cli
 
-DESCRIPTION = (
-    "Train, evaluate and use a Fashion-MNIST classifier (the PyTorch quickstart's MLP on Lightning). "
-    "Also: `fashion-lightning export CKPT`, `fashion-lightning classify MODEL IMAGE...` and `fashion-lightning "
-    "serve MODEL` (MODEL: a .ckpt, or export's .pth, .pt2 or .onnx) and `fashion-lightning sweep --search_space "
-    "FILE` (each with --help)."
-)
 RUN_NAME = "fashion"
-SUBCOMMANDS = ("fit", "validate", "test", "predict")
-SUBCOMMAND_USAGE = "%(prog)s [-h] [-c CONFIG] [--print_config[=flags]] [--ckpt_path CKPT_PATH] [--OPTION VALUE ...]"
 
 
 class FashionCLI(LightningCLI):
@@ -72,6 +60,12 @@ class FashionCLI(LightningCLI):
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")  # best.ckpt
         parser.add_lightning_class_args(LastCheckpoint, "last")  # last.ckpt, optionally every n steps
         parser.add_lightning_class_args(PredictionWriter, "predictions")  # predict: the CSV
+        parser.add_argument(
+            "--float32_matmul_precision",
+            type=Float32MatmulPrecision | None,
+            help="torch.set_float32_matmul_precision for the run: high or medium let a GPU's tensor cores do float32 "
+            "matrix products (faster, less exact: TF32 or bfloat16). Unset: PyTorch's default, highest.",
+        )
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/acc",
@@ -166,6 +160,8 @@ class FashionCLI(LightningCLI):
         config = self.config_init.get(str(self.subcommand), self.config_init)
         trainer_config = config.get("trainer") or {}
         trainer = super().instantiate_trainer(**trainer_kwargs(trainer_config, kwargs))
+        if precision := config.get("float32_matmul_precision"):
+            trainer.callbacks.append(MatmulPrecision(precision))
         resuming = self.subcommand == "fit" and bool(config.get("ckpt_path"))
         arrange_callbacks(trainer, trainer_config, config.get("checkpoint"), str(self.subcommand), resuming)
         return trainer
@@ -176,28 +172,6 @@ class FashionCLI(LightningCLI):
             check_compatible(self._checkpoint, self.model, self.config[self.subcommand].ckpt_path)
         if self.subcommand == "fit":
             forward_stop_signals(self.trainer)  # (under ddp_spawn: this process only waits for the fit's)
-
-
-def cli_kwargs() -> dict:
-    """What ``FashionCLI`` is built with, besides the classes and ``args``."""
-    return {
-        "save_config_callback": RunConfigSaver,
-        "save_config_kwargs": {"overwrite": True},
-        "seed_everything_default": 42,
-        "auto_configure_optimizers": False,  # the model's own typed optimizer options are the single source
-        "parser_class": FashionArgumentParser,  # a value of the wrong type: one line, not every type tried
-        # A usage line that fits a screen: jsonargparse's lists every option (~100 lines) above each error.
-        "parser_kwargs": {
-            "prog": "fashion-lightning",  # (also under `python -m fashion_lightning` and cli_main)
-            "description": DESCRIPTION,
-            **{sub: {"usage": SUBCOMMAND_USAGE} for sub in SUBCOMMANDS},
-        },
-        # Always present, not configurable away: they guard, resume and report every run.
-        "trainer_defaults": {
-            "callbacks": [EpochTimer(), FiniteLossGuard(), ResumableRun(), TensorBoardExtras(), RunSummary()],
-            "plugins": [{"class_path": f"{AtomicCheckpointIO.__module__}.{AtomicCheckpointIO.__qualname__}"}],
-        },
-    }
 
 
 def build_cli(args: ArgsType = None, run: bool = True) -> FashionCLI:

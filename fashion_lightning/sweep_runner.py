@@ -13,7 +13,8 @@ from optuna.trial import TrialState
 
 from fashion_lightning.callbacks import ResumableRun, RunSummary
 from fashion_lightning.checkpoint_folders import unclaimed_checkpoint_folders
-from fashion_lightning.cli import FashionCLI, cli_kwargs
+from fashion_lightning.cli import FashionCLI
+from fashion_lightning.cli_setup import cli_kwargs
 from fashion_lightning.datamodule import FashionMNISTDataModule
 from fashion_lightning.errors import ConfigurationError, NonFiniteLossError
 from fashion_lightning.lit_module import FashionClassifier

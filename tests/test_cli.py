@@ -1,6 +1,7 @@
 """fit / validate / test / predict through ``cli_main``, as a user runs them, on the tiny fixture."""
 
 import os
+import pickle
 import re
 import shutil
 import subprocess
@@ -9,13 +10,14 @@ import warnings
 from importlib import metadata
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 import yaml
 from lightning.pytorch.callbacks import Checkpoint
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from fashion_lightning.callbacks import StepProgressBar
+from fashion_lightning.callbacks import MatmulPrecision, StepProgressBar
 from fashion_lightning.cli import build_cli, cli_main
 from fashion_lightning.errors import ConfigurationError
 from fashion_lightning.lit_module import FashionClassifier
@@ -456,6 +458,38 @@ def test_a_machine_with_many_cpus_is_not_told_to_add_loader_workers(fashion, mon
         cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=1")])
         cli_main(["test", *cli_args(fashion, f"--ckpt_path={run_dir(fashion) / 'checkpoints' / 'last.ckpt'}")])
     assert [str(w.message) for w in caught if "workers" in str(w.message)] == []
+
+
+@pytest.fixture
+def matmul_precision():
+    """PyTorch's float32 matmul precision, as found, restored after the test whatever it did."""
+    before = torch.get_float32_matmul_precision()
+    yield before
+    torch.set_float32_matmul_precision(before)
+
+
+def test_float32_matmul_precision_holds_for_the_run_and_the_process_gets_its_own_back(fashion, matmul_precision):
+    class Record(L.Callback):
+        def on_train_start(self, trainer, pl_module) -> None:
+            seen.append(torch.get_float32_matmul_precision())
+
+    seen = []
+    cli = build_cli([*cli_args(fashion, "--trainer.max_epochs=1"), "--float32_matmul_precision=medium"], run=False)
+    cli.trainer.callbacks.append(Record())
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert seen == ["medium"]
+    assert torch.get_float32_matmul_precision() == matmul_precision  # (a notebook's next run starts from its own)
+    cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=1"), "--float32_matmul_precision=high"])
+    assert yaml.safe_load((run_dir(fashion, 1) / "config.yaml").read_text())["float32_matmul_precision"] == "high"
+    assert torch.get_float32_matmul_precision() == matmul_precision
+
+
+def test_float32_matmul_precision_is_set_again_in_a_spawned_worker(matmul_precision):
+    # ddp_spawn's workers unpickle the Trainer's callbacks (no __init__) and begin with PyTorch's default.
+    in_worker = pickle.loads(pickle.dumps(MatmulPrecision("medium")))
+    torch.set_float32_matmul_precision("highest")
+    in_worker.setup(None, None, "fit")
+    assert torch.get_float32_matmul_precision() == "medium"
 
 
 def test_cli_main_from_a_notebook_does_not_warn_about_the_kernels_argv(fashion, monkeypatch, capsys):
