@@ -3,6 +3,7 @@
 import signal
 import sys
 
+import torch
 from lightning import Trainer
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -189,6 +190,7 @@ def cli_main(args: ArgsType = None) -> FashionCLI | None:
     """
     silence_known_noise()
     argv, sigint = sys.argv[1:] if args is None else args, signal.getsignal(signal.SIGINT)
+    matmul_precision = torch.get_float32_matmul_precision()  # (--float32_matmul_precision: for the run only)
     try:
         code = run_without_lightning_cli(argv)
         if code is not None:  # classify, export, serve, sweep or --version
@@ -219,6 +221,7 @@ def cli_main(args: ArgsType = None) -> FashionCLI | None:
             signal.signal(signal.SIGINT, sigint)
         raise
     finally:  # the run is over, however it ended (a notebook's kernel lives on):
+        torch.set_float32_matmul_precision(matmul_precision)  # (ddp_spawn's workers ran the callback's teardown)
         stop_forwarding()
         release_locks()  # another process (or this one) may resume it now
         forget_claims()  # its folders are its own (the handlers above removed those it left unused)

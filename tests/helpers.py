@@ -185,6 +185,17 @@ class LogsGradientNorm(L.Callback):
         pl_module.log("grad/norm", torch.cat([p.grad.flatten() for p in pl_module.parameters()]).norm())
 
 
+class RecordMatmulPrecision(L.Callback):
+    """Appends the float32 matmul precision that each process trains with to ``path`` (a spawned worker's too)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        with open(self.path, "a") as record:
+            record.write(torch.get_float32_matmul_precision() + "\n")
+
+
 class CtrlCInSetup(L.Callback):
     """Ctrl-C while the Trainer sets up a fit, before training (Lightning turns it into an exit with status 1)."""
 

@@ -1,7 +1,6 @@
 """fit / validate / test / predict through ``cli_main``, as a user runs them, on the tiny fixture."""
 
 import os
-import pickle
 import re
 import shutil
 import subprocess
@@ -17,7 +16,7 @@ import yaml
 from lightning.pytorch.callbacks import Checkpoint
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from fashion_lightning.callbacks import MatmulPrecision, StepProgressBar
+from fashion_lightning.callbacks import StepProgressBar
 from fashion_lightning.cli import build_cli, cli_main
 from fashion_lightning.errors import ConfigurationError
 from fashion_lightning.lit_module import FashionClassifier
@@ -484,12 +483,15 @@ def test_float32_matmul_precision_holds_for_the_run_and_the_process_gets_its_own
     assert torch.get_float32_matmul_precision() == matmul_precision
 
 
-def test_float32_matmul_precision_is_set_again_in_a_spawned_worker(matmul_precision):
-    # ddp_spawn's workers unpickle the Trainer's callbacks (no __init__) and begin with PyTorch's default.
-    in_worker = pickle.loads(pickle.dumps(MatmulPrecision("medium")))
-    torch.set_float32_matmul_precision("highest")
-    in_worker.setup(None, None, "fit")
-    assert torch.get_float32_matmul_precision() == "medium"
+@pytest.mark.slow
+def test_float32_matmul_precision_reaches_ddp_spawn_workers_and_ends_with_the_run(fashion, matmul_precision, tmp_path):
+    # The workers ddp_spawn starts begin with PyTorch's default; the launching process runs no callback hook.
+    seen = tmp_path / "seen.txt"
+    spawn = ["--trainer.strategy=ddp_spawn", "--trainer.devices=2", "--trainer.max_epochs=1"]
+    record = ["--trainer.callbacks+=tests.helpers.RecordMatmulPrecision", f"--trainer.callbacks.path={seen}"]
+    cli_main(["fit", *cli_args(fashion, *spawn, *record), "--float32_matmul_precision=medium"])
+    assert seen.read_text().split() == ["medium", "medium"]  # each worker's
+    assert torch.get_float32_matmul_precision() == matmul_precision
 
 
 def test_cli_main_from_a_notebook_does_not_warn_about_the_kernels_argv(fashion, monkeypatch, capsys):
