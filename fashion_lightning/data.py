@@ -1,4 +1,4 @@
-"""Fashion-MNIST as in-memory tensors: classes, dataset, train/val split, resumable loader, batch augmentation."""
+"""Fashion-MNIST as in-memory tensors: classes, dataset, train/val split, resumable loader."""
 
 import itertools
 import logging
@@ -7,7 +7,6 @@ import os
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
@@ -229,26 +228,3 @@ def make_loader(dataset: Dataset, sampler: ResumableSampler, num_workers: int, c
         persistent_workers=num_workers > 0,
         pin_memory=False,
     )
-
-
-def random_crop_flip(images: Tensor, padding: int = 2, flip: bool = True) -> Tensor:
-    """Shift each image by up to ``padding`` pixels (zero fill) and mirror half of them left-right.
-
-    Args:
-        images: (B, C, H, W) batch in [0, 1]; the result has the same shape, range and order.
-        padding: Largest shift in pixels, drawn independently per image and axis.
-        flip: Also mirror a random half of the images (clothing is left-right symmetric).
-    """
-    batch, _, height, width = images.shape
-    device = images.device
-    padded = F.pad(images, (padding, padding, padding, padding))  # (B, C, H + 2p, W + 2p)
-    top = torch.randint(0, 2 * padding + 1, (batch, 1), device=device)
-    left = torch.randint(0, 2 * padding + 1, (batch, 1), device=device)
-    rows = (top + torch.arange(height, device=device))[:, None, :, None]  # (B, 1, H, 1)
-    cols = (left + torch.arange(width, device=device))[:, None, None, :]  # (B, 1, 1, W)
-    channels = torch.arange(images.shape[1], device=device)[None, :, None, None]  # (1, C, 1, 1)
-    shifted = padded[torch.arange(batch, device=device)[:, None, None, None], channels, rows, cols]
-    if not flip:
-        return shifted
-    mirror = torch.rand(batch, device=device) < 0.5
-    return torch.where(mirror[:, None, None, None], shifted.flip(-1), shifted)

@@ -9,6 +9,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, SequentialSampler
 
+from fashion_lightning.augmentation import random_crop_flip
 from fashion_lightning.batch_counting import Grouping, choose_grouping, steps_per_epoch
 from fashion_lightning.data import (
     CLASS_NAMES,
@@ -17,7 +18,6 @@ from fashion_lightning.data import (
     ResumableSampler,
     batch_as_is,
     make_loader,
-    random_crop_flip,
     split_into_steps,
     split_train_val,
     step_batches,

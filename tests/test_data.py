@@ -7,7 +7,8 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 from torchvision.transforms.functional import to_tensor
 
-from fashion_lightning.data import CLASS_NAMES, ResumableSampler, batch_as_is, random_crop_flip
+from fashion_lightning.augmentation import random_crop_flip
+from fashion_lightning.data import CLASS_NAMES, ResumableSampler, batch_as_is
 from fashion_lightning.datamodule import FashionMNISTDataModule
 from fashion_lightning.errors import ConfigurationError, DataUnavailableError
 from fashion_lightning.raw_files import cache_path, load_split
