@@ -79,6 +79,13 @@ def set_run_version(config, version: int | str | None) -> None:
         logger.init_args.version = version
 
 
+def set_purge_step(config, step: int | None) -> None:
+    """Give ``purge_step`` to every logger of the run's folder that takes one (TensorBoard's)."""
+    for logger in run_loggers(config):
+        if "purge_step" in logger.init_args:
+            logger.init_args.purge_step = step
+
+
 def folder_loggers_elsewhere(config) -> dict[Path, list[int]]:
     """The TensorBoard and CSV loggers that write outside the run's folder (not ``run_loggers``: all of them after a
     W&B or MLflow logger, or one with a ``save_dir`` of its own) with no version given: their positions in the list,

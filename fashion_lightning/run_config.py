@@ -42,7 +42,5 @@ class RunConfigSaver(SaveConfigCallback):
             logger_layout.set_logger_versions(self.config, self.chosen_elsewhere, None)
             if self.resumed:
                 self.config.ckpt_path = None
-                for logger in logger_layout.run_loggers(self.config):
-                    if "purge_step" in logger.init_args:
-                        logger.init_args.purge_step = None
+                logger_layout.set_purge_step(self.config, None)
         super().setup(trainer, pl_module, stage)

@@ -123,9 +123,7 @@ def continue_run(config, subcommand: str, step: int) -> bool:
             lock_run(run_dir)
         # TensorBoard drops what the killed run logged after this step, so curves have no duplicates (values at
         # the checkpoint's own step, such as its epoch's validation, were logged before it).
-        for logger in logger_layout.run_loggers(config):
-            if "purge_step" in logger.init_args:
-                logger.init_args.purge_step = step + 1
+        logger_layout.set_purge_step(config, step + 1)
     return True
 
 
