@@ -59,6 +59,17 @@ prepare_data() {  # once, outside the timed commands (a user's first fit does it
     python3 -c "from fashion_lightning.datamodule import FashionMNISTDataModule as D; D(data_dir='$DATA').prepare_data()"
 }
 
+cnn_recipe() {  # $1: the reports' name; then more arguments for accuracy.py
+    local name=$1
+    shift
+    prepare_data
+    rm -rf /tmp/cnn && mkdir -p /tmp/cnn
+    TMPDIR=/tmp/cnn timeout 110 python3 benchmarks/accuracy.py --recipes cnn --device cuda --data-dir $DATA "$@" 2>&1 |
+        tail -8 | tee "$OUT/accuracy_$name.txt"
+    # where its time goes: each command's seconds (end of its log) and each epoch's training time
+    { tail -30 /tmp/cnn/*/cnn.log; python3 -c "$EPOCH_TIMES" /tmp/cnn; } > "$OUT/${name}_detail.txt" 2>&1
+}
+
 part() {
     local started=$SECONDS
     case "$1" in
@@ -68,17 +79,9 @@ part() {
     timing)  # the seed loop (6-7 s an epoch there) is left out: it is not in these targets
         timeout 130 python3 benchmarks/epoch_time.py --device cuda --epochs 3 --rounds 2 --only floor fit graph --data-dir $DATA 2>&1 | tail -20 | tee "$OUT/epoch_time_cuda.txt" ;;
     cnn)
-        prepare_data
-        rm -rf /tmp/cnn && mkdir -p /tmp/cnn
-        TMPDIR=/tmp/cnn timeout 110 python3 benchmarks/accuracy.py --recipes cnn --device cuda --data-dir $DATA 2>&1 | tail -8 | tee "$OUT/accuracy_cuda.txt"
-        # where its time goes: each command's seconds (end of its log) and each epoch's training time
-        { tail -30 /tmp/cnn/*/cnn.log; python3 -c "$EPOCH_TIMES" /tmp/cnn; } > "$OUT/cnn_detail.txt" 2>&1 ;;
+        cnn_recipe cnn ;;
     cnn_autotune)  # the same with cuDNN's autotuner: is it what brings the recipe under 40 s? (not yet measured)
-        prepare_data
-        rm -rf /tmp/cnn && mkdir -p /tmp/cnn
-        TMPDIR=/tmp/cnn timeout 110 python3 benchmarks/accuracy.py --recipes cnn --device cuda --data-dir $DATA \
-            --fit-args=--trainer.benchmark=true 2>&1 | tail -8 | tee "$OUT/accuracy_autotune_cuda.txt"
-        { grep '^# ' /tmp/cnn/*/cnn.log; python3 -c "$EPOCH_TIMES" /tmp/cnn; } > "$OUT/cnn_autotune_detail.txt" 2>&1 ;;
+        cnn_recipe cnn_autotune --fit-args=--trainer.benchmark=true ;;
     profile)  # where the CNN recipe's seconds go besides training: imports, and cProfile of a 3-epoch fit and a test
         prepare_data
         python3 -X importtime -c "import fashion_lightning.cli" 2>&1 | sort -t'|' -k2 -n -r | head -40 > "$OUT/importtime.txt"
