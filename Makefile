@@ -34,8 +34,7 @@ test-system:
 	else echo "Missing Debian packages ($$missing): the tests that need them are skipped."; fi
 
 train: setup data
-	$(BIN)/fashion-lightning fit
-	$(BIN)/fashion-lightning test --ckpt_path best
+	$(BIN)/fashion-lightning fit --test_after_fit true
 
 test: setup data test-system
 	$(BIN)/python -m pytest

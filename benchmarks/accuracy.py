@@ -5,9 +5,11 @@
     python benchmarks/accuracy.py --device cuda          # the same commands with --trainer.accelerator gpu
     python benchmarks/accuracy.py --recipes cnn --fit-args="--trainer.max_epochs=1"   # more flags for fit and test
 
-Each recipe is ``fashion-lightning fit --config configs/<recipe>.yaml`` (model selection on the validation
-split only) followed by one ``fashion-lightning test`` of its best checkpoint on the official 10,000 test
-images. "seed-loop" is the seed's plain PyTorch loop (benchmarks/epoch_time.py) for 5 epochs.
+Each recipe is ``fashion-lightning fit --config configs/<recipe>.yaml --test_after_fit true``: model selection on
+the validation split only, then one test of its best checkpoint on the official 10,000 test images, in the same
+process. ``--separate-test`` runs that test as a second command (``fashion-lightning test --ckpt_path <its
+best.ckpt>``) instead, as this script did before ``--test_after_fit``. "seed-loop" is the seed's plain PyTorch loop
+(benchmarks/epoch_time.py) for 5 epochs.
 """
 
 import argparse
@@ -69,13 +71,16 @@ def recipe(name: str, args, workdir: Path) -> dict:
         *device,
         *given,
     ]
-    fit = ["fashion-lightning", "fit", f"--config=configs/{name}.yaml", *common]
-    run([sys.executable, "-m", "fashion_lightning", *fit[1:]], log)
-    best = max((logs / name).glob("version_*/checkpoints/best.ckpt"), key=lambda p: p.stat().st_mtime)
-    test = ["fashion-lightning", "test", f"--config=configs/{name}.yaml", *common, f"--ckpt_path={best}"]
-    output = run([sys.executable, "-m", "fashion_lightning", *test[1:]], log)
+    then_test = [] if args.separate_test else ["--test_after_fit=true"]
+    fit = ["fashion-lightning", "fit", f"--config=configs/{name}.yaml", *then_test, *common]
+    output = run([sys.executable, "-m", "fashion_lightning", *fit[1:]], log)
+    shown = [" ".join([*fit[: 3 + len(then_test)], *given])]
+    if args.separate_test:
+        best = max((logs / name).glob("version_*/checkpoints/best.ckpt"), key=lambda p: p.stat().st_mtime)
+        test = ["fashion-lightning", "test", f"--config=configs/{name}.yaml", *common, f"--ckpt_path={best}"]
+        output = run([sys.executable, "-m", "fashion_lightning", *test[1:]], log)
+        shown.append(" ".join([*test[:3], *given]) + " --ckpt_path <its best.ckpt>")
     accuracy = float(re.findall(r"test/acc: ([0-9.]+) on [0-9,]+ images", output)[-1])
-    shown = [" ".join([*fit[:3], *given]), " ".join([*test[:3], *given]) + " --ckpt_path <its best.ckpt>"]
     return {"accuracy": accuracy, "seconds": time.perf_counter() - start, "commands": shown}
 
 
@@ -86,6 +91,9 @@ def main() -> None:
     parser.add_argument("--data-dir", default=str(ROOT / "data"))
     parser.add_argument(
         "--fit-args", default="", help='more flags for fit and test, after an "=": --fit-args="--trainer.max_epochs=1"'
+    )
+    parser.add_argument(
+        "--separate-test", action="store_true", help="test in a second command, not in fit's process (--test_after_fit)"
     )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="fashion-accuracy-"))

@@ -20,7 +20,6 @@ from fashion_lightning.callbacks import (
     resume,
 )
 from fashion_lightning.callbacks.arrangement import arrange_callbacks, trainer_kwargs
-from fashion_lightning.callbacks.matmul_precision import Float32MatmulPrecision
 from fashion_lightning.checkpoint_folders import (
     enter_checkpoint_folders,
     enter_given_run_dir,
@@ -28,9 +27,10 @@ from fashion_lightning.checkpoint_folders import (
 )
 from fashion_lightning.checkpointing import check_compatible, load_checkpoint
 from fashion_lightning.class_errors import class_error
-from fashion_lightning.cli_setup import cli_kwargs
+from fashion_lightning.cli_setup import add_run_arguments, cli_kwargs
 from fashion_lightning.datamodule import FashionMNISTDataModule
 from fashion_lightning.errors import FashionLightningError, own_error
+from fashion_lightning.final_test import test_after_fit
 from fashion_lightning.lit_module import FashionClassifier
 from fashion_lightning.options import (
     HOW_TO_RUN,
@@ -61,12 +61,7 @@ class FashionCLI(LightningCLI):
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")  # best.ckpt
         parser.add_lightning_class_args(LastCheckpoint, "last")  # last.ckpt, optionally every n steps
         parser.add_lightning_class_args(PredictionWriter, "predictions")  # predict: the CSV
-        parser.add_argument(
-            "--float32_matmul_precision",
-            type=Float32MatmulPrecision | None,
-            help="torch.set_float32_matmul_precision for the run: high or medium let a GPU's tensor cores do float32 "
-            "matrix products (faster, less exact: TF32 or bfloat16). Unset: PyTorch's default, highest.",
-        )
+        add_run_arguments(parser)  # --float32_matmul_precision, --test_after_fit
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/acc",
@@ -173,6 +168,10 @@ class FashionCLI(LightningCLI):
             check_compatible(self._checkpoint, self.model, self.config[self.subcommand].ckpt_path)
         if self.subcommand == "fit":
             forward_stop_signals(self.trainer)  # (under ddp_spawn: this process only waits for the fit's)
+
+    def after_fit(self) -> None:
+        if self.config["fit"].get("test_after_fit"):
+            test_after_fit(self.trainer, self.model, self.datamodule)
 
 
 def build_cli(args: ArgsType = None, run: bool = True) -> FashionCLI:

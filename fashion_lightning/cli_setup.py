@@ -1,7 +1,10 @@
 """The arguments ``FashionCLI`` is built with (``cli_kwargs``): the callbacks every run has, how its config is saved,
-and the parser's class and usage lines."""
+and the parser's class and usage lines; the run's own options beside the classes' (``add_run_arguments``)."""
+
+from lightning.pytorch.cli import LightningArgumentParser
 
 from fashion_lightning.callbacks import EpochTimer, FiniteLossGuard, ResumableRun, RunSummary, TensorBoardExtras
+from fashion_lightning.callbacks.matmul_precision import Float32MatmulPrecision
 from fashion_lightning.checkpointing import AtomicCheckpointIO
 from fashion_lightning.parse_errors import FashionArgumentParser
 from fashion_lightning.run_config import RunConfigSaver
@@ -36,3 +39,21 @@ def cli_kwargs() -> dict:
             "plugins": [{"class_path": f"{AtomicCheckpointIO.__module__}.{AtomicCheckpointIO.__qualname__}"}],
         },
     }
+
+
+def add_run_arguments(parser: LightningArgumentParser) -> None:
+    """The options of a run that belong to no class: ``--float32_matmul_precision`` and ``--test_after_fit``."""
+    parser.add_argument(
+        "--float32_matmul_precision",
+        type=Float32MatmulPrecision | None,
+        help="torch.set_float32_matmul_precision for the run: high or medium let a GPU's tensor cores do float32 "
+        "matrix products (faster, less exact: TF32 or bfloat16). Unset: PyTorch's default, highest.",
+    )
+    parser.add_argument(
+        "--test_after_fit",
+        type=bool,
+        default=False,
+        help="fit only (the other commands ignore it, so one config serves them all): after training, test the "
+        "best checkpoint on the test images in the same process, as `test --ckpt_path best` would without a second "
+        "start-up; the results are logged into the run's folder.",
+    )

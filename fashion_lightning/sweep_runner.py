@@ -81,7 +81,9 @@ def run_trial(trial: optuna.Trial, study: optuna.Study, options: dict, fit_args:
     mode = "max" if options["direction"] == "maximize" else "min"
     user_chose = any(arg.startswith("--checkpoint.monitor") for arg in fit_args)
     best = [] if user_chose else [f"--checkpoint.monitor={options['metric']}", f"--checkpoint.mode={mode}"]
-    args = ["fit", *best, *fit_args, *name, *flags, *resume]
+    # A trial is chosen by its validation: a test after each would show every trial the test images (for the best
+    # one: its best.ckpt, with `test --ckpt_path`).
+    args = ["fit", *best, *fit_args, *name, *flags, *resume, "--test_after_fit=false"]
     try:
         FashionCLI(FashionClassifier, FashionMNISTDataModule, **kwargs, args=args)
     except NonFiniteLossError as err:  # these values diverge: a result of the search, not a reason to stop it

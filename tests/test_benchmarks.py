@@ -78,11 +78,17 @@ def test_profile_fit_prints_the_profile_of_one_epoch(tmp_path, prepared):
 
 def test_accuracy_runs_the_cnn_recipe_end_to_end_and_shows_its_commands(tmp_path, prepared):
     flags = " ".join(["--trainer.max_epochs=1", *TINY])
-    out = report(tmp_path, "accuracy.py", "--recipes", "cnn", f"--data-dir={prepared}", f"--fit-args={flags}")
-    row = re.search(r"^\| cnn \| (\d+\.\d+)% \| \d+\.\d+ min \| (.*) \|$", out, re.MULTILINE)
-    assert row, out
-    assert 0 <= float(row.group(1)) <= 100
-    assert f"`fashion-lightning fit --config=configs/cnn.yaml {flags}`" in row.group(2)
+    recipe = ["--recipes", "cnn", f"--data-dir={prepared}", f"--fit-args={flags}"]
+    rows = {}
+    for form in ([], ["--separate-test"]):  # the test in fit's process, or as a second command
+        out = report(tmp_path, "accuracy.py", *recipe, *form)
+        row = re.search(r"^\| cnn \| (\d+\.\d+)% \| \d+\.\d+ min \| (.*) \|$", out, re.MULTILINE)
+        assert row, out
+        rows[bool(form)] = row.groups()
+    assert rows[False][1] == f"`fashion-lightning fit --config=configs/cnn.yaml --test_after_fit=true {flags}`"
+    assert rows[True][1].startswith(f"`fashion-lightning fit --config=configs/cnn.yaml {flags}`<br>")
+    assert f"`fashion-lightning test --config=configs/cnn.yaml {flags} --ckpt_path <its best.ckpt>`" in rows[True][1]
+    assert rows[False][0] == rows[True][0]  # the same best checkpoint, the same test accuracy
 
 
 def test_serve_load_prints_a_row_per_batching_and_client_count(tmp_path):

@@ -174,6 +174,49 @@ def test_evaluating_without_a_checkpoint_warns_that_the_model_is_untrained(fashi
     assert cli.model.evaluated_images["test"] == TEST_COUNT  # (it still runs: evaluating a fresh model is allowed)
 
 
+def test_test_after_fit_tests_the_best_checkpoint_in_the_same_process_and_logs_into_the_run(fashion, capsys):
+    cli = cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=2", "--test_after_fit=true")])
+    best = run_dir(fashion) / "checkpoints" / "best.ckpt"
+    assert Path(cli.trainer.ckpt_path) == best  # the weights tested: best.ckpt's, not the fit's last
+    assert cli.model.evaluated_images["test"] == TEST_COUNT
+    out = capsys.readouterr().out
+    assert out.index("Run summary") < out.index(f"test/acc: {float(cli.trainer.callback_metrics['test/acc']):.4f}")
+    events = EventAccumulator(str(run_dir(fashion)))
+    events.Reload()
+    assert events.Scalars("test/acc")[0].step == cli.trainer.global_step  # in the fit's own run, as `test` logs
+    assert yaml.safe_load((run_dir(fashion) / "config.yaml").read_text())["test_after_fit"] is True
+    # the same numbers as the separate command; which ignores the option, so that one config serves both
+    separate = cli_main(["test", *cli_args(fashion, f"--ckpt_path={best}", "--test_after_fit=true")])
+    for key in ("test/acc", "test/loss"):
+        assert separate.trainer.callback_metrics[key] == cli.trainer.callback_metrics[key]
+    plain = cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=1")])
+    assert "test" not in plain.model.evaluated_images  # off by default: fit only fits
+
+
+@pytest.mark.parametrize(
+    ("flag", "why"),
+    [("--trainer.limit_val_batches=0", "no validation chose one"), ("--trainer.enable_checkpointing=false", "no ch")],
+)
+def test_test_after_fit_without_a_best_checkpoint_tests_the_final_weights_and_says_so(fashion, caplog, flag, why):
+    with caplog.at_level("INFO"):
+        cli = cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=1", "--test_after_fit=true", flag)])
+    assert cli.trainer.ckpt_path is None  # no file loaded: the weights the fit ended with
+    assert cli.model.evaluated_images["test"] == TEST_COUNT
+    assert f"--test_after_fit: no best checkpoint ({why}" in caplog.text
+    assert "testing the weights the fit ended with." in caplog.text
+
+
+def test_a_fit_stopped_by_a_signal_tests_nothing(fashion, capsys):
+    signaller = ["--trainer.callbacks+=tests.helpers.SignalInEpochOne", "--trainer.callbacks.signal_name=SIGTERM"]
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", *cli_args(fashion, "--trainer.max_epochs=3", "--test_after_fit=true", *signaller)])
+    assert exit_info.value.code == 128 + 15
+    assert "test/acc" not in capsys.readouterr().out
+    events = EventAccumulator(str(run_dir(fashion)))
+    events.Reload()
+    assert "test/acc" not in events.Tags()["scalars"]
+
+
 def test_checkpoint_rebuilds_its_model_alone(fitted):
     best = run_dir(fitted) / "checkpoints" / "best.ckpt"
     raw = torch.load(best, weights_only=True)  # no pickled objects anywhere in it

@@ -305,6 +305,15 @@ def test_each_trials_best_checkpoint_is_its_best_by_the_sweeps_metric(fashion):
     assert trial.value == pytest.approx(min(losses))
 
 
+def test_a_sweeps_trials_never_test_even_when_the_fit_options_ask_for_it(fashion, capsys):
+    storage = f"sqlite:///{fashion.root / 's.db'}"
+    args = sweep_command(fashion, storage, "--n_trials=1")[4:]
+    cli_main(["sweep", *args, "--trainer.max_epochs=1", "--test_after_fit=true"])  # (e.g. in the recipe's config)
+    _, (trial,) = finished_trials(storage)
+    assert "test/acc" not in capsys.readouterr().out
+    assert yaml.safe_load((Path(trial.user_attrs["run_dir"]) / "config.yaml").read_text())["test_after_fit"] is False
+
+
 def test_the_pruner_gets_the_last_validation_of_each_epoch_once(fashion):
     # Validations inside an epoch (here 2 an epoch): optuna-integration's callback reported each epoch again at each of
     # them, and Optuna ignored those with a warning.
