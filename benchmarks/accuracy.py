@@ -32,12 +32,17 @@ ANCHORS = [
 
 
 def run(command: list[str], log: Path) -> str:
+    """Run ``command``, each line of its output logged with the seconds since it started (where a recipe's wall time
+    goes: start-up, training, the test), and its total at the end; returns the log."""
     with open(log, "a") as handle:
         handle.write("$ " + " ".join(command) + "\n")
-        handle.flush()
         start = time.perf_counter()
-        subprocess.run(command, check=True, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT)
-        handle.write(f"# {time.perf_counter() - start:.1f} s\n")  # where a recipe's wall time goes: fit or test
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT) as child:
+            for line in child.stdout:
+                handle.write(f"[{time.perf_counter() - start:6.1f} s] {line}")
+        if child.returncode:
+            raise subprocess.CalledProcessError(child.returncode, command)
+        handle.write(f"# {time.perf_counter() - start:.1f} s\n")
     return log.read_text()
 
 

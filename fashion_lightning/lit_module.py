@@ -8,28 +8,16 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchmetrics import MaxMetric, MeanMetric, MetricCollection, SumMetric
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics import MaxMetric
 
 from fashion_lightning.data import step_batches
 from fashion_lightning.hparam_checks import TAKES_EFFECT_WITH, check_hparams, warn_unused
+from fashion_lightning.metrics import stage_metrics, unshare_metric_states
 from fashion_lightning.model import net_from_hparams
 from fashion_lightning.optimizers import build_optimizer
 from fashion_lightning.training import TrainingSteps
 
 STAGES = ("val", "test")  # training keeps device-side sums instead (see TrainingSteps)
-
-
-def stage_metrics(stage: str, num_classes: int) -> MetricCollection:
-    """Accuracy, mean loss and image count (exactly once under DDP) of an evaluation stage."""
-    # validate_args=False skips per-update input checks: the data module guarantees int64 labels in range.
-    # nan_strategy="disable": a NaN check would sync the GPU every step; FiniteLossGuard watches the loss instead.
-    metrics = {
-        "acc": MulticlassAccuracy(num_classes, average="micro", validate_args=False),
-        "loss": MeanMetric(nan_strategy="disable"),
-    }
-    metrics["images"] = SumMetric()
-    return MetricCollection(metrics, prefix=f"{stage}/", compute_groups=False)
 
 
 class FashionClassifier(L.LightningModule):
@@ -128,6 +116,9 @@ class FashionClassifier(L.LightningModule):
                 if group.get("capturable"):  # set by the CUDA-graph step on a GPU; eager steps anywhere need False
                     group["capturable"] = False
         return checkpoint
+
+    def setup(self, stage: str) -> None:
+        unshare_metric_states(self)  # (in each process, before any metric is updated)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.upgrade_checkpoint(checkpoint)

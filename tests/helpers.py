@@ -18,7 +18,6 @@ from fashion_lightning.cuda_graph import CapturedSteps
 from fashion_lightning.tiny_fashion import TEST_COUNT, TRAIN_COUNT
 
 __all__ = [
-    "CtrlCInSecondSetup",
     "CtrlCInSetup",
     "PlannedOnly",
     "SignalInEpochOne",
@@ -197,20 +196,17 @@ class RecordMatmulPrecision(L.Callback):
 
 
 class CtrlCInSetup(L.Callback):
-    """Ctrl-C while the Trainer sets up a fit, before training (Lightning turns it into an exit with status 1)."""
-
-    def setup(self, trainer, pl_module, stage: str) -> None:
-        os.kill(os.getpid(), signal.SIGINT)
-
-
-class CtrlCInSecondSetup(L.Callback):
-    """Ctrl-C while the second fit of this process sets up (a sweep's second trial); set ``fits = 0`` first."""
+    """Ctrl-C while a fit sets up, before training (Lightning turns it into an exit with status 1): the ``at_fit``-th
+    fit of this process since ``fits`` was set to 0 (2: a sweep's second trial, each trial building its own)."""
 
     fits = 0
 
+    def __init__(self, at_fit: int = 1) -> None:
+        self.at_fit = at_fit
+
     def setup(self, trainer, pl_module, stage: str) -> None:
         type(self).fits += 1
-        if type(self).fits == 2:
+        if type(self).fits == self.at_fit:
             os.kill(os.getpid(), signal.SIGINT)
 
 

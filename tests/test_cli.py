@@ -537,6 +537,25 @@ def test_float32_matmul_precision_reaches_ddp_spawn_workers_and_ends_with_the_ru
     assert torch.get_float32_matmul_precision() == matmul_precision
 
 
+@pytest.mark.slow
+def test_test_after_fit_under_ddp_spawn_tests_the_best_checkpoint_the_workers_chose(fashion, capfd):
+    # The launching process trains nothing: it learns the best checkpoint and the fit's end from worker 0.
+    spawn = ["--trainer.strategy=ddp_spawn", "--trainer.devices=2", "--trainer.max_epochs=2"]
+    cli_main(["fit", *cli_args(fashion, *spawn, "--test_after_fit=true")])
+    best = run_dir(fashion) / "checkpoints" / "best.ckpt"
+    out, err = capfd.readouterr()
+    assert f"Loaded model weights from the checkpoint at {best}" in out + err  # (said by a worker)
+    said = r"test/acc: [0-9.]+ on [0-9,]+ images"
+    tested_after_fit = re.findall(said, out)
+    # each test image once (its workers had counted them into one shared count, twice: metrics.py)
+    assert tested_after_fit[0].endswith(f"on {TEST_COUNT} images")
+    events = EventAccumulator(str(run_dir(fashion)))
+    events.Reload()
+    assert [event.value for event in events.Scalars("val/images")] == [64, 64]  # so was each validation image
+    cli_main(["test", *cli_args(fashion, f"--ckpt_path={best}")])
+    assert re.findall(said, capfd.readouterr().out) == tested_after_fit
+
+
 def test_cli_main_from_a_notebook_does_not_warn_about_the_kernels_argv(fashion, monkeypatch, capsys):
     # A Jupyter kernel's own arguments are in sys.argv; cli_main(args) replaces them, as documented.
     monkeypatch.setattr(sys, "argv", ["ipykernel_launcher.py", "-f", "/tmp/kernel-1.json"])

@@ -34,6 +34,7 @@ from fashion_lightning.run_claims import release_unused_claims, remember_claim
 from fashion_lightning.run_lock import lock_path, lock_run
 from fashion_lightning.runs import versions
 from tests.helpers import (
+    CtrlCInSetup,
     assert_same_weights,
     cli_args,
     fit_command,
@@ -742,6 +743,7 @@ def test_a_claimed_folder_that_holds_a_checkpoint_is_never_removed(tmp_path):
 
 def test_ctrl_c_before_training_leaves_no_run_folder_and_ctrl_c_working(fashion):
     sigint = signal.getsignal(signal.SIGINT)
+    CtrlCInSetup.fits = 0
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["fit", *cli_args(fashion), "--trainer.callbacks+=tests.helpers.CtrlCInSetup"])
     assert exit_info.value.code != 0

@@ -383,11 +383,13 @@ def test_ddp_on_two_cpu_processes_fit_resume_on_one_and_two_and_exact_test(fashi
     output = run("fit", "--trainer.max_epochs=2", "--ckpt_path=last")  # on one process
     assert "global batch changes from 64 to 32" in output
     last_ckpt(fashion.logs).write_bytes(written_by_two)  # the same checkpoint again, now on two
-    run("fit", *ddp, "--trainer.max_epochs=2", "--ckpt_path=last")
+    output = run("fit", *ddp, "--trainer.max_epochs=2", "--ckpt_path=last", "--test_after_fit=true")
     assert torch.load(last_ckpt(fashion.logs), weights_only=True)["epoch"] == 1
+    tested_after_fit = re.findall(r"test/acc: [0-9.]+ on [0-9,]+ images", output)
     best = last_ckpt(fashion.logs).with_name("best.ckpt")
     output = run("test", *ddp, f"--ckpt_path={best}")
     assert "on 160 images" in output  # every test image exactly once, none padded in
+    assert tested_after_fit == re.findall(r"test/acc: [0-9.]+ on [0-9,]+ images", output)  # (said once, by rank 0)
 
 
 @pytest.mark.slow

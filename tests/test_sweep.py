@@ -17,7 +17,7 @@ import yaml
 
 from fashion_lightning.cli import cli_main
 from fashion_lightning.runs import versions
-from tests.helpers import CtrlCInSecondSetup, cli_args, free_port, wait_for
+from tests.helpers import CtrlCInSetup, cli_args, free_port, wait_for
 
 optuna = pytest.importorskip("optuna")
 SPACE = {
@@ -261,10 +261,11 @@ def test_a_trial_whose_loss_diverges_is_pruned_and_the_sweep_goes_on(fashion, ca
 
 
 def test_a_trial_stopped_before_training_keeps_the_earlier_trials_runs(fashion):
-    CtrlCInSecondSetup.fits = 0
+    CtrlCInSetup.fits = 0
     args = sweep_command(fashion, f"sqlite:///{fashion.root / 's.db'}", "--n_trials=3")[4:]
+    second = ["--trainer.callbacks+=tests.helpers.CtrlCInSetup", "--trainer.callbacks.at_fit=2"]
     with pytest.raises(SystemExit) as stopped:
-        cli_main(["sweep", *args, "--trainer.max_epochs=1", "--trainer.callbacks+=tests.helpers.CtrlCInSecondSetup"])
+        cli_main(["sweep", *args, "--trainer.max_epochs=1", *second])
     assert stopped.value.code != 0
     assert versions(fashion.logs / "t") == [0]  # (was []: trial 0's run went with trial 1's empty folder)
     assert (fashion.logs / "t" / "version_0" / "checkpoints" / "best.ckpt").is_file()

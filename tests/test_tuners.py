@@ -85,6 +85,15 @@ def test_ema_weight_averaging_updates_its_average_after_every_optimizer_step(fas
     assert int(averaging._average_model.n_averaged) == 2 * STEPS_PER_EPOCH
 
 
+def test_a_test_after_fit_with_ema_tests_the_average_as_the_test_command_does(fashion):
+    # Lightning's callback, still holding the fit's average, loaded best.ckpt's raw weights over the average.
+    ema = ["--trainer.max_epochs=2", "--trainer.callbacks+=EMAWeightAveraging"]
+    cli = cli_main(["fit", *cli_args(fashion, *ema), "--test_after_fit=true"])
+    tested = cli.trainer.callback_metrics["test/loss"]
+    separate = cli_main(["test", *cli_args(fashion, "--ckpt_path=best")])  # (best.ckpt's weights are the average)
+    assert tested == separate.trainer.callback_metrics["test/loss"]
+
+
 def test_stochastic_weight_averaging_ends_at_the_average_with_its_batchnorm_statistics(fashion):
     # SWA's last epoch only recomputes BatchNorm statistics for the averaged weights: Lightning skips backward and
     # the update there under automatic optimization only. The module trained that epoch on, away from the average.
