@@ -5,6 +5,8 @@ imports Lightning again, starts CUDA again and loads the data again: 13.8 s of t
 (README, Performance).
 """
 
+import warnings
+
 import lightning as L
 from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.trainer.states import TrainerStatus
@@ -30,7 +32,9 @@ def test_after_fit(trainer: L.Trainer, model: L.LightningModule, datamodule: L.L
     callbacks = trainer.callbacks
     trainer.callbacks = [callback for callback in callbacks if not isinstance(callback, WeightAveraging)]
     try:
-        # An explicit path, not "best": beside --last, Lightning would warn that it takes the first one's.
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+        with warnings.catch_warnings():  # (Lightning's advice to add back the callback just left out)
+            warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks used")
+            # An explicit path, not "best": beside --last, Lightning would warn that it takes the first one's.
+            trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
     finally:
         trainer.callbacks = callbacks

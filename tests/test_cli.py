@@ -455,6 +455,7 @@ def test_default_commands_print_no_warnings(fashion):
         ["fit", *args, "--trainer.max_epochs=1", "--trainer.logger.init_args.log_graph=true"],  # (torch.jit.trace)
         ["fit", *args, "--trainer.max_epochs=1", "--trainer.precision=bf16-mixed"],  # (the model summary's sizes)
         ["fit", *args, "--trainer.max_epochs=1", "--trainer.devices=2", "--trainer.strategy=ddp_spawn"],  # (spawned)
+        ["fit", *args, "--trainer.max_epochs=1", "--test_after_fit=true"],  # (make train)
     ]
     for command in commands:
         if command[0] == "test" and "elsewhere" in command[-1]:
