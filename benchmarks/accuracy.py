@@ -13,6 +13,7 @@ best.ckpt>``) instead, as this script did before ``--test_after_fit``. "seed-loo
 """
 
 import argparse
+import os
 import re
 import shlex
 import subprocess
@@ -37,7 +38,9 @@ def run(command: list[str], log: Path) -> str:
     with open(log, "a") as handle:
         handle.write("$ " + " ".join(command) + "\n")
         start = time.perf_counter()
-        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT) as child:
+        unbuffered = {**os.environ, "PYTHONUNBUFFERED": "1"}  # (each line timed when it is printed)
+        pipe = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+        with subprocess.Popen(command, **pipe, cwd=ROOT, env=unbuffered) as child:
             for line in child.stdout:
                 handle.write(f"[{time.perf_counter() - start:6.1f} s] {line}")
         if child.returncode:
