@@ -56,12 +56,14 @@ def write_best_config(best: optuna.trial.FrozenTrial, out) -> Path | None:
     config = yaml.safe_load(source.read_text())
     # A fresh run of the same recipe: its own version folder, no checkpoint to resume.
     config["ckpt_path"] = None
+    config.pop("test_after_fit", None)  # (off in every trial: the retrain is where the one test belongs)
     logger = (config.get("trainer") or {}).get("logger")
     if isinstance(logger, dict) and isinstance(logger.get("init_args"), dict):
         logger["init_args"]["version"] = None
         logger["init_args"].pop("purge_step", None)
     target = run_dir.parent / "best.yaml"
-    header = f"# Best trial {best.number} of study '{run_dir.parent.name}': fashion-lightning fit --config {target}\n"
+    command = f"fashion-lightning fit --config {target} --test_after_fit true"
+    header = f"# Best trial {best.number} of study '{run_dir.parent.name}': {command}\n"
     target.write_text(header + yaml.safe_dump(config, sort_keys=False))
-    print(f"Retrain it: fashion-lightning fit --config {target}", file=out)
+    print(f"Retrain it, then test it once: {command}", file=out)
     return target

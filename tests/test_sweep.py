@@ -65,9 +65,16 @@ def test_three_trial_sweep_reports_and_writes_a_config_that_retrains_the_best(fa
     assert "| trial | state | best val/acc | params | run folder |" in result.stdout
     assert f"Best: trial {study.best_trial.number}" in result.stdout
     best_yaml = runs / "best.yaml"
-    assert yaml.safe_load(best_yaml.read_text())["model"]["lr"] == pytest.approx(study.best_params["model.lr"])
-    cli = cli_main(["fit", f"--config={best_yaml}", *cli_args(fashion, "--trainer.max_epochs=1")])
+    best_config = yaml.safe_load(best_yaml.read_text())
+    assert best_config["model"]["lr"] == pytest.approx(study.best_params["model.lr"])
+    assert "test_after_fit" not in best_config  # (the trials' forced false)
+    assert f"Retrain it, then test it once: fashion-lightning fit --config {best_yaml} --test_after_fit true" in (
+        result.stdout
+    )
+    retrain = ["fit", f"--config={best_yaml}", *cli_args(fashion, "--trainer.max_epochs=1"), "--test_after_fit=true"]
+    cli = cli_main(retrain)
     assert cli.model.hparams.lr == pytest.approx(study.best_params["model.lr"])
+    assert "test" in cli.model.evaluated_images
     assert versions(runs) == [0, 1, 2, 3]  # a new run, not trial folder reused
     # --n_trials 0 only reports
     report = subprocess.run(sweep_command(fashion, storage, "--n_trials=0"), capture_output=True, text=True)
