@@ -80,9 +80,9 @@ def recipe(name: str, args, workdir: Path) -> dict:
         *given,
     ]
     then_test = [] if args.separate_test else ["--test_after_fit=true"]
-    fit = ["fashion-lightning", "fit", f"--config=configs/{name}.yaml", *then_test, *common]
-    output = run([sys.executable, "-m", "fashion_lightning", *fit[1:]], log)
-    shown = [" ".join([*fit[: 3 + len(then_test)], *given])]
+    fit = ["fashion-lightning", "fit", f"--config=configs/{name}.yaml", *then_test]
+    output = run([sys.executable, "-m", "fashion_lightning", *fit[1:], *common], log)
+    shown = [" ".join([*fit, *given])]
     if args.separate_test:
         best = max((logs / name).glob("version_*/checkpoints/best.ckpt"), key=lambda p: p.stat().st_mtime)
         test = ["fashion-lightning", "test", f"--config=configs/{name}.yaml", *common, f"--ckpt_path={best}"]

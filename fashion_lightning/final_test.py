@@ -12,16 +12,14 @@ from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.trainer.states import TrainerStatus
 from lightning.pytorch.utilities import rank_zero_info
 
-from fashion_lightning.callbacks import resume
-
 
 def test_after_fit(trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule) -> None:
     """Test the run's best checkpoint (``best.ckpt``) on the test images, logging into the run's own folder; the
     final weights where the run has no best checkpoint. A fit that did not finish (stopped, failed) tests nothing."""
-    if trainer.state.status != TrainerStatus.FINISHED or resume.stop_signal is not None:
+    if trainer.state.status != TrainerStatus.FINISHED:  # (a stop signal ends the fit by an exception: never here)
         return
     checkpoint = trainer.checkpoint_callback
-    best = getattr(checkpoint, "best_model_path", "") if checkpoint is not None else ""
+    best = getattr(checkpoint, "best_model_path", "")  # ("" without a checkpoint callback)
     if not best:
         # Lightning's ckpt_path="best" would raise here; the user asked for a test, so say which weights it is of.
         why = "no checkpoints are written" if checkpoint is None else "no validation chose one"
